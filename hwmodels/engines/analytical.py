@@ -1,0 +1,92 @@
+"""Analytical engine: closed forms over a fold schedule (numpy, no per-fold Python loop).
+
+Each fold i needs a_i = load_bytes_i / bandwidth DMA cycles before it, b_i = stream + fill +
+index cycles on the array, and s_i = store_bytes_i / bandwidth DMA cycles after it. One DMA
+engine serves loads and stores.
+
+* Without double buffering everything serialises: T = sum(a_i + b_i + s_i).
+* With double buffering the DMA runs ahead of the array, by how much depends on the buffers.
+  Two closed forms bound it: the two-stage flow-shop makespan with unbounded prefetch (Johnson
+  1954), LOWER = max_k ( sum_{j<=k} a'_j + sum_{j>=k} b_j ) + tail, and the lock-step schedule
+  where the DMA is at most one fold ahead, UPPER = a'_0 + sum_i max(b_i, a'_{i+1}) + b_last +
+  tail. We report their midpoint. a'_i is fold i's load plus the share of earlier stores written
+  during it: the store of an output tile that took L folds is spread evenly over the next L folds
+  (writes drain in the background at lower priority than reads, as in the event engine); what is
+  left after the last fold (at least the last tile's store) is the tail. When the folds are alike
+  (dense GEMMs) LOWER and UPPER nearly coincide; with bursty transfers and a DMA-bound op the
+  event engine (ping-pong buffers, one weight tile / input block ahead) lands between them.
+
+stall = T - sum(b) (cycles the array waits for memory); total = compute + fill/drain + index +
+stall (GEMM) or vector + stall (vector op).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..mapping import Schedule
+from . import ENGINES
+
+ENGINE_VERSION = ENGINES["analytical"]
+
+
+@dataclass(frozen=True)
+class Timing:
+    total_cycles: float
+    compute_cycles: float
+    fill_drain_cycles: float
+    index_overhead_cycles: float
+    vector_cycles: float
+    stall_cycles: float
+
+
+def _arrays(s: Schedule) -> tuple[np.ndarray, ...]:
+    if s.count == 1:
+        return s.stream, s.fill, s.index, s.load_bytes, s.store_bytes
+    return tuple(np.tile(x, s.count) for x in (s.stream, s.fill, s.index, s.load_bytes,
+                                               s.store_bytes))
+
+
+def makespan(busy: np.ndarray, load_cyc: np.ndarray, store_cyc: np.ndarray,
+             double_buffering: bool) -> float:
+    """Total cycles of a fold sequence (see the module docstring)."""
+    if busy.size == 0:
+        return 0.0
+    if not double_buffering:
+        return float(busy.sum() + load_cyc.sum() + store_cyc.sum())
+    n = busy.size
+    st = np.flatnonzero(store_cyc > 0)
+    diff = np.zeros(n + 1)
+    tail = 0.0
+    if st.size:
+        # a tile = the folds after the previous store up to and including this one
+        prev = np.empty_like(st)
+        prev[0] = -1
+        prev[1:] = st[:-1]
+        length = st - prev
+        chunk = store_cyc[st] / length
+        begin = st + 1
+        end = np.minimum(begin + length, n)
+        inside = np.clip(end - begin, 0, None)
+        diff += np.bincount(np.minimum(begin, n), weights=chunk, minlength=n + 1)
+        diff -= np.bincount(end, weights=chunk, minlength=n + 1)
+        tail = float((store_cyc[st] - chunk * inside).sum())
+    dma = load_cyc + np.cumsum(diff)[:n]
+    a_cum = np.cumsum(dma)
+    b_suf = np.cumsum(busy[::-1])[::-1]
+    lower = float(np.max(a_cum + b_suf) + tail)
+    # lock-step: the DMA works at most one fold ahead of the array
+    upper = float(dma[0] + np.maximum(busy[:-1], dma[1:]).sum() + busy[-1] + tail)
+    return 0.5 * (lower + upper)
+
+
+def time_schedule(s: Schedule, bytes_per_cycle: float, double_buffering: bool) -> Timing:
+    stream, fill, index, load, store = _arrays(s)
+    busy = (stream + fill + index).astype(np.float64)
+    total = makespan(busy, load / bytes_per_cycle, store / bytes_per_cycle, double_buffering)
+    work = float(busy.sum())
+    if s.kind == "vector":
+        return Timing(total, 0.0, 0.0, 0.0, work, total - work)
+    return Timing(total, float(stream.sum()), float(fill.sum()), float(index.sum()), 0.0,
+                  total - work)

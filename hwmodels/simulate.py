@@ -1,0 +1,128 @@
+"""`simulate(workload, accelerator, masks, engine) -> Report`: map every op, time it, price it.
+
+Ops run one after another (no overlap between ops; each op reads its operands from DRAM and
+writes its result back, no inter-op fusion). Masks attach to weight GEMMs by exact checkpoint
+parameter name. With `sparse_strategy: dense` a mask is accepted but ignored (a dense accelerator
+multiplies the zeros). Identical unmasked ops (attention matmuls, vector ops of every layer) are
+mapped and timed once per call.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+from . import mapping
+from .accelerator import Accelerator
+from .energy import op_energy_pj
+from .engines import ENGINES
+from .engines import analytical as _analytical
+from .report import OpReport, Report, combine
+from .resources import estimate
+from .sparsity import BlockMask, format_block, gemm_blocks
+from .workload import GemmOp, VectorOp, Workload
+
+
+def _engine(name: str):
+    if name == "analytical":
+        return _analytical.time_schedule
+    if name == "event":
+        from .engines import event
+
+        return event.time_schedule
+    raise ValueError(f"engine {name!r}: expected one of {', '.join(ENGINES)}")
+
+
+def attach_masks(workload: Workload, masks: Mapping[str, BlockMask] | None) -> dict[str, BlockMask]:
+    """Check that every mask names a weight op of the workload and fits its shape."""
+    if not masks:
+        return {}
+    by_name = {op.weight_name: op for op in workload.gemms if op.weight_name}
+    unknown = [k for k in masks if k not in by_name]
+    if unknown:
+        known = list(by_name)[:3]
+        raise ValueError(
+            f"{len(unknown)} mask name(s) match no op of workload {workload.name!r}, e.g. "
+            f"{', '.join(unknown[:3])}; op weight names look like {', '.join(known)} "
+            "(masks attach by exact checkpoint parameter name)")
+    for key, mask in masks.items():
+        op = by_name[key]
+        if not isinstance(mask, BlockMask):
+            raise ValueError(f"mask {key}: expected a hwmodels.BlockMask, got {type(mask).__name__}")
+        if tuple(mask.matrix_shape) != (op.n, op.k):
+            raise ValueError(
+                f"mask {key}: matrix shape {mask.matrix_shape} (out, in) does not match the op's "
+                f"weight ({op.n}, {op.k}) (out_features, in_features)")
+    return dict(masks)
+
+
+def simulate(workload: Workload, accelerator: Accelerator,
+             masks: Mapping[str, BlockMask] | None = None,
+             engine: str = "analytical") -> Report:
+    """Simulate `workload` on `accelerator` (see the module docstring)."""
+    time_fn = _engine(engine)
+    attached = attach_masks(workload, masks)
+    acc = accelerator
+    bpc = acc.dram_bytes_per_cycle
+    cache: dict[tuple, tuple] = {}
+    reports: list[OpReport] = []
+    for op in workload.ops:
+        mask = attached.get(op.weight_name) if isinstance(op, GemmOp) else None
+        key = None
+        if mask is None:
+            key = (type(op).__name__, op.m, op.k, op.n, op.count) if isinstance(op, GemmOp) \
+                else ("vec", op.kind, op.elements)
+        hit = cache.get(key) if key else None
+        if hit is None:
+            if isinstance(op, GemmOp):
+                sched = mapping.gemm_schedule(op, acc, gemm_blocks(mask) if mask else None)
+            elif isinstance(op, VectorOp):
+                sched = mapping.vector_schedule(op, acc)
+            else:
+                raise ValueError(f"workload {workload.name}: unknown op type {type(op).__name__}")
+            timing = time_fn(sched, bpc, acc.double_buffering)
+            hit = (sched, timing)
+            if key:
+                cache[key] = hit
+        sched, timing = hit
+        reports.append(_op_report(op, sched, timing, mask, acc))
+    res = estimate(acc).as_dict(acc)
+    fits = all(r["used"] <= r["available"] for r in res.values())
+    return combine(workload.name, acc.name, engine, ENGINES[engine], acc.clock_mhz,
+                   acc.pe_array.rows * acc.pe_array.cols, reports, res, fits)
+
+
+def _op_report(op, sched, timing, mask, acc: Accelerator) -> OpReport:
+    t = sched.totals
+    c = sched.count
+    dram = (t["weight_bytes"] + t["input_bytes"] + t["output_bytes"] + t["index_bytes"]) * c
+    peak = acc.pe_array.rows * acc.pe_array.cols * timing.total_cycles
+    is_gemm = isinstance(op, GemmOp)
+    return OpReport(
+        name=op.name, kind="gemm" if is_gemm else "vector", layer=op.layer,
+        role=op.role if is_gemm else op.kind,
+        weight_name=op.weight_name if is_gemm else None,
+        shape=(op.m, op.k, op.n) if is_gemm else (op.elements,), count=c,
+        strategy=t["strategy"], dataflow=t["dataflow"],
+        block_shape=format_block(mask.block_shape) if mask is not None else None,
+        density=mask.density if mask is not None else 1.0,
+        total_cycles=timing.total_cycles, compute_cycles=timing.compute_cycles,
+        fill_drain_cycles=timing.fill_drain_cycles, stall_cycles=timing.stall_cycles,
+        index_overhead_cycles=timing.index_overhead_cycles, vector_cycles=timing.vector_cycles,
+        dram_bytes=dram, weight_bytes=t["weight_bytes"] * c, input_bytes=t["input_bytes"] * c,
+        output_bytes=t["output_bytes"] * c, index_bytes=t["index_bytes"] * c,
+        mandatory_dram_bytes=t["mandatory_bytes"] * c,
+        executed_macs=int(t["executed_macs"] * c), useful_macs=int(t["useful_macs"] * c),
+        folds=int(t["folds"] * c), tiles_total=int(t["tiles_total"] * c),
+        tiles_skipped=int(t["tiles_skipped"] * c), load_imbalance=float(t["load_imbalance"]),
+        utilization=(t["executed_macs"] * c / peak) if peak else 0.0,
+        buffer_accesses={
+            f"{b}_{rw}": t[f"{b}_{rw}"] * c for b in ("weight", "input", "output")
+            for rw in ("read", "write")},
+        energy_pj=op_energy_pj(t, c, timing.total_cycles, acc),
+    )
+
+
+def gemm_workload(m: int, k: int, n: int, name: str = "gemm",
+                  weight_name: str = "gemm.weight") -> Workload:
+    """A one-GEMM workload (Y[m,n] = X[m,k] @ W[k,n]); its mask key is `weight_name`."""
+    op = GemmOp(name=name, m=m, k=k, n=n, weight_name=weight_name)
+    return Workload(name=f"{name} {m}x{k}x{n}", ops=(op,))

@@ -1,0 +1,277 @@
+"""Block masks and what a block-sparse weight means for the PE array.
+
+`BlockMask` is the project-wide contract (see ARCHITECTURE.md): a boolean grid in the orientation
+of the checkpoint parameter, nn.Linear weight = [out_features, in_features], so a block shape
+``32x1`` is 32 output rows x 1 input column; grid[i, j] True = block kept. Shapes that do not
+divide the matrix are zero-padded: the grid is ceil-sized and the last block row/column is
+partial, costed at its real size everywhere in hwmodels.
+
+The hardware model computes Y[M,N] = X[M,K] @ W[K,N] with W = weight.T, K = in_features,
+N = out_features. `gemm_blocks` is THE one place where the parameter orientation (out, in) is
+transposed to GEMM orientation (K, N); everything downstream (mapping, engines) only sees
+`GemmBlocks`.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+_BLOCK_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+
+
+def parse_block(text: str) -> tuple[int, int]:
+    """``"16x16" -> (16, 16)`` (rows x cols in parameter orientation); ValueError on bad text."""
+    if not isinstance(text, str):
+        raise ValueError(f"block shape {text!r}: expected text like '16x16' (rows x cols)")
+    m = _BLOCK_RE.match(text)
+    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+        raise ValueError(
+            f"block shape {text!r}: expected 'BHxBW' with positive integers, e.g. '16x16' or '32x1'"
+        )
+    return int(m.group(1)), int(m.group(2))
+
+
+def format_block(shape: tuple[int, int]) -> str:
+    """``(16, 16) -> "16x16"``."""
+    bh, bw = (int(v) for v in shape)
+    if bh < 1 or bw < 1:
+        raise ValueError(f"block shape {shape!r}: both sizes must be positive")
+    return f"{bh}x{bw}"
+
+
+@dataclass(frozen=True, eq=False)
+class BlockMask:
+    """Kept/pruned blocks of one weight matrix, in parameter orientation (out, in).
+
+    grid: bool array of shape (ceil(out/bh), ceil(in/bw)); True = block kept (non-zero).
+    """
+
+    grid: np.ndarray
+    block_shape: tuple[int, int]
+    matrix_shape: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        bh, bw = (int(v) for v in self.block_shape)
+        out, inp = (int(v) for v in self.matrix_shape)
+        if bh < 1 or bw < 1 or out < 1 or inp < 1:
+            raise ValueError(
+                f"BlockMask: block_shape {self.block_shape} and matrix_shape {self.matrix_shape} "
+                "must be positive"
+            )
+        grid = np.asarray(self.grid)
+        expect = (math.ceil(out / bh), math.ceil(inp / bw))
+        if grid.ndim != 2 or grid.shape != expect:
+            raise ValueError(
+                f"BlockMask: grid shape {grid.shape} does not fit matrix {out}x{inp} with blocks "
+                f"{bh}x{bw}: expected {expect} (ceil(out/bh), ceil(in/bw))"
+            )
+        grid = grid.astype(bool, copy=True)
+        grid.setflags(write=False)
+        object.__setattr__(self, "grid", grid)
+        object.__setattr__(self, "block_shape", (bh, bw))
+        object.__setattr__(self, "matrix_shape", (out, inp))
+
+    # ----------------------------------------------------------------- constructors
+    @classmethod
+    def dense(cls, block_shape: tuple[int, int], matrix_shape: tuple[int, int]) -> "BlockMask":
+        bh, bw = block_shape
+        out, inp = matrix_shape
+        return cls(np.ones((math.ceil(out / bh), math.ceil(inp / bw)), bool), block_shape,
+                   matrix_shape)
+
+    @classmethod
+    def random(cls, block_shape: tuple[int, int], matrix_shape: tuple[int, int], density: float,
+               seed: int = 0) -> "BlockMask":
+        """Exactly round(density * nblocks) kept blocks, chosen by numpy Generator(seed)."""
+        if not 0.0 <= density <= 1.0:
+            raise ValueError(f"BlockMask.random: density {density} must be within [0, 1]")
+        bh, bw = block_shape
+        out, inp = matrix_shape
+        shape = (math.ceil(out / bh), math.ceil(inp / bw))
+        n = shape[0] * shape[1]
+        keep = int(round(density * n))
+        flat = np.zeros(n, bool)
+        flat[np.random.default_rng(seed).choice(n, size=keep, replace=False)] = True
+        return cls(flat.reshape(shape), block_shape, matrix_shape)
+
+    # ----------------------------------------------------------------- properties
+    def _sizes(self) -> tuple[np.ndarray, np.ndarray]:
+        return (_edge_sizes(self.matrix_shape[0], self.block_shape[0]),
+                _edge_sizes(self.matrix_shape[1], self.block_shape[1]))
+
+    @property
+    def kept_blocks(self) -> int:
+        return int(self.grid.sum())
+
+    @property
+    def block_density(self) -> float:
+        return self.kept_blocks / self.grid.size
+
+    @property
+    def kept_weights(self) -> int:
+        rows, cols = self._sizes()
+        return int(rows @ self.grid.astype(np.int64) @ cols)
+
+    @property
+    def density(self) -> float:
+        """Kept weights / all weights (edge blocks counted at their real size)."""
+        return self.kept_weights / (self.matrix_shape[0] * self.matrix_shape[1])
+
+    def to_dense(self) -> np.ndarray:
+        bh, bw = self.block_shape
+        out, inp = self.matrix_shape
+        return np.repeat(np.repeat(self.grid, bh, axis=0), bw, axis=1)[:out, :inp]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BlockMask):
+            return NotImplemented
+        return (self.block_shape == other.block_shape and self.matrix_shape == other.matrix_shape
+                and bool(np.array_equal(self.grid, other.grid)))
+
+    def __hash__(self) -> int:
+        return hash((self.block_shape, self.matrix_shape, self.grid.tobytes()))
+
+    def __repr__(self) -> str:
+        return (f"BlockMask({format_block(self.block_shape)} on {self.matrix_shape[0]}x"
+                f"{self.matrix_shape[1]}, {self.kept_blocks}/{self.grid.size} blocks kept)")
+
+
+def _edge_sizes(total: int, block: int) -> np.ndarray:
+    """Real size of every block along one axis (the last one may be partial)."""
+    n = math.ceil(total / block)
+    sizes = np.full(n, block, dtype=np.int64)
+    sizes[-1] = total - block * (n - 1)
+    return sizes
+
+
+# --------------------------------------------------------------------------- GEMM orientation
+@dataclass(frozen=True, eq=False)
+class GemmBlocks:
+    """A mask in GEMM orientation: grid[kb, nb] over W[K, N]; block bk (along K) x bn (along N)."""
+
+    grid: np.ndarray  # bool [ceil(K/bk), ceil(N/bn)]
+    bk: int
+    bn: int
+    k: int
+    n: int
+    k_sizes: np.ndarray  # real size of each block row along K
+    n_sizes: np.ndarray  # real size of each block column along N
+
+    @property
+    def kept_blocks(self) -> int:
+        return int(self.grid.sum())
+
+    @property
+    def kept_weights(self) -> int:
+        return int(self.k_sizes @ self.grid.astype(np.int64) @ self.n_sizes)
+
+
+def gemm_blocks(mask: BlockMask) -> GemmBlocks:
+    """Transpose a parameter-orientation mask (out, in) to GEMM orientation (K=in, N=out).
+
+    This is the only transposition of a mask in hwmodels."""
+    bh, bw = mask.block_shape
+    out, inp = mask.matrix_shape
+    return GemmBlocks(grid=mask.grid.T, bk=bw, bn=bh, k=inp, n=out,
+                      k_sizes=_edge_sizes(inp, bw), n_sizes=_edge_sizes(out, bh))
+
+
+def dense_gemm_blocks(k: int, n: int) -> GemmBlocks:
+    """A single all-kept block covering W (what the dense path sees)."""
+    return GemmBlocks(grid=np.ones((1, 1), bool), bk=k, bn=n, k=k, n=n,
+                      k_sizes=np.array([k], np.int64), n_sizes=np.array([n], np.int64))
+
+
+def _tile_ranges(total: int, tile: int, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each tile of `tile` elements along an axis of `total`, the half-open range of block
+    indices that intersect it (a block straddling two tiles belongs to both)."""
+    nt = math.ceil(total / tile)
+    starts = np.arange(nt, dtype=np.int64) * tile
+    ends = np.minimum(starts + tile, total)
+    return starts // block, -(-ends // block)
+
+
+def _range_any(grid: np.ndarray, lo: np.ndarray, hi: np.ndarray, axis: int) -> np.ndarray:
+    """any(grid[lo_t:hi_t]) along `axis` for every range t, via prefix sums (ranges may overlap)."""
+    if axis == 0:
+        cs = np.zeros((grid.shape[0] + 1, grid.shape[1]), np.int32)
+        np.cumsum(grid, axis=0, out=cs[1:])
+        return (cs[hi] - cs[lo]) > 0
+    cs = np.zeros((grid.shape[0], grid.shape[1] + 1), np.int32)
+    np.cumsum(grid, axis=1, out=cs[:, 1:])
+    return (cs[:, hi] - cs[:, lo]) > 0
+
+
+def tile_occupancy(gb: GemmBlocks, tile_k: int, tile_n: int) -> np.ndarray:
+    """bool [ceil(K/tile_k), ceil(N/tile_n)]: True where at least one kept block intersects the
+    PE-array weight tile (tile skipping may skip only the False tiles)."""
+    klo, khi = _tile_ranges(gb.k, tile_k, gb.bk)
+    nlo, nhi = _tile_ranges(gb.n, tile_n, gb.bn)
+    rows = _range_any(gb.grid, klo, khi, axis=0)  # [nKt, nNb]
+    return _range_any(rows, nlo, nhi, axis=1)  # [nKt, nNt]
+
+
+@dataclass(frozen=True, eq=False)
+class ColumnPacking:
+    """Compaction along K, per column tile of PE columns (see `column_tile_packing`)."""
+
+    packed_k: np.ndarray  # [nNt] max packed K length over the tile's block columns (sets time)
+    mean_k: np.ndarray  # [nNt] mean packed K length over them (the balanced ideal)
+    used_k: np.ndarray  # [nNt] K positions used by any of them (inputs to gather)
+    groups: np.ndarray  # [nNt] block columns (= PE column groups, index streams) in the tile
+    kept_elems: np.ndarray  # [nNt] kept weights whose output column lies in the tile
+    kept_blocks: np.ndarray  # [nNt] kept blocks of the tile's block columns (indices to store)
+    gathered_k: np.ndarray  # [nNt] sum over the tile's groups of their packed K (input reads)
+    used_k_total: int  # K positions used by any kept block of the matrix
+
+
+def column_tile_packing(gb: GemmBlocks, tile_n: int) -> ColumnPacking:
+    """Compaction along K per column tile of `tile_n` PE columns.
+
+    Each block column (bn output features) intersecting a column tile occupies its own group of
+    PE columns with its own gathered input stream, and its kept blocks are packed along K. The
+    group with the longest packed K sets the tile's time; a block column straddling two tiles
+    belongs to both (its values are split by column, its indices are needed by both).
+    """
+    g64 = gb.grid.astype(np.int64)
+    packed = gb.k_sizes @ g64  # [nNb]
+    counts = g64.sum(axis=0)  # kept blocks per block column
+    lo, hi = _tile_ranges(gb.n, tile_n, gb.bn)
+    width = int((hi - lo).max())
+    raw = lo[:, None] + np.arange(width)[None, :]
+    valid = raw < hi[:, None]
+    idx = np.minimum(raw, hi[:, None] - 1)
+    vals = packed[idx]
+    packed_k = vals.max(axis=1)
+    groups = valid.sum(axis=1)
+    gathered = np.where(valid, vals, 0).sum(axis=1)
+    kept_blocks = np.where(valid, counts[idx], 0).sum(axis=1)
+    per_col = np.repeat(packed, gb.bn)[: gb.n]
+    starts = np.arange(0, gb.n, tile_n)
+    kept_elems = np.add.reduceat(per_col, starts)
+    used_rows = _range_any(gb.grid, lo, hi, axis=1)  # [nKb, nNt]
+    used_k = gb.k_sizes @ used_rows.astype(np.int64)
+    used_total = int(gb.k_sizes @ gb.grid.any(axis=1).astype(np.int64))
+    return ColumnPacking(packed_k=packed_k, mean_k=gathered / groups, used_k=used_k,
+                         groups=groups, kept_elems=kept_elems, kept_blocks=kept_blocks,
+                         gathered_k=gathered, used_k_total=used_total)
+
+
+def nonzeros_per_pe_column(gb: GemmBlocks, cols: int) -> np.ndarray:
+    """Kept weights mapped onto each of the `cols` PE columns (column j of W goes to PE column
+    j mod cols): the per-column load behind the load-imbalance figure."""
+    per_n = (gb.k_sizes @ gb.grid.astype(np.int64))  # per block column
+    per_col_of_w = np.repeat(per_n, gb.bn)[: gb.n]
+    pad = (-gb.n) % cols
+    return np.pad(per_col_of_w, (0, pad)).reshape(-1, cols).sum(axis=0)
+
+
+def nonzeros_per_pe_row(gb: GemmBlocks, rows: int) -> np.ndarray:
+    """Kept weights mapped onto each of the `rows` PE rows (row k of W goes to PE row k mod rows)."""
+    per_k = gb.grid.astype(np.int64) @ gb.n_sizes
+    per_row_of_w = np.repeat(per_k, gb.bk)[: gb.k]
+    pad = (-gb.k) % rows
+    return np.pad(per_row_of_w, (0, pad)).reshape(-1, rows).sum(axis=0)

@@ -1,0 +1,107 @@
+"""Board presets, overrides, one-line YAML errors and the resource fit check."""
+from __future__ import annotations
+
+import pytest
+
+import hwmodels
+from hwmodels import BoardError, ResourceError, load_board
+from hwmodels.resources import estimate
+
+
+def test_presets_load_and_fit():
+    assert {"zcu102", "ultra96v2"} <= set(hwmodels.list_boards())
+    for name in hwmodels.list_boards():
+        acc = load_board(name)
+        assert acc.dram_bytes_per_cycle > 0
+    z = load_board("zcu102")
+    assert z.board.dsp == 2520 and z.board.bram36 == 912 and z.board.uram == 0
+    assert z.dram_bytes_per_cycle == pytest.approx(12.8e9 / 200e6)
+
+
+def test_overrides_are_nested_and_validated():
+    acc = load_board("zcu102", {"pe_array": {"rows": 48}, "dataflow": "os"})
+    assert acc.pe_array.rows == 48 and acc.pe_array.cols == 32 and acc.dataflow == "os"
+    with pytest.raises(BoardError) as err:
+        load_board("zcu102", {"pe_array": {"rows": -3}})
+    msg = str(err.value)
+    assert "\n" not in msg and "zcu102.yaml" in msg and "pe_array.rows" in msg and "-3" in msg
+
+
+@pytest.mark.parametrize("text,key", [
+    ("pe_aray", "pe_aray"),  # misspelled section
+    ("clock_mhz", "clock_mhz"),
+    ("rows", "pe_array.rows"),
+])
+def test_board_yaml_errors_are_one_line_naming_file_and_key(tmp_path, text, key):
+    src = (hwmodels.accelerator.BOARDS_DIR / "zcu102.yaml").read_text()
+    if text == "pe_aray":
+        bad = src.replace("pe_array:", "pe_aray:")
+    elif text == "clock_mhz":
+        bad = src.replace("clock_mhz: 200", "clock_mhz: fast")
+    else:
+        bad = src.replace("rows: 32", "rows: 0")
+    path = tmp_path / "myboard.yaml"
+    path.write_text(bad)
+    with pytest.raises(BoardError) as err:
+        load_board(str(path))
+    msg = str(err.value)
+    assert "\n" not in msg and "myboard.yaml" in msg and key in msg
+
+
+def test_broken_yaml_and_unknown_board(tmp_path):
+    path = tmp_path / "b.yaml"
+    path.write_text("name: [unclosed\n")
+    with pytest.raises(BoardError, match=r"b\.yaml.*line"):
+        load_board(str(path))
+    with pytest.raises(BoardError, match="no such preset"):
+        load_board("zcu999")
+
+
+def test_dsp_packing_and_bram_estimate():
+    acc = load_board("zcu102")
+    est = estimate(acc)
+    # 32x32 int8 MACs, two per DSP48E2, + 16 lanes x 2 DSPs
+    assert est.dsp == 32 * 32 // 2 + 16 * 2
+    # 512 KiB + 512 KiB + 256 KiB of 4 KiB BRAM36
+    assert est.bram36 == 128 + 128 + 64
+    int16 = load_board("zcu102", {"pe_array": {"precision": "int16"}})
+    assert estimate(int16).dsp == 32 * 32 + 32
+
+
+@pytest.mark.parametrize("overrides,resource", [
+    ({"pe_array": {"rows": 64, "cols": 80}}, "DSP"),
+    ({"buffers": {"weight": {"capacity_bytes": 4 << 20}}}, "BRAM36"),
+    ({"buffers": {"weight": {"capacity_bytes": 1 << 20, "memory": "uram"}}}, "URAM"),
+])
+def test_resource_check_rejects_over_budget(overrides, resource):
+    with pytest.raises(ResourceError) as err:
+        load_board("zcu102", overrides)
+    msg = str(err.value)
+    assert "\n" not in msg and resource in msg and "of" in msg and "%" in msg
+    acc = load_board("zcu102", overrides, check_fit=False)  # sweeps can still record fits=False
+    rep = hwmodels.simulate(hwmodels.gemm_workload(16, 64, 64), acc)
+    assert rep.fits is False
+
+
+def test_ultra96_rejects_a_zcu102_sized_array():
+    with pytest.raises(ResourceError, match="DSP needs"):
+        load_board("ultra96v2", {"pe_array": {"rows": 32, "cols": 32}})
+
+
+def test_hwmodels_imports_only_its_allowed_dependencies():
+    import subprocess
+    import sys
+
+    code = ("import sys, hwmodels; hwmodels.simulate(hwmodels.gemm_workload(8, 8, 8), "
+            "hwmodels.load_board('zcu102'), engine='event');"
+            "bad = sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'torch', 'transformers', 'codesign', 'pandas', 'click'}); "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_energy_table_is_replaceable():
+    acc = load_board("zcu102", {"energy": {"static_mw": 0, "dram_pj_per_byte": 0}})
+    rep = hwmodels.simulate(hwmodels.gemm_workload(64, 64, 64), acc)
+    assert rep.energy_pj["static"] == 0 and rep.energy_pj["dram"] == 0
+    assert rep.energy_pj["mac"] == pytest.approx(64 ** 3 * acc.energy.mac_pj)
