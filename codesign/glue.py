@@ -1,0 +1,217 @@
+"""GLUE task files (official TSV layout) and the official GLUE metrics.
+
+What is modelled: the six GLUE tasks carried offline (SST-2, CoLA, MRPC, STS-B, RTE, QNLI) in the
+layout the GLUE download script produces, read exactly as the official readers do (split on
+newlines and tabs, no CSV quoting, since sentences contain quotes; CoLA has no header; MRPC files
+start with a UTF-8 byte-order mark; RTE/QNLI labels are strings; STS-B labels are float scores),
+and the official metrics (accuracy; F1 + accuracy for MRPC; Matthews correlation for CoLA;
+Pearson + Spearman for STS-B) computed with scikit-learn / scipy.
+
+What is ignored: test splits (no labels), MNLI/QQP/WNLI (not carried), and an online fallback
+through the `datasets` library (not installed here): with no folder given the reader raises
+GlueDataError saying how to point at one.
+
+No torch import here: the CLI imports this module at top level.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+GLUE_DIR_ENV = "CODESIGN_GLUE_DIR"
+
+
+class GlueDataError(ValueError):
+    """A GLUE folder or file is missing or malformed (one line: which file, and the fix)."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One GLUE task: where its files are and how they are laid out.
+
+    `label_col`/`text_cols` index the tab-separated columns; a negative index counts from the end.
+    `label_names` maps string labels to class ids (None: labels are already numbers).
+    """
+
+    name: str
+    folder: str
+    num_labels: int  # 1 = regression (STS-B)
+    metrics: tuple[str, ...]
+    headline: str
+    has_header: bool
+    text_cols: tuple[int, ...]
+    label_col: int
+    label_names: tuple[str, ...] | None = None
+    splits: tuple[str, ...] = ("train", "dev")
+
+    @property
+    def is_regression(self) -> bool:
+        return self.num_labels == 1
+
+
+# Column layouts checked against /work/shared/data/glue (and the official GLUE readers of
+# transformers' glue processors). Entailment tasks map labels in the HF GLUE order
+# (entailment = 0, not_entailment = 1).
+TASKS: dict[str, TaskSpec] = {
+    "sst2": TaskSpec("sst2", "SST-2", 2, ("accuracy",), "accuracy", True, (0,), 1),
+    "cola": TaskSpec("cola", "CoLA", 2, ("matthews_corr",), "matthews_corr", False, (3,), 1),
+    "mrpc": TaskSpec("mrpc", "MRPC", 2, ("f1", "accuracy"), "f1", True, (3, 4), 0),
+    "stsb": TaskSpec("stsb", "STS-B", 1, ("pearson", "spearmanr"), "pearson", True, (7, 8), -1),
+    "rte": TaskSpec("rte", "RTE", 2, ("accuracy",), "accuracy", True, (1, 2), -1,
+                    ("entailment", "not_entailment")),
+    "qnli": TaskSpec("qnli", "QNLI", 2, ("accuracy",), "accuracy", True, (1, 2), -1,
+                     ("entailment", "not_entailment"), splits=("dev",)),
+}
+
+_ALIASES = {"sst-2": "sst2", "sts-b": "stsb", "cola": "cola", "mrpc": "mrpc", "rte": "rte",
+            "qnli": "qnli", "sst": "sst2"}
+
+
+def get_task(name: str | TaskSpec) -> TaskSpec:
+    """The TaskSpec for a task name (case-insensitive; "SST-2", "sts-b" and the like accepted)."""
+    if isinstance(name, TaskSpec):
+        return name
+    key = str(name).strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in TASKS:
+        raise GlueDataError(f"unknown GLUE task {name!r}: choose one of {', '.join(sorted(TASKS))}")
+    return TASKS[key]
+
+
+def headline_metric(task: str | TaskSpec) -> str:
+    """The metric a study reports for a task (accuracy, f1, matthews_corr or pearson)."""
+    return get_task(task).headline
+
+
+def resolve_glue_dir(explicit: str | Path | None = None) -> Path:
+    """The GLUE folder: `explicit` (study key / --glue-dir), else $CODESIGN_GLUE_DIR, else error."""
+    if explicit is not None and str(explicit) != "":
+        path, origin = Path(explicit).expanduser(), "the given GLUE folder"
+    elif os.environ.get(GLUE_DIR_ENV):
+        path, origin = Path(os.environ[GLUE_DIR_ENV]).expanduser(), f"${GLUE_DIR_ENV}"
+    else:
+        raise GlueDataError(
+            "no GLUE folder given: pass --glue-dir DIR, set the study key 'glue_dir', or export "
+            f"{GLUE_DIR_ENV}=DIR (a folder with SST-2/, CoLA/, MRPC/, ... in the official TSV layout)")
+    if not path.is_dir():
+        raise GlueDataError(f"{origin} {path} is not a folder: point --glue-dir or "
+                            f"{GLUE_DIR_ENV} at the folder holding SST-2/, CoLA/, MRPC/, ...")
+    return path
+
+
+@dataclass(frozen=True)
+class GlueSplit:
+    """One split of one task, as plain lists and a label array."""
+
+    task: str
+    split: str
+    text_a: list[str]
+    text_b: list[str] | None
+    labels: np.ndarray  # int64 class ids, or float32 scores for STS-B
+    num_labels: int
+
+    def __len__(self) -> int:
+        return len(self.text_a)
+
+
+def _read_rows(path: Path) -> list[list[str]]:
+    # utf-8-sig drops MRPC's byte-order mark and is harmless elsewhere; no csv quoting because
+    # sentences contain unbalanced quotes (MRPC: `"The foodservice pie business ...`).
+    text = path.read_text(encoding="utf-8-sig")
+    return [line.split("\t") for line in text.splitlines() if line.strip() != ""]
+
+
+def load_split(task: str | TaskSpec, split: str = "train", glue_dir: str | Path | None = None,
+               limit: int | None = None, seed: int = 0) -> GlueSplit:
+    """Read one split; `limit` keeps a seeded random subset (in file order) for small runs."""
+    spec = get_task(task)
+    if split not in ("train", "dev"):
+        raise GlueDataError(f"split {split!r} of {spec.name}: use 'train' or 'dev' "
+                            "(test splits carry no labels)")
+    if split not in spec.splits:
+        raise GlueDataError(f"{spec.name} has no {split} split here (only {', '.join(spec.splits)})")
+    root = resolve_glue_dir(glue_dir)
+    path = root / spec.folder / f"{split}.tsv"
+    if not path.is_file():
+        raise GlueDataError(f"{path} not found: the GLUE folder must hold {spec.folder}/{split}.tsv")
+    rows = _read_rows(path)
+    if spec.has_header:
+        rows = rows[1:]
+    last_text = max(spec.text_cols) + 1
+    # a label counted from the end must sit after the text columns
+    need = max(last_text, spec.label_col + 1) if spec.label_col >= 0 else last_text - spec.label_col
+    text_a: list[str] = []
+    text_b: list[str] = []
+    raw_labels: list[str] = []
+    for lineno, cols in enumerate(rows, start=2 if spec.has_header else 1):
+        if len(cols) < need:
+            raise GlueDataError(f"{path}:{lineno}: {len(cols)} tab-separated columns, expected at "
+                                f"least {need} for {spec.name}: is this the official GLUE layout?")
+        text_a.append(cols[spec.text_cols[0]].strip())
+        if len(spec.text_cols) > 1:
+            text_b.append(cols[spec.text_cols[1]].strip())
+        raw_labels.append(cols[spec.label_col].strip())
+    labels = _parse_labels(spec, raw_labels, path)
+    if limit is not None and limit < len(text_a):
+        if limit <= 0:
+            raise GlueDataError(f"limit={limit} for {spec.name} {split}: use a positive count or None")
+        keep = np.sort(np.random.default_rng(seed).choice(len(text_a), size=limit, replace=False))
+        text_a = [text_a[i] for i in keep]
+        text_b = [text_b[i] for i in keep] if text_b else text_b
+        labels = labels[keep]
+    return GlueSplit(task=spec.name, split=split, text_a=text_a,
+                     text_b=text_b if len(spec.text_cols) > 1 else None,
+                     labels=labels, num_labels=spec.num_labels)
+
+
+def _parse_labels(spec: TaskSpec, raw: list[str], path: Path) -> np.ndarray:
+    try:
+        if spec.is_regression:
+            return np.asarray([float(x) for x in raw], dtype=np.float32)
+        if spec.label_names is not None:
+            index = {name: i for i, name in enumerate(spec.label_names)}
+            return np.asarray([index[x] for x in raw], dtype=np.int64)
+        out = np.asarray([int(x) for x in raw], dtype=np.int64)
+    except (KeyError, ValueError) as err:
+        raise GlueDataError(f"{path}: label {err} is not a valid {spec.name} label: "
+                            "is this the official GLUE layout?") from None
+    if out.size and (out.min() < 0 or out.max() >= spec.num_labels):
+        raise GlueDataError(f"{path}: labels outside 0..{spec.num_labels - 1}")
+    return out
+
+
+def compute_metrics(task: str | TaskSpec, predictions: np.ndarray,
+                    labels: np.ndarray) -> dict[str, float]:
+    """Official GLUE metrics. `predictions` are class ids (or float scores for STS-B).
+
+    Degenerate inputs follow scikit-learn/scipy conventions except that a constant prediction on
+    STS-B (undefined correlation) scores 0.0 rather than NaN, so a collapsed model ranks last.
+    """
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+    spec = get_task(task)
+    preds = np.asarray(predictions)
+    gold = np.asarray(labels)
+    if preds.shape != gold.shape:
+        raise ValueError(f"{spec.name}: predictions shape {preds.shape} != labels shape {gold.shape}")
+    if preds.size == 0:
+        raise ValueError(f"{spec.name}: no predictions to score")
+    if spec.is_regression:
+        from scipy.stats import pearsonr, spearmanr
+
+        p = preds.astype(np.float64)
+        g = gold.astype(np.float64)
+        if np.ptp(p) == 0 or np.ptp(g) == 0:
+            return {"pearson": 0.0, "spearmanr": 0.0}
+        return {"pearson": float(pearsonr(p, g)[0]), "spearmanr": float(spearmanr(p, g)[0])}
+    p = preds.astype(np.int64)
+    g = gold.astype(np.int64)
+    if spec.name == "cola":
+        return {"matthews_corr": float(matthews_corrcoef(g, p))}
+    if spec.name == "mrpc":
+        return {"f1": float(f1_score(g, p, zero_division=0.0)),
+                "accuracy": float(accuracy_score(g, p))}
+    return {"accuracy": float(accuracy_score(g, p))}

@@ -1,0 +1,446 @@
+"""The study's figures: Pareto fronts (pareto.png/svg), achieved vs ideal speedup (speedup.png/svg).
+
+What is drawn:
+* pareto: one row per GLUE task, two panels: latency (ms) vs accuracy and energy (mJ) vs accuracy.
+  Colour = block shape (the same colour for a shape in every figure of every study), marker shape
+  = accuracy fidelity (oneshot / retrain / rgl), hollow markers = surrogate (estimated) accuracy,
+  a black star = the dense baseline, a grey cross = a design that does not fit the board. The
+  step line is each panel's own two-objective front (lower x, higher accuracy) over the designs
+  that fit; a black ring marks the points of the study's Pareto set over all its objectives (the
+  rows of the report's table), and a dotted line the accuracy floor of the study's constraint.
+* speedup: one panel per sparse strategy; x = compression (dense weights / kept weights), y =
+  latency of the dense baseline on the same accelerator / latency. One line per block shape: the
+  median over the accelerator choices (PE array, dataflow, clock, ...), with a band from the
+  slowest to the fastest of them. The dashed diagonal is the ideal speedup (= compression).
+
+What is ignored: surrogate uncertainty (no error bars), points with NaN latency or accuracy (not
+drawn). matplotlib is imported inside the functions, and the figures are bare
+matplotlib.figure.Figure objects (rendered by Agg, never registered with pyplot), so importing
+this module is cheap, nothing opens a window, and a notebook's backend is left alone.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from codesign.pareto import (DEFAULT_OBJECTIVES, accelerator_columns, is_dense,
+                             normalize_objectives, pareto_mask, pareto_mask_array,
+                             with_speedup)
+
+# A fixed colour per common block shape so a shape looks the same in every study; other shapes
+# take the remaining colours in sorted order. Dense is always black.
+_CANONICAL_SHAPES = ("1x16", "4x4", "8x8", "16x16", "32x32", "64x64", "256x1", "1x256", "32x1",
+                     "16x1", "1x32", "2x2", "128x1", "64x1")
+_PALETTE = ("#1f77b4", "#ff7f0e", "#8c564b", "#2ca02c", "#d62728", "#9467bd", "#17becf",
+            "#bcbd22", "#e377c2", "#7f7f7f", "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5",
+            "#f7b6d2", "#c49c94", "#dbdb8d", "#9edae5")
+_FIDELITY_MARKERS = {"oneshot": "o", "retrain": "s", "rgl": "D"}
+_OTHER_MARKER = "^"
+_FIDELITY_LABELS = {"oneshot": "one-shot prune", "retrain": "pruned + retrained",
+                    "rgl": "RGL (group lasso) + retrain"}
+_STRATEGY_STYLES = {"tile-skip": "-", "compact": "--"}
+
+
+def shape_colors(shapes: Sequence[str]) -> dict[str, str]:
+    """{block shape: colour}: canonical shapes keep their colour, others take the free ones."""
+    colors: dict[str, str] = {}
+    used = set()
+    for shape in shapes:
+        if str(shape).lower() == "dense":
+            colors[shape] = "black"
+        elif shape in _CANONICAL_SHAPES:
+            colors[shape] = _PALETTE[_CANONICAL_SHAPES.index(shape)]
+            used.add(colors[shape])
+    free = [c for c in _PALETTE if c not in used and c not in
+            {_PALETTE[i] for i in range(len(_CANONICAL_SHAPES))}]
+    free += [c for c in _PALETTE[:len(_CANONICAL_SHAPES)] if c not in used]
+    for shape in sorted(s for s in shapes if s not in colors):
+        colors[shape] = free.pop(0) if free else "#555555"
+    return colors
+
+
+def shape_order(shapes: Sequence[str]) -> list[str]:
+    """Block shapes from fine to coarse (block area, then rows), 'dense' first."""
+    def key(shape: str) -> tuple:
+        if str(shape).lower() == "dense":
+            return (0, 0, 0, "")
+        try:
+            bh, bw = (int(x) for x in str(shape).lower().split("x"))
+        except ValueError:
+            return (2, 0, 0, str(shape))
+        return (1, bh * bw, bh, str(shape))
+    return sorted(dict.fromkeys(map(str, shapes)), key=key)
+
+
+def task_label(task: Any, metric: Any = None, split: str = "dev") -> str:
+    """Axis title of a GLUE metric, e.g. 'SST-2 accuracy (dev)' or 'CoLA matthews corr (dev)'."""
+    name = str(task)
+    try:
+        from codesign.glue import get_task
+        spec = get_task(name)
+        name = spec.folder
+        metric = metric if isinstance(metric, str) and metric else spec.headline
+    except (ImportError, ValueError):
+        pass
+    metric = str(metric) if isinstance(metric, str) and metric else "accuracy"
+    return f"{name} {metric.replace('_', ' ')} ({split})"
+
+
+def source_label(points: pd.DataFrame, column: str = "hw_source") -> str:
+    """'simulated: analytical/0.1' from hw_source values (joined when several)."""
+    if column not in points:
+        return ""
+    values = sorted({str(v) for v in points[column].dropna()})
+    return ", ".join(v.replace(":", ": ", 1) for v in values)
+
+
+def _truthy(series: pd.Series) -> np.ndarray:
+    if series.dtype == bool:
+        return series.to_numpy()
+    return series.astype(str).str.strip().str.lower().isin(("true", "1", "yes")).to_numpy()
+
+
+def _fits(points: pd.DataFrame) -> np.ndarray:
+    return _truthy(points["fits"]) if "fits" in points else np.ones(len(points), dtype=bool)
+
+
+def _accuracy_floor(points: pd.DataFrame, study: Mapping | None) -> float | None:
+    """Dense accuracy minus the study's max_accuracy_drop (points = 100 x metric), if any."""
+    drop = ((study or {}).get("constraints") or {}).get("max_accuracy_drop") \
+        if isinstance(study, Mapping) else None
+    if drop is None or "accuracy_dense" not in points:
+        return None
+    dense = pd.to_numeric(points["accuracy_dense"], errors="coerce").dropna()
+    if dense.empty:
+        return None
+    return float(dense.median()) - float(drop) / 100.0
+
+
+def study_pareto_mask(points: pd.DataFrame, objectives: Any = DEFAULT_OBJECTIVES) -> np.ndarray:
+    """The study's Pareto set: the stored `pareto` column if it marks any row, else the
+    non-dominated rows over `objectives` among the designs that fit the board."""
+    if "pareto" in points and _truthy(points["pareto"]).any():
+        return _truthy(points["pareto"])
+    objs = [o for o in normalize_objectives(objectives) if o[0] in points]
+    mask = np.zeros(len(points), dtype=bool)
+    if not objs:
+        return mask
+    fits = _fits(points)
+    mask[fits] = pareto_mask(points.loc[fits], objs)
+    return mask
+
+
+def _legend_handles(shapes: list[str], colors: dict[str, str], fidelities: list[str],
+                    extras: dict[str, bool]) -> tuple[list, list[str]]:
+    from matplotlib.lines import Line2D
+
+    handles: list = []
+    labels: list[str] = []
+
+    def header(text: str) -> None:
+        handles.append(Line2D([], [], linestyle="none", marker=None))
+        labels.append(text)
+
+    header("$\\bf{Block\\ shape}$ (rows x cols)")
+    for shape in shapes:
+        if shape.lower() == "dense":
+            continue
+        handles.append(Line2D([], [], linestyle="none", marker="o", markersize=8,
+                              markerfacecolor=colors[shape], markeredgecolor=colors[shape]))
+        labels.append(shape)
+    if fidelities:
+        header("$\\bf{Accuracy\\ fidelity}$ (marker)")
+        for fid in fidelities:
+            handles.append(Line2D([], [], linestyle="none",
+                                  marker=_FIDELITY_MARKERS.get(fid, _OTHER_MARKER),
+                                  markersize=7, color="0.35"))
+            labels.append(_FIDELITY_LABELS.get(fid, fid))
+    header("$\\bf{Other\\ marks}$")
+    if extras.get("dense"):
+        handles.append(Line2D([], [], linestyle="none", marker="*", markersize=14,
+                              markerfacecolor="black", markeredgecolor="white"))
+        labels.append("dense baseline (no pruning)")
+    handles.append(Line2D([], [], linestyle="none", marker="o", markersize=7, color="0.35"))
+    labels.append("filled: measured accuracy")
+    if extras.get("surrogate"):
+        handles.append(Line2D([], [], linestyle="none", marker="o", markersize=7,
+                              markerfacecolor="none", markeredgecolor="0.35"))
+        labels.append("hollow: surrogate (estimated) accuracy")
+    if extras.get("nofit"):
+        handles.append(Line2D([], [], linestyle="none", marker="x", markersize=7, color="0.6"))
+        labels.append("does not fit the board")
+    handles.append(Line2D([], [], color="0.2", linewidth=1.6, drawstyle="steps-post"))
+    labels.append("front of this panel (fits board)")
+    if extras.get("pareto"):
+        handles.append(Line2D([], [], linestyle="none", marker="o", markersize=11,
+                              markerfacecolor="none", markeredgecolor="black",
+                              markeredgewidth=1.4))
+        labels.append("in the study's Pareto set (report table)")
+    if extras.get("floor"):
+        handles.append(Line2D([], [], color="0.4", linestyle=":", linewidth=1.2))
+        labels.append("accuracy floor (constraint)")
+    return handles, labels
+
+
+def _draw_panel(ax, data: pd.DataFrame, x: str, colors: dict[str, str], in_set: np.ndarray,
+                floor: float | None) -> dict[str, bool]:
+    """Scatter one task's points on (x, accuracy); returns which legend extras were used."""
+    extras = {"dense": False, "surrogate": False, "nofit": False, "pareto": False,
+              "floor": False}
+    xs = pd.to_numeric(data[x], errors="coerce").to_numpy(dtype=float)
+    ys = pd.to_numeric(data["accuracy"], errors="coerce").to_numpy(dtype=float)
+    ok = np.isfinite(xs) & np.isfinite(ys)
+    fits = _fits(data)
+    dense = is_dense(data)
+    shapes = data["block_shape"].astype(str).to_numpy()
+    fid = (data["accuracy_fidelity"].astype(str).to_numpy() if "accuracy_fidelity" in data
+           else np.array(["?"] * len(data)))
+    surrogate = (data["accuracy_source"].astype(str).str.lower().eq("surrogate").to_numpy()
+                 if "accuracy_source" in data else np.zeros(len(data), dtype=bool))
+
+    nofit = ok & ~fits
+    if nofit.any():
+        ax.scatter(xs[nofit], ys[nofit], marker="x", s=30, color="0.5", linewidths=1.0,
+                   zorder=6)
+        extras["nofit"] = True
+    draw = ok & fits & ~dense
+    for shape in shape_order(shapes[draw]):
+        for f in sorted(set(fid[draw & (shapes == shape)])):
+            for hollow in (False, True):
+                sel = draw & (shapes == shape) & (fid == f) & (surrogate == hollow)
+                if not sel.any():
+                    continue
+                ax.scatter(xs[sel], ys[sel], s=42, marker=_FIDELITY_MARKERS.get(f, _OTHER_MARKER),
+                           facecolors="none" if hollow else colors[shape],
+                           edgecolors=colors[shape], linewidths=1.4 if hollow else 0.5,
+                           alpha=0.9, zorder=3)
+                extras["surrogate"] |= hollow
+    base = ok & dense
+    if base.any():
+        ax.scatter(xs[base], ys[base], marker="*", s=260, color="black", edgecolors="white",
+                   linewidths=0.8, zorder=5)
+        extras["dense"] = True
+    ring = ok & in_set
+    if ring.any():
+        ax.scatter(xs[ring], ys[ring], s=130, facecolors="none", edgecolors="black",
+                   linewidths=1.2, zorder=4)
+        extras["pareto"] = True
+
+    cand = np.flatnonzero(ok & fits)
+    if cand.size:
+        front = cand[pareto_mask_array(np.column_stack([xs[cand], -ys[cand]]))]
+        front = front[np.lexsort((-ys[front], xs[front]))]
+        ax.plot(xs[front], ys[front], drawstyle="steps-post", color="0.2", linewidth=1.6,
+                zorder=2.5)
+    if floor is not None and ok.any():
+        lo, hi = float(np.min(ys[ok])), float(np.max(ys[ok]))
+        if floor >= lo - 0.25 * max(hi - lo, 0.01):
+            ax.axhline(floor, color="0.4", linestyle=":", linewidth=1.2, zorder=1)
+            extras["floor"] = True
+        else:  # a loose constraint would squash every point into a line at the top
+            ax.text(0.99, 0.02, f"accuracy floor {floor:.3g} (constraint) is below every point",
+                    transform=ax.transAxes, ha="right", va="bottom", fontsize=8, color="0.4")
+    if not ok.any():
+        ax.text(0.5, 0.5, f"no design point has both {x} and an accuracy",
+                transform=ax.transAxes, ha="center", va="center", color="0.4")
+    ax.grid(True, alpha=0.3)
+    return extras
+
+
+def pareto_figure(points: pd.DataFrame, objectives: Any = DEFAULT_OBJECTIVES,
+                  study: Mapping | None = None):
+    """The Pareto figure (a matplotlib Figure, not saved): see the module docstring."""
+    from matplotlib.figure import Figure
+
+    _require(points, ("block_shape", "accuracy"))
+    xs = [c for c in ("latency_ms", "energy_mj") if c in points]
+    if not xs:
+        raise ValueError("points table has neither latency_ms nor energy_mj: nothing to plot")
+    tasks = (list(dict.fromkeys(points["task"].astype(str))) if "task" in points else [""])
+    colors = shape_colors(shape_order(points["block_shape"].astype(str)))
+    in_set_all = study_pareto_mask(points, objectives)
+    fig = Figure(figsize=(6.2 * len(xs), 4.6 * len(tasks)))
+    axes = fig.subplots(len(tasks), len(xs), squeeze=False)
+    extras: dict[str, bool] = {}
+    hw = source_label(points)
+    x_titles = {"latency_ms": "Latency per inference (ms)",
+                "energy_mj": "Energy per inference (mJ)"}
+    for r, task in enumerate(tasks):
+        sel = (points["task"].astype(str) == task).to_numpy() if "task" in points \
+            else np.ones(len(points), dtype=bool)
+        data = points.loc[sel]
+        metric = (data["accuracy_metric"].dropna().astype(str).iloc[0]
+                  if "accuracy_metric" in data and data["accuracy_metric"].notna().any() else None)
+        floor = _accuracy_floor(data, study)
+        for c, x in enumerate(xs):
+            ax = axes[r][c]
+            for k, v in _draw_panel(ax, data, x, colors, in_set_all[sel], floor).items():
+                extras[k] = extras.get(k, False) or v
+            ax.set_xlabel(x_titles[x] + (f"  [{hw}]" if hw else ""))
+            ax.set_ylabel(task_label(task, metric) if task else "accuracy")
+            ax.set_title(f"{x_titles[x].split(' per')[0]} vs accuracy: up-left is better",
+                         fontsize=10)
+    fids = [f for f in ("oneshot", "retrain", "rgl") if "accuracy_fidelity" in points
+            and (points["accuracy_fidelity"].astype(str) == f).any()]
+    fids += sorted({str(f) for f in points.get("accuracy_fidelity", pd.Series(dtype=str))
+                    .dropna() if str(f) not in _FIDELITY_MARKERS and str(f) != "dense"})
+    handles, labels = _legend_handles(list(colors), colors, fids, extras)
+    leg = fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5),
+                     frameon=False, fontsize=9, handletextpad=0.6)
+    for text, handle in zip(leg.get_texts(), handles):
+        if handle.get_marker() in (None, "None", "") and handle.get_linestyle() in ("None", "none"):
+            text.set_x(-20)  # headers flush left
+    title = _title(points, study, "Pareto fronts")
+    fig.suptitle(title, fontsize=12)
+    fig.tight_layout()
+    return fig
+
+
+def speedup_figure(points: pd.DataFrame, study: Mapping | None = None):
+    """Achieved vs ideal latency speedup per block shape and sparse strategy (a Figure)."""
+    from matplotlib.figure import Figure
+
+    _require(points, ("block_shape", "latency_ms", "compression"))
+    data = with_speedup(points, study)
+    sparse = data.loc[~is_dense(data) & np.isfinite(data["speedup"].to_numpy(dtype=float))]
+    strategies = (list(dict.fromkeys(sparse["sparse_strategy"].astype(str)))
+                  if "sparse_strategy" in sparse else ["sparse"])
+    known = list(_STRATEGY_STYLES)
+    strategies = sorted(strategies, key=lambda s: (known.index(s) if s in known else len(known),
+                                                   s)) or ["sparse"]
+    colors = shape_colors(shape_order(points["block_shape"].astype(str)))
+    fig = Figure(figsize=(5.6 * len(strategies) + 1.8, 4.6))
+    axes = fig.subplots(1, len(strategies), squeeze=False, sharey=True)
+    comp_all = pd.to_numeric(data["compression"], errors="coerce")
+    top = float(np.nanmax(comp_all)) if comp_all.notna().any() else 1.0
+    n_acc = 0
+    keys = accelerator_columns(points, study)
+    if keys:
+        n_acc = len(data.loc[~is_dense(data), keys].drop_duplicates())
+    from matplotlib.lines import Line2D
+    handles: dict[str, Any] = {}
+    banded = False
+    for ax, strategy in zip(axes[0], strategies):
+        part = (sparse.loc[sparse["sparse_strategy"].astype(str) == strategy]
+                if "sparse_strategy" in sparse else sparse)
+        grid = np.linspace(1.0, max(top, 1.0) * 1.05, 50)
+        ax.plot(grid, grid, "k--", linewidth=1.2, zorder=1)
+        ax.axhline(1.0, color="0.5", linestyle=":", linewidth=1.0, zorder=1)
+        for shape in shape_order(part["block_shape"].astype(str)):
+            rows = part.loc[part["block_shape"].astype(str) == shape]
+            stats = rows.groupby("compression")["speedup"].agg(["median", "min", "max"])
+            stats = stats.sort_index()
+            xs = np.concatenate([[1.0], stats.index.to_numpy(dtype=float)])
+            med = np.concatenate([[1.0], stats["median"].to_numpy()])
+            ax.plot(xs, med, "-o", color=colors[shape], linewidth=1.8, markersize=5, zorder=3)
+            if (stats["max"] > stats["min"] * 1.001).any():
+                banded = True
+                ax.fill_between(xs, np.concatenate([[1.0], stats["min"]]),
+                                np.concatenate([[1.0], stats["max"]]), color=colors[shape],
+                                alpha=0.15, linewidth=0, zorder=2)
+            handles[shape] = Line2D([], [], color=colors[shape], marker="o", linewidth=1.8)
+        if part.empty:
+            ax.text(0.5, 0.5, "no sparse point has a dense\nbaseline on the same accelerator",
+                    ha="center", va="center", transform=ax.transAxes, color="0.4")
+        ax.set_title(f"sparse strategy: {strategy}", fontsize=10)
+        ax.set_xlabel("Compression (dense weights / kept weights, x)")
+        ax.grid(True, alpha=0.3)
+        ax.set_xlim(0.9, max(top, 1.0) * 1.05)
+        ax.set_ylim(bottom=0)
+    axes[0][0].set_ylabel("Latency speedup over dense, same accelerator (x)")
+    order = [s for s in shape_order(list(handles))]
+    legend_handles = [handles[s] for s in order] + [
+        Line2D([], [], color="black", linestyle="--"),
+        Line2D([], [], color="0.5", linestyle=":")]
+    legend_labels = order + ["ideal: speedup = compression", "dense (1x)"]
+    if banded:
+        legend_handles.append(Line2D([], [], color="0.6", linewidth=8, alpha=0.3))
+        legend_labels.append(f"band: slowest..fastest of {n_acc} accelerator choices")
+    title = ("Block shape (rows x cols)\nline = median over "
+             f"{n_acc} accelerator choice{'s' if n_acc != 1 else ''}")
+    fig.legend(legend_handles, legend_labels, loc="center left", bbox_to_anchor=(1.0, 0.5),
+               frameon=False, fontsize=9, title=title,
+               title_fontsize=9)
+    hw = source_label(points)
+    fig.suptitle(_title(points, study, "Achieved vs ideal speedup")
+                 + (f"\nlatency {hw}" if hw else ""), fontsize=12)
+    fig.tight_layout()
+    return fig
+
+
+def _title(points: pd.DataFrame, study: Mapping | None, what: str) -> str:
+    parts = [what]
+    name = (study or {}).get("name") if isinstance(study, Mapping) else None
+    if name:
+        parts.append(str(name))
+    if "model" in points and points["model"].nunique() == 1:
+        parts.append(str(points["model"].iloc[0]))
+    board = None
+    if isinstance(study, Mapping) and isinstance(study.get("hardware"), Mapping):
+        board = study["hardware"].get("board")
+    if board:
+        parts.append(f"on {board}")
+    parts.append(f"{len(points)} design points")
+    return parts[0] + ": " + ", ".join(parts[1:])
+
+
+def _require(points: pd.DataFrame, columns: Sequence[str]) -> None:
+    missing = [c for c in columns if c not in points]
+    if missing:
+        raise ValueError(f"points table lacks column(s) {', '.join(missing)}: is this a "
+                         f"codesign points.csv?")
+
+
+def plot_study(points: pd.DataFrame, out_dir: str | Path,
+               objectives: Any = DEFAULT_OBJECTIVES, *, study: Mapping | None = None,
+               formats: Sequence[str] = ("png", "svg"), dpi: int = 150) -> list[Path]:
+    """Write pareto.{png,svg} and speedup.{png,svg} into `out_dir`; return their paths.
+
+    `study` (the validated study as plain data, optional) adds its name, board and accuracy
+    floor to the figures; when it is not given, out_dir/study.yaml is read if it is there (the
+    sweep writes it before the figures).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if study is None and (out / "study.yaml").is_file():
+        import yaml
+
+        try:
+            loaded = yaml.safe_load((out / "study.yaml").read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            loaded = None  # the figures do not need it; the report/CLI name a broken file
+        study = loaded if isinstance(loaded, Mapping) else None
+    written: list[Path] = []
+    for name, make in (("pareto", lambda: pareto_figure(points, objectives, study)),
+                       ("speedup", lambda: speedup_figure(points, study))):
+        fig = make()  # a bare Figure: drawn by Agg, never registered with pyplot, no window
+        for fmt in formats:
+            path = out / f"{name}.{fmt}"
+            fig.savefig(path, dpi=dpi, bbox_inches="tight",
+                        metadata={"Date": None} if fmt == "svg" else None)
+            written.append(path)
+    return written
+
+
+def load_points(path: str | Path) -> pd.DataFrame:
+    """points.csv as a frame with `fits`/`pareto` as booleans and `provenance` left as text."""
+    frame = pd.read_csv(path)
+    for col in ("fits", "pareto", "feasible"):
+        if col in frame and frame[col].dtype != bool:
+            frame[col] = _truthy(frame[col])
+    if "provenance" in frame:
+        frame["provenance"] = frame["provenance"].astype(str)
+    return frame
+
+
+def provenance(row: Mapping) -> dict:
+    """The provenance JSON of one row as a dict ({} when absent or unreadable)."""
+    try:
+        return json.loads(row.get("provenance") or "{}")
+    except (TypeError, ValueError):
+        return {}

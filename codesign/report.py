@@ -1,0 +1,356 @@
+"""report.md of a study: what was asked, the Pareto set as a table, and an answer built from data.
+
+What is written: the study's name and question, how many design points and where their figures
+come from, the objectives and constraints, a few generated lines answering the question (the
+fastest and the most frugal design that meets the constraints, the speedup they buy over the dense
+baseline on the same accelerator, which block shapes make up the Pareto set, and how far the
+achieved speedup falls short of the ideal speedup = compression), then the Pareto set as a
+markdown table and links to the figures. Every figure carries its source: latency and energy
+"simulated: <engine>/<version>" (the hw_source column), accuracy "measured" or "surrogate" with
+its fidelity.
+
+What is ignored: surrogate uncertainty, and points whose latency is NaN (counted, not ranked).
+Accuracy drops are in points (100 x the metric, e.g. 0.91 -> 0.90 is 1 point), as the study's
+`max_accuracy_drop` constraint is.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from codesign.pareto import DEFAULT_OBJECTIVES, accelerator_columns, is_dense, with_speedup
+from codesign.plots import _fits, _truthy, shape_order, source_label, study_pareto_mask, task_label
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if not np.isfinite(v):
+        return "n/a"
+    return f"{v:.{digits}g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
+
+
+def _cell(value: Any) -> str:
+    text = _num(value) if isinstance(value, (float, np.floating)) else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub markdown table of `frame` (no index); floats with 4 significant digits."""
+    head = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(_cell(v) for v in row) + " |"
+            for row in frame.itertuples(index=False, name=None)]
+    return "\n".join([head, rule, *body])
+
+
+def _objectives(study: Mapping) -> list:
+    objs = study.get("objectives") if isinstance(study, Mapping) else None
+    return list(objs) if objs else list(DEFAULT_OBJECTIVES)
+
+
+def _constraints(study: Mapping) -> dict:
+    cons = study.get("constraints") if isinstance(study, Mapping) else None
+    return dict(cons) if isinstance(cons, Mapping) else {}
+
+
+def accuracy_drop_points(points: pd.DataFrame) -> pd.Series:
+    """Accuracy drop from dense in points (100 x metric): from accuracy_dense when present."""
+    if "accuracy_dense" in points and "accuracy" in points:
+        acc = pd.to_numeric(points["accuracy"], errors="coerce")
+        dense = pd.to_numeric(points["accuracy_dense"], errors="coerce")
+        return 100.0 * (dense - acc)
+    if "accuracy_drop" in points:
+        return pd.to_numeric(points["accuracy_drop"], errors="coerce")
+    return pd.Series(np.nan, index=points.index)
+
+
+def feasible_mask(points: pd.DataFrame, study: Mapping) -> np.ndarray:
+    """Rows meeting the study's constraints with a finite latency: the sweep's own `feasible`
+    column when the table has one, else max_accuracy_drop (points) and fits_board checked here.
+    A NaN accuracy fails an accuracy constraint."""
+    cons = _constraints(study)
+    ok = np.isfinite(pd.to_numeric(points.get("latency_ms"), errors="coerce")
+                     .to_numpy(dtype=float))
+    if "feasible" in points:
+        return ok & _truthy(points["feasible"])
+    if cons.get("fits_board", True):
+        ok &= _fits(points)
+    max_drop = cons.get("max_accuracy_drop")
+    if max_drop is not None:
+        drop = accuracy_drop_points(points).to_numpy(dtype=float)
+        ok &= np.nan_to_num(drop, nan=np.inf) <= float(max_drop) + 1e-9
+    return ok
+
+
+def _accel_text(row: Mapping, keys: Sequence[str]) -> str:
+    skip = {"model", "seq_len", "batch", "board", "engine"}
+    parts = []
+    for k in keys:
+        if k in skip:
+            continue
+        v = row.get(k)
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            continue
+        label = {"array": "array", "pe_array": "array", "clock_mhz": "MHz"}.get(k, k)
+        parts.append(f"{_num(v)} {label}" if k == "clock_mhz" else f"{label} {v}")
+    if "sparse_strategy" in row and not str(row.get("block_shape")).lower() == "dense":
+        parts.append(str(row["sparse_strategy"]))
+    return ", ".join(parts)
+
+
+def _acc_source(row: Mapping) -> str:
+    source = str(row.get("accuracy_source", "measured"))
+    fid = row.get("accuracy_fidelity")
+    if str(row.get("block_shape")).lower() == "dense" or fid in (None, "dense") or \
+            (isinstance(fid, float) and np.isnan(fid)):
+        return f"{source}, dense fine-tuned" if source == "measured" else source
+    return f"{source}, {fid}"
+
+
+def _design_text(row: Mapping, keys: Sequence[str]) -> str:
+    if str(row.get("block_shape")).lower() == "dense":
+        what = "the dense model"
+    else:
+        what = (f"{row['block_shape']} blocks at {_num(row.get('compression'), 3)}x compression "
+                f"(prune ratio {_num(row.get('prune_ratio'), 3)})")
+    accel = _accel_text(row, keys)
+    return what + (f" on {accel}" if accel else "")
+
+
+def _answer_lines(points: pd.DataFrame, study: Mapping, in_set: np.ndarray) -> list[str]:
+    """The generated answer for one task's points."""
+    lines: list[str] = []
+    keys = accelerator_columns(points, study)
+    data = with_speedup(points, study)
+    hw = source_label(points) or "source not recorded"
+    feas = feasible_mask(points, study)
+    cons = _constraints(study)
+    metric = (str(points["accuracy_metric"].dropna().iloc[0])
+              if "accuracy_metric" in points and points["accuracy_metric"].notna().any()
+              else "accuracy")
+    task = str(points["task"].iloc[0]) if "task" in points and len(points) else ""
+    acc_name = task_label(task, metric) if task else metric
+    dense_acc = (pd.to_numeric(points["accuracy_dense"], errors="coerce").dropna()
+                 if "accuracy_dense" in points else pd.Series(dtype=float))
+
+    rule = []
+    if cons.get("max_accuracy_drop") is not None:
+        base = (f" (dense {acc_name} {_num(dense_acc.median())}, measured)"
+                if not dense_acc.empty else "")
+        rule.append(f"accuracy drop <= {_num(cons['max_accuracy_drop'])} point(s){base}")
+    if cons.get("fits_board", True) and "fits" in points:
+        rule.append("fits the board")
+    rule_text = " and ".join(rule) if rule else "no constraint"
+    lines.append(f"Constraints: {rule_text}: {int(feas.sum())} of {len(points)} design points "
+                 "qualify.")
+
+    def describe(row: pd.Series, what: str) -> str:
+        acc = (f"{acc_name} {_num(row.get('accuracy'))} ({_acc_source(row)})"
+               if pd.notna(row.get("accuracy")) else f"{acc_name} not measured")
+        energy = (f", {_num(row.get('energy_mj'))} mJ" if pd.notna(row.get("energy_mj"))
+                  else "")
+        text = (f"{what}: {_design_text(row, keys)}: {_num(row['latency_ms'])} ms{energy} "
+                f"({hw}), {acc}")
+        sp = row.get("speedup")
+        if pd.notna(sp) and str(row.get("block_shape")).lower() != "dense":
+            ideal = row.get("ideal_speedup")
+            text += (f"; {_num(sp, 3)}x faster than dense on the same accelerator "
+                     f"({_num(row.get('dense_latency_ms'))} ms, {hw})")
+            if pd.notna(ideal) and ideal > 0:
+                text += f", against an ideal {_num(ideal, 3)}x ({100 * sp / ideal:.0f}% of ideal)"
+        return text + "."
+
+    cand = data.loc[feas]
+    if cand.empty:
+        lines.append("No design point meets the constraints.")
+        valid = data.loc[np.isfinite(data["latency_ms"].to_numpy(dtype=float))]
+        if not valid.empty and "accuracy" in valid:
+            best = valid.sort_values("accuracy", ascending=False, kind="mergesort").iloc[0]
+            lines.append(describe(best, "The most accurate point overall"))
+        return lines
+    fastest = cand.sort_values("latency_ms", kind="mergesort").iloc[0]
+    lines.append(describe(fastest, "Fastest design that meets them"))
+    dense_rows = data.loc[is_dense(data) & feas]
+    if not dense_rows.empty and str(fastest.get("block_shape")).lower() != "dense":
+        best_dense = dense_rows.sort_values("latency_ms", kind="mergesort").iloc[0]
+        lines.append(f"The fastest dense design ({_design_text(best_dense, keys)}) takes "
+                     f"{_num(best_dense['latency_ms'])} ms ({hw}): the sparse design is "
+                     f"{_num(best_dense['latency_ms'] / fastest['latency_ms'], 3)}x faster "
+                     "than the best dense choice of accelerator.")
+    if "energy_mj" in cand and cand["energy_mj"].notna().any():
+        frugal = cand.sort_values("energy_mj", kind="mergesort").iloc[0]
+        if frugal.name != fastest.name:
+            lines.append(describe(frugal, "Lowest-energy design that meets them"))
+        else:
+            lines.append("The same design also has the lowest energy among those meeting the "
+                         "constraints.")
+
+    front = points.loc[in_set]
+    if len(front):
+        counts = front["block_shape"].astype(str).value_counts()
+        order = sorted(counts.index, key=lambda s: (-counts[s], shape_order(list(counts.index))
+                                                     .index(s)))
+        shares = ", ".join(f"{s} ({counts[s]})" for s in order)
+        sources = front.get("accuracy_source", pd.Series(dtype=str)).astype(str).value_counts()
+        src = ", ".join(f"{n} {s}" for s, n in sources.items())
+        lines.append(f"The Pareto set has {len(front)} point(s) (accuracy: {src}); by block shape: "
+                     f"{shares}.")
+
+    sparse = data.loc[~is_dense(data) & np.isfinite(data["speedup"].to_numpy(dtype=float))]
+    if not sparse.empty:
+        top = sparse["compression"].max()
+        at_top = sparse.loc[np.isclose(sparse["compression"], top)]
+        eff = (at_top.groupby("block_shape")["speedup"].median() / top).sort_values(
+            ascending=False)
+        gaps = ", ".join(f"{s} {_num(e * top, 3)}x ({100 * e:.0f}%)" for s, e in eff.items())
+        lines.append(f"Ideal vs achieved speedup at the highest compression ({_num(top, 3)}x; "
+                     f"median over accelerator choices and sparse strategies, {hw}): {gaps}.")
+        if "sparse_strategy" in sparse and sparse["sparse_strategy"].nunique() > 1:
+            by_strat = at_top.groupby("sparse_strategy")["speedup"].median()
+            lines.append("By sparse strategy at that compression: " + ", ".join(
+                f"{s} {_num(v, 3)}x" for s, v in by_strat.items()) + ".")
+    return lines
+
+
+def _pareto_table(points: pd.DataFrame, study: Mapping, in_set: np.ndarray) -> str:
+    data = with_speedup(points, study)
+    keys = [k for k in accelerator_columns(points, study)
+            if k not in ("model", "seq_len", "batch", "board", "engine")
+            and points[k].nunique(dropna=False) > 1 or k in ("array", "pe_array", "dataflow")]
+    keys = [k for k in keys if k in points]
+    feas = feasible_mask(points, study)
+    front = data.loc[in_set].copy()
+    front["_feas"] = feas[in_set]
+    front = front.sort_values(["latency_ms"], kind="mergesort")
+    hw = source_label(points)
+    table = pd.DataFrame({
+        "block shape": front["block_shape"].astype(str),
+        "compression": front["compression"].map(lambda v: f"{_num(v, 3)}x"),
+    })
+    for k in keys:
+        table[k] = front[k]
+    if "sparse_strategy" in front:
+        table["sparse strategy"] = front["sparse_strategy"]
+    table[f"latency_ms ({hw or 'source?'})"] = front["latency_ms"]
+    table["speedup vs dense"] = front["speedup"].map(
+        lambda v: f"{_num(v, 3)}x" if pd.notna(v) else "n/a")
+    if "energy_mj" in front:
+        table["energy_mj"] = front["energy_mj"]
+    table["accuracy"] = front["accuracy"] if "accuracy" in front else np.nan
+    table["accuracy source (fidelity)"] = [_acc_source(r) for _, r in front.iterrows()]
+    table["meets constraints"] = front["_feas"].map({True: "yes", False: "no"})
+    return markdown_table(table)
+
+
+def render_report(points: pd.DataFrame, study: Mapping | None) -> str:
+    """The report's markdown text (see the module docstring)."""
+    study = dict(study or {})
+    name = study.get("name") or "unnamed study"
+    lines = [f"# Study `{name}`", ""]
+    question = (study.get("question") or "").strip()
+    lines += [f"**Question.** {question if question else '(the study file states none)'}", ""]
+    objs = ", ".join(f"{o.get('direction', '?')} {o.get('metric', '?')}" if isinstance(o, Mapping)
+                     else f"{o[1]} {o[0]}" for o in _objectives(study))
+    hw = source_label(points) or "not recorded"
+    acc_src = (points["accuracy_source"].astype(str).value_counts().to_dict()
+               if "accuracy_source" in points else {})
+    fid = (points["accuracy_fidelity"].astype(str).value_counts().to_dict()
+           if "accuracy_fidelity" in points else {})
+    lines += [
+        f"- Design points: {len(points)} (dense baselines: {int(is_dense(points).sum())}); "
+        f"latency and energy: {hw}; accuracy: "
+        + (", ".join(f"{n} {s}" for s, n in acc_src.items()) or "n/a")
+        + (" (fidelity: " + ", ".join(f"{n} {f}" for f, n in fid.items()) + ")" if fid else ""),
+        f"- Objectives: {objs}.",
+        "",
+    ]
+    in_set_all = study_pareto_mask(points, _objectives(study))
+    tasks = list(dict.fromkeys(points["task"].astype(str))) if "task" in points else [""]
+    for task in tasks:
+        sel = ((points["task"].astype(str) == task).to_numpy() if task
+               else np.ones(len(points), dtype=bool))
+        part = points.loc[sel]
+        in_set = in_set_all[sel]
+        title = task_label(task).rsplit(" (", 1)[0].split(" ")[0] if task else ""
+        lines += [f"## Answer{f' ({title})' if title else ''}", ""]
+        lines += [f"- {line}" for line in _answer_lines(part, study, in_set)]
+        lines += ["", f"## Pareto set{f' ({title})' if title else ''}", ""]
+        if in_set.any():
+            lines += [f"{int(in_set.sum())} non-dominated design point(s) over the objectives, "
+                      "fastest first.", "", _pareto_table(part, study, in_set)]
+        else:
+            lines += ["No point has finite values on every objective: the Pareto set is empty."]
+        lines.append("")
+    lines += ["## Figures", "",
+              "![Pareto fronts: latency and energy vs accuracy](pareto.png)", "",
+              "![Achieved vs ideal latency speedup](speedup.png)", ""]
+    return "\n".join(lines)
+
+
+def write_report(points: pd.DataFrame, study: Mapping | None, out_dir: str | Path) -> Path:
+    """Write report.md into `out_dir` and return its path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "report.md"
+    path.write_text(render_report(points, study), encoding="utf-8")
+    return path
+
+
+REQUIRED_COLUMNS = ("block_shape", "compression", "latency_ms", "accuracy")
+
+
+def load_results(results_dir: str | Path) -> tuple[pd.DataFrame, dict]:
+    """(points, study) of a finished results folder: points.csv and study.yaml.
+
+    Raises ValueError (one line naming the folder and what is missing) when it is not one.
+    """
+    import yaml
+
+    from codesign.plots import load_points
+
+    folder = Path(results_dir)
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: no such folder; give the output folder of "
+                         "`codesign sweep` (it holds points.csv and study.yaml)")
+    missing = [n for n in ("points.csv", "study.yaml") if not (folder / n).is_file()]
+    if missing:
+        raise ValueError(f"{folder}: not a results folder (no {' or '.join(missing)}); give the "
+                         "output folder of `codesign sweep STUDY.yaml`")
+    try:
+        points = load_points(folder / "points.csv")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{folder / 'points.csv'}: unreadable "
+                         f"({' '.join(str(exc).split())[:120]})") from None
+    lacking = [c for c in REQUIRED_COLUMNS if c not in points.columns]
+    if lacking:
+        raise ValueError(f"{folder / 'points.csv'}: lacks column(s) {', '.join(lacking)}; "
+                         "is it a codesign points table?")
+    try:
+        study = yaml.safe_load((folder / "study.yaml").read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{folder / 'study.yaml'}: not valid YAML "
+                         f"({getattr(exc, 'problem', None) or 'parse error'})") from None
+    if not isinstance(study, dict):
+        raise ValueError(f"{folder / 'study.yaml'}: expected a mapping (the validated study)")
+    return points, study
+
+
+def replot(results_dir: str | Path, *, plots: bool = True) -> tuple[list[Path], str]:
+    """Redraw the figures and rewrite report.md of a finished study from its points.csv and
+    study.yaml (nothing is simulated or measured again). Returns (written paths, report text)."""
+    from codesign.plots import plot_study
+
+    points, study = load_results(results_dir)
+    folder = Path(results_dir)
+    written = (plot_study(points, folder, _objectives(study), study=study) if plots else [])
+    text = render_report(points, study)
+    path = folder / "report.md"
+    path.write_text(text, encoding="utf-8")
+    return [*written, path], text

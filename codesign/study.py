@@ -1,0 +1,701 @@
+"""The study file: a YAML description of a co-design sweep, validated with pydantic.
+
+What is modelled: one study = one model (built-in name or checkpoint folder) at one sequence
+length and batch, one or more GLUE tasks, a pruning method with its block shapes and compression
+(or prune) ratios, the accuracy fidelity of each stage (a cheap one for every point, an expensive
+one for the points promoted from on/near the Pareto front), an accelerator (a board preset of
+hwmodels plus overrides, where a list means "sweep these"), the objectives and constraints, the
+search (full grid, or NSGA-II with a trial budget) and the output folder.
+
+Errors are one line, `FILE:LINE key.path: what is wrong; allowed: ...`, located in the YAML text
+through the node marks of `yaml.compose`, never a traceback. Hardware points that do not fit the
+board are rejected with the numbers of hwmodels' own resource check.
+
+What is ignored: YAML anchors/merge keys are resolved by PyYAML as usual but errors inside a merged
+mapping point at the alias, not at the anchor. No torch import here (the CLI imports this module).
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
+
+FIDELITIES = ("oneshot", "retrain", "rgl")
+PRUNING_METHODS = ("magnitude", "rgl")
+DATAFLOWS = ("ws", "os")
+SPARSE_STRATEGIES = ("tile-skip", "compact")
+SEARCH_METHODS = ("grid", "nsga2")
+PRECISIONS = ("int8", "int16", "fp16")
+BUFFERS = ("weight", "input", "output")
+# Metrics a study may optimise; each stored per point in points.csv.
+OBJECTIVE_METRICS = {
+    "latency_ms": "min", "energy_mj": "min", "accuracy": "max", "throughput_inf_s": "max",
+    "accuracy_drop": "min", "utilization": "max", "dsp_fraction": "min", "bram_fraction": "min",
+    "compression": "max",
+}
+_BLOCK_RE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
+
+
+class StudyError(ValueError):
+    """A study file is invalid: one line naming the file, the line, the key and what is allowed."""
+
+    def __init__(self, file: str, line: int | None, key: str, message: str):
+        self.file, self.line, self.key, self.message = str(file), line, key, message
+        where = f"{self.file}:{line}" if line else self.file
+        super().__init__(f"{where} {key}: {message}" if key else f"{where}: {message}")
+
+
+def _parse_block(text: Any) -> tuple[int, int]:
+    m = _BLOCK_RE.match(str(text))
+    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+        raise ValueError(f"{text!r} is not a block shape; write ROWSxCOLS with positive "
+                         "integers, e.g. 16x16 or 32x1")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _as_list(value: Any) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _items(value: Any):
+    """(index or None, item) of a scalar-or-list value; errors name the index of a list item."""
+    if isinstance(value, (list, tuple)):
+        return list(enumerate(value))
+    return [(None, value)]
+
+
+def _item_error(index: int | None, message: str) -> ValueError:
+    # the index travels in the text; load_study moves it into the key path
+    return ValueError(message if index is None else f"@{index}@ {message}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(_Strict):
+    """The transformer: a built-in name or a Hugging Face checkpoint folder."""
+
+    name: str = Field(description="built-in name (minilm-l6) or checkpoint folder")
+    seq_len: int = Field(128, ge=1, le=8192)
+    batch: int = Field(1, ge=1, le=4096)
+
+
+class PruningSpec(_Strict):
+    """Block pruning: method, block shapes, and the compression (or prune) ratios to try."""
+
+    method: Literal["magnitude", "rgl"] = "magnitude"
+    block_shapes: list[str] = Field(min_length=1)
+    compression: list[float] | None = None
+    prune_ratios: list[float] | None = None
+
+    @field_validator("block_shapes", mode="before")
+    @classmethod
+    def _blocks(cls, v: Any) -> list[str]:
+        out = []
+        for i, item in _items(v):
+            try:
+                bh, bw = _parse_block(item)
+            except ValueError as exc:
+                hint = " (YAML read it as a number: write it in quotes)" if isinstance(
+                    item, int) else ""
+                raise _item_error(i, str(exc) + hint)
+            out.append(f"{bh}x{bw}")
+        if len(set(out)) != len(out):
+            raise ValueError("a block shape is listed twice")
+        return out
+
+    @field_validator("compression")
+    @classmethod
+    def _compression(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None:
+            for i, c in enumerate(v):
+                if not (1.0 <= c <= 1000.0) or not math.isfinite(c):
+                    raise _item_error(i, f"compression {c:g} out of range; allowed: 1 (dense) "
+                                      "to 1000")
+        return v
+
+    @field_validator("prune_ratios")
+    @classmethod
+    def _ratios(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None:
+            for i, r in enumerate(v):
+                if not (0.0 <= r < 1.0):
+                    raise _item_error(i, f"prune ratio {r:g} out of range; allowed: "
+                                      "0 <= ratio < 1")
+        return v
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "PruningSpec":
+        if (self.compression is None) == (self.prune_ratios is None):
+            raise ValueError("give exactly one of 'compression' (e.g. [1, 2, 4]) or "
+                             "'prune_ratios' (e.g. [0.5, 0.75])")
+        return self
+
+    @property
+    def ratios(self) -> list[float]:
+        """Prune ratios (fraction of blocks removed), rounded so hashes are stable."""
+        if self.prune_ratios is not None:
+            vals = self.prune_ratios
+        else:
+            vals = [1.0 - 1.0 / c for c in self.compression]  # type: ignore[union-attr]
+        return sorted({round(r, 6) for r in vals})
+
+
+RECIPE_PRESETS = ("default", "quick", "paper")
+
+
+def build_recipe(spec: str | dict[str, Any]):
+    """codesign.accuracy.Recipe from a preset name or {base: PRESET, FIELD: value, ...}."""
+    from codesign.accuracy import Recipe
+
+    data = {"base": spec} if isinstance(spec, str) else dict(spec)
+    base = data.pop("base", "default")
+    if base not in RECIPE_PRESETS:
+        raise ValueError(f"recipe {base!r} unknown; allowed: {', '.join(RECIPE_PRESETS)}")
+    preset = {"default": Recipe(), "quick": Recipe.quick(), "paper": Recipe.paper()}[base]
+    known = set(preset.to_dict())
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"recipe field {unknown[0]!r} unknown; allowed: base, "
+                         f"{', '.join(sorted(known))}")
+    return Recipe.from_dict({**preset.to_dict(), **data})
+
+
+class StageSpec(_Strict):
+    """One accuracy stage: its fidelity, and (after the first) which points get promoted."""
+
+    fidelity: Literal["oneshot", "retrain", "rgl"]
+    promote: Literal["all", "front", "near-front"] = "all"
+    # near-front: points whose normalised objective distance to the front is <= tolerance
+    tolerance: float = Field(0.05, ge=0.0, le=10.0)
+    max_configs: int | None = Field(None, ge=1, description="at most this many (block, ratio)")
+
+
+class AccuracySpec(_Strict):
+    """How accuracy is measured: a recipe for codesign.accuracy and the fidelity stages."""
+
+    measure: bool = True
+    recipe: Union[str, dict[str, Any]] = "default"
+    stages: list[StageSpec] = Field(default_factory=lambda: [StageSpec(fidelity="oneshot")],
+                                    min_length=1)
+
+    @field_validator("recipe")
+    @classmethod
+    def _recipe(cls, v: Any) -> Any:
+        build_recipe(v)  # AccuracyError is a ValueError: reported with the recipe's line
+        return v
+
+    @model_validator(mode="after")
+    def _first_all(self) -> "AccuracySpec":
+        if self.stages[0].promote != "all":
+            raise ValueError("the first stage evaluates every point: its 'promote' must be 'all'")
+        order = [FIDELITIES.index(s.fidelity) for s in self.stages]
+        if order != sorted(order) or len(set(order)) != len(order):
+            raise ValueError("stages must go from cheap to expensive without repeats; allowed "
+                             "order: oneshot, retrain, rgl")
+        return self
+
+
+class HardwareSpec(_Strict):
+    """A board preset of hwmodels plus overrides; a list means "sweep these values"."""
+
+    board: str
+    pe_array: Union[str, list[str]] | None = None
+    clock_mhz: Union[float, list[float]] | None = None
+    dataflow: Union[str, list[str]] = Field(default_factory=lambda: ["ws"])
+    sparse_strategy: Union[str, list[str]] = Field(default_factory=lambda: ["tile-skip"])
+    precision: Union[str, list[str]] | None = None
+    double_buffering: Union[bool, list[bool]] | None = None
+    buffers_kib: dict[str, Union[float, list[float]]] | None = None
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    engine: Literal["analytical", "event"] = "analytical"
+
+    @field_validator("pe_array", mode="before")
+    @classmethod
+    def _arrays(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        out = []
+        for i, item in _items(v):
+            try:
+                r, c = _parse_block(item)
+            except ValueError:
+                raise _item_error(i, f"{item!r} is not a PE array; write ROWSxCOLS in quotes, "
+                                  "e.g. \"32x32\"")
+            out.append(f"{r}x{c}")
+        return out
+
+    @field_validator("dataflow", mode="before")
+    @classmethod
+    def _dataflow(cls, v: Any) -> list[str]:
+        out = [str(x).lower() for x in _as_list(v)]
+        for i, x in _items(v):
+            if str(x).lower() not in DATAFLOWS:
+                raise _item_error(i, f"{x!r} is not a dataflow; allowed: ws, os")
+        return out
+
+    @field_validator("sparse_strategy", mode="before")
+    @classmethod
+    def _strategy(cls, v: Any) -> list[str]:
+        out = [str(x).lower().replace("_", "-") for x in _as_list(v)]
+        for i, x in _items(v):
+            if str(x).lower().replace("_", "-") not in SPARSE_STRATEGIES:
+                raise _item_error(i, f"{x!r} is not a sparse strategy; allowed: tile-skip, "
+                                  "compact")
+        return out
+
+    @field_validator("clock_mhz", mode="before")
+    @classmethod
+    def _clock(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        for i, x in _items(v):
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not 1 <= x <= 2000:
+                raise _item_error(i, f"clock {x!r} MHz out of range; allowed: a number from 1 "
+                                  "to 2000")
+        return v
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        for i, x in _items(v):
+            if x not in PRECISIONS:
+                raise _item_error(i, f"{x!r} is not a precision; allowed: "
+                                  f"{', '.join(PRECISIONS)}")
+        return v
+
+    @field_validator("buffers_kib", mode="before")
+    @classmethod
+    def _buffers(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        if not isinstance(v, dict):
+            raise ValueError("give a mapping buffer name -> KiB (or a list of KiB to sweep), "
+                             "e.g. {weight: [256, 512]}")
+        for name, sizes in v.items():
+            if name not in BUFFERS:
+                raise ValueError(f"{name!r} is not a buffer; allowed: {', '.join(BUFFERS)}")
+            for i, x in _items(sizes):
+                if isinstance(x, bool) or not isinstance(x, (int, float)) or x <= 0:
+                    raise ValueError(f"@{name}@ " + (f"@{i}@ " if i is not None else "")
+                                     + f"{x!r} is not a size; allowed: a positive number of KiB")
+        return v
+
+    def swept(self) -> dict[str, list]:
+        """Every hardware key with its list of values (scalars become one-element lists)."""
+        keys: dict[str, list] = {}
+        for key in ("pe_array", "clock_mhz", "dataflow", "sparse_strategy", "precision",
+                    "double_buffering"):
+            value = getattr(self, key)
+            if value is not None:
+                keys[key] = _as_list(value)
+        for name, value in (self.buffers_kib or {}).items():
+            keys[f"buffers_kib.{name}"] = _as_list(value)
+        return keys
+
+    def combinations(self) -> list[dict[str, Any]]:
+        """The accelerator choices in a fixed order (the cartesian product of the lists)."""
+        swept = self.swept()
+        names = list(swept)
+        return [dict(zip(names, combo)) for combo in itertools.product(*swept.values())]
+
+
+class ObjectiveSpec(_Strict):
+    metric: str
+    direction: Literal["min", "max"]
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, v: str) -> str:
+        if v not in OBJECTIVE_METRICS:
+            raise ValueError(f"{v!r} is not a metric; allowed: {', '.join(OBJECTIVE_METRICS)}")
+        return v
+
+
+class ConstraintSpec(_Strict):
+    """Feasibility: accuracy drop in points (100 x metric) and fitting the board's resources."""
+
+    max_accuracy_drop: float | None = Field(None, ge=0.0, le=100.0)
+    fits_board: bool = True
+
+
+class SearchSpec(_Strict):
+    method: Literal["grid", "nsga2"] = "grid"
+    trials: int | None = Field(None, ge=1, le=100000)
+    population: int = Field(16, ge=2, le=10000)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _budget(self) -> "SearchSpec":
+        if self.method == "nsga2" and self.trials is None:
+            raise ValueError("nsga2 needs a trial budget: add 'trials: N'")
+        return self
+
+
+class Study(_Strict):
+    """A validated study (see the module docstring)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    question: str = ""
+    model: ModelSpec
+    tasks: list[str] = Field(min_length=1)
+    glue_dir: str | None = None
+    pruning: PruningSpec
+    accuracy: AccuracySpec = Field(default_factory=AccuracySpec)
+    hardware: HardwareSpec
+    objectives: list[ObjectiveSpec] = Field(min_length=1)
+    constraints: ConstraintSpec = Field(default_factory=ConstraintSpec)
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    output: str | None = None
+    storage: str | None = Field(None, description="optuna RDB URL; default: journal file")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_alias(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "task" in data and "tasks" not in data:
+            data = dict(data)
+            data["tasks"] = _as_list(data.pop("task"))
+        return data
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _tasks(cls, v: Any) -> list[str]:
+        from codesign.glue import TASKS, get_task  # no torch; a light module
+
+        out = []
+        for i, item in _items(v):
+            try:
+                out.append(get_task(str(item)).name)
+            except ValueError:
+                raise _item_error(i, f"{item!r} is not a GLUE task; allowed: "
+                                  f"{', '.join(sorted(TASKS))}")
+        return out
+
+    @field_validator("objectives", mode="before")
+    @classmethod
+    def _objectives(cls, v: Any) -> Any:
+        # accept the shorthand `- latency_ms: min`
+        out = []
+        for item in _as_list(v):
+            if isinstance(item, dict) and len(item) == 1 and "metric" not in item:
+                (metric, direction), = item.items()
+                item = {"metric": metric, "direction": direction}
+            if isinstance(item, dict) and isinstance(item.get("direction"), str):
+                d = item["direction"].lower()
+                item = {**item, "direction": {"minimize": "min", "maximize": "max"}.get(d, d)}
+            out.append(item)
+        return out
+
+    @model_validator(mode="after")
+    def _cross(self) -> "Study":
+        metrics = [o.metric for o in self.objectives]
+        if len(set(metrics)) != len(metrics):
+            raise ValueError("an objective is listed twice")
+        if not self.accuracy.measure and any(m.startswith("accuracy") for m in metrics):
+            raise ValueError("accuracy.measure is false but an objective uses accuracy")
+        if self.pruning.method == "rgl" and self.accuracy.stages[-1].fidelity != "rgl":
+            raise ValueError("pruning.method rgl needs a last accuracy stage with fidelity rgl")
+        return self
+
+    # --- convenience -------------------------------------------------------------------------
+    @property
+    def objective_pairs(self) -> list[tuple[str, str]]:
+        return [(o.metric, o.direction) for o in self.objectives]
+
+    def output_dir(self, override: str | Path | None = None) -> Path:
+        return Path(override or self.output or Path("results") / self.name)
+
+    def to_plain(self) -> dict[str, Any]:
+        """The validated study as plain data (for study.yaml and the report)."""
+        data = self.model_dump(mode="json")
+        data["objectives"] = [{"metric": o.metric, "direction": o.direction}
+                              for o in self.objectives]
+        data["constraints"] = self.constraints.model_dump(mode="json")
+        return data
+
+
+# --- locating errors in the YAML text -------------------------------------------------------
+def _loc_to_key(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _clean_loc(loc: tuple) -> tuple:
+    """Drop pydantic's union/branch markers (e.g. 'str', 'list[str]', 'function-after[...]')."""
+    out = []
+    for part in loc:
+        if isinstance(part, str) and ("[" in part or part in
+                                      ("str", "float", "int", "bool", "dict", "list")):
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def node_line(root: yaml.Node | None, loc: tuple) -> int | None:
+    """1-based line of the YAML node at `loc` (or of the deepest ancestor found)."""
+    node = root
+    line = (node.start_mark.line + 1) if node is not None else None
+    for part in loc:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.value == str(part):
+                    # the value's line, unless it is a block collection starting further down
+                    line = k.start_mark.line + 1
+                    child = v
+                    break
+            if child is None and part == "tasks":  # `task:` alias
+                return node_line(node, ("task",))
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if 0 <= part < len(node.value):
+                child = node.value[part]
+                line = child.start_mark.line + 1
+        if child is None:
+            return line
+        node = child
+    return line
+
+
+def _allowed_hint(err: dict) -> str:
+    ctx = err.get("ctx") or {}
+    if err["type"] == "literal_error" and "expected" in ctx:
+        return f"; allowed: {ctx['expected'].replace(chr(39), '')}"
+    if err["type"] == "extra_forbidden":
+        return ""
+    return ""
+
+
+def _message(err: dict, parent_fields: list[str] | None) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        hint = f"; allowed keys here: {', '.join(parent_fields)}" if parent_fields else ""
+        return f"unknown key{hint}"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "literal_error":
+        expected = (err.get("ctx") or {}).get("expected", "")
+        allowed = ", ".join(x.strip(" '") for x in re.split(r",| or ", expected) if x.strip())
+        return f"{err.get('input')!r} is not allowed; allowed: {allowed}"
+    msg = err["msg"]
+    msg = re.sub(r"^(Value error|Assertion failed), ", "", msg)
+    given = err.get("input")
+    if kind not in ("value_error",) and not isinstance(given, (dict, list)):
+        msg = f"{given!r}: {msg}"
+    return msg + _allowed_hint(err)
+
+
+def _fields_at(loc: tuple) -> list[str] | None:
+    """The keys allowed in the mapping that holds `loc`'s last part."""
+    model: Any = Study
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        # unwrap list[Model] / Model | None
+        for cand in getattr(ann, "__args__", ()) or (ann,):
+            cand = getattr(cand, "__args__", (cand,))[0] if hasattr(cand, "__origin__") else cand
+            if isinstance(cand, type) and issubclass(cand, BaseModel):
+                model = cand
+                break
+        else:
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                model = ann
+            else:
+                return None
+    fields = list(getattr(model, "model_fields", {}))
+    if model is Study:
+        fields.append("task")
+    return fields
+
+
+def load_study(path: str | Path, *, check_fit: bool = True) -> Study:
+    """Read and validate a study file; raise StudyError (one line) on any problem."""
+    path = Path(path)
+    shown = os.path.relpath(path) if not str(path).startswith("..") else str(path)
+    if len(shown) > len(str(path)):
+        shown = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise StudyError(shown, None, "", f"cannot read the study file ({exc.strerror})")
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise StudyError(shown, line, "", f"not valid YAML ({problem})")
+    if not isinstance(data, dict):
+        raise StudyError(shown, 1, "", "a study is a YAML mapping with keys name, model, tasks, "
+                         "pruning, hardware, objectives (see README)")
+    try:
+        study = Study.model_validate(data)
+    except ValidationError as exc:
+        err = dict(exc.errors()[0])
+        loc = _clean_loc(tuple(err["loc"]))
+        # list-item errors carry their index (and buffer name) in the text: "@1@ ..."
+        msg = re.sub(r"^(Value error|Assertion failed), ", "", err["msg"])
+        while (m := re.match(r"^@([^@]+)@ ", msg)):
+            part = m.group(1)
+            msg = msg[m.end():]
+            loc = loc + (int(part) if part.isdigit() else part,)
+        err["msg"] = msg
+        raise StudyError(shown, node_line(root, loc), _loc_to_key(loc),
+                         _message(err, _fields_at(loc)))
+    _check_semantics(study, shown, root)
+    if check_fit:
+        check_hardware(study, shown, root)
+    return study
+
+
+def _check_semantics(study: Study, shown: str, root: yaml.Node) -> None:
+    """Checks that need the file system or other packages (model folder, board name)."""
+    name = study.model.name
+    from codesign.checkpoints import builtin_models
+
+    if name not in builtin_models():
+        folder = Path(name)
+        if not (folder / "config.json").exists():
+            raise StudyError(shown, node_line(root, ("model", "name")), "model.name",
+                             f"{name!r} is neither a built-in model "
+                             f"({', '.join(builtin_models())})"
+                             " nor a checkpoint folder with a config.json")
+    from hwmodels.accelerator import list_boards
+
+    boards = list(list_boards())
+    board = study.hardware.board
+    if board not in boards and not Path(board).is_file():
+        raise StudyError(shown, node_line(root, ("hardware", "board")), "hardware.board",
+                         f"{board!r} is not a board preset or YAML file; allowed: "
+                         f"{', '.join(boards)}")
+
+
+# --- a study's hardware choice as an hwmodels Accelerator -------------------------------------
+@dataclass(frozen=True)
+class Fit:
+    """hwmodels' resource check of one accelerator: fits or not, and its numbers."""
+
+    fits: bool
+    message: str
+    resources: dict[str, Any] = field(default_factory=dict)
+
+
+def board_overrides(study: Study, combo: dict[str, Any]) -> dict[str, Any]:
+    """The `hwmodels.load_board` overrides of one accelerator choice (study keys -> the board
+    YAML layout: pe_array.rows/cols/precision, buffers.NAME.capacity_bytes, top-level keys)."""
+    over = json.loads(json.dumps(study.hardware.overrides))  # deep copy
+    for key, value in combo.items():
+        if key.startswith("buffers_kib."):
+            name = key.split(".", 1)[1]
+            over.setdefault("buffers", {}).setdefault(name, {})["capacity_bytes"] = \
+                int(round(float(value) * 1024))
+        elif key == "pe_array":
+            rows, cols = (int(x) for x in str(value).lower().split("x"))
+            over.setdefault("pe_array", {}).update({"rows": rows, "cols": cols})
+        elif key == "precision":
+            over.setdefault("pe_array", {})["precision"] = value
+        else:  # clock_mhz, dataflow, sparse_strategy, double_buffering
+            over[key] = value
+    return over
+
+
+def accelerator_for(study: Study, combo: dict[str, Any]):
+    """(Accelerator, Fit) of one accelerator choice, built by hwmodels.load_board."""
+    from hwmodels.accelerator import load_board
+
+    acc = load_board(study.hardware.board, board_overrides(study, combo), check_fit=False)
+    return acc, fit_of(acc)
+
+
+def fit_of(acc) -> Fit:
+    """hwmodels' own resource check (hwmodels.resources.check_fit) with its numbers."""
+    from hwmodels import resources
+
+    try:
+        est = resources.check_fit(acc)
+    except resources.ResourceError as exc:
+        est = resources.estimate(acc)
+        msg = str(exc)
+        # drop the "label: design does not fit PART: " prefix, keep the numbers
+        msg = msg.split("does not fit", 1)[-1].split(":", 1)[-1].strip() if "does not fit" \
+            in msg else msg
+        return Fit(False, msg, est.as_dict(acc))
+    return Fit(True, "", est.as_dict(acc))
+
+
+def check_hardware(study: Study, shown: str, root: yaml.Node | None) -> None:
+    """Build every accelerator choice with hwmodels and run its resource check."""
+    swept = study.hardware.swept()
+    for combo in study.hardware.combinations():
+        try:
+            acc, fit = accelerator_for(study, combo)
+        except (ValueError, TypeError, KeyError) as exc:
+            key, loc = _blame(combo, swept, str(exc))
+            raise StudyError(shown, node_line(root, loc), key, _one_line(exc))
+        if study.constraints.fits_board and not fit.fits:
+            key, loc = _blame(combo, swept, fit.message, prefer="pe_array")
+            raise StudyError(shown, node_line(root, loc), key,
+                             f"{_describe(combo)} does not fit {study.hardware.board}: "
+                             f"{fit.message}; use smaller values, or set "
+                             "constraints.fits_board: false to keep them as infeasible points")
+
+
+def _describe(combo: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in combo.items() if k in
+                     ("pe_array", "precision", "clock_mhz") or k.startswith("buffers_kib"))
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _blame(combo: dict, swept: dict[str, list], message: str,
+           prefer: str | None = None) -> tuple[str, tuple]:
+    """Which study key to blame for a combination that fails: the one named in the message,
+    else the preferred key; list entries are named by their index."""
+    lowered = message.lower()
+    order = [k for k in combo if k.split(".")[-1].split("_")[0] in lowered]
+    if prefer and prefer in combo and not order:
+        order = [prefer]
+    if not order:
+        order = list(combo)[:1]
+    if not order:
+        return "hardware.board", ("hardware", "board")
+    key = order[0]
+    parts = ("hardware",) + tuple(key.split("."))
+    values = swept[key]
+    shown = "hardware." + key
+    if len(values) > 1:
+        idx = values.index(combo[key])
+        parts = parts + (idx,)
+        shown += f"[{idx}]"
+    return shown, parts
+
+
+def study_hash(study: Study) -> str:
+    """A stable hash of the validated study (stored with the results)."""
+    import hashlib
+
+    blob = json.dumps(study.to_plain(), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

@@ -1,0 +1,260 @@
+"""Plots, report.md and `codesign pareto DIR` on a synthetic points table with the contract's
+columns (no simulation, no model): files exist, figures say what they show, the report lists
+exactly the Pareto rows, and a folder that is not a results folder gets a one-line error."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from conftest_results import STUDY, make_points, write_results_dir
+
+from codesign.cli import main
+from codesign.plots import pareto_figure, plot_study, shape_colors, speedup_figure
+from codesign.report import render_report, write_report
+
+OBJECTIVES = [("latency_ms", "min"), ("energy_mj", "min"), ("accuracy", "max")]
+
+
+def _front_reference(points: pd.DataFrame) -> np.ndarray:
+    """Brute-force non-dominated rows among those that fit (the report's rule without a stored
+    pareto column)."""
+    costs = np.column_stack([points["latency_ms"], points["energy_mj"], -points["accuracy"]])
+    fits = points["fits"].to_numpy()
+    out = np.zeros(len(points), dtype=bool)
+    for i in np.flatnonzero(fits):
+        out[i] = not any((costs[j] <= costs[i]).all() and (costs[j] < costs[i]).any()
+                         for j in np.flatnonzero(fits) if j != i)
+    return out
+
+
+def _table_rows(text: str, section: str = "## Pareto set") -> list[str]:
+    body = text.split(section, 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in body.splitlines() if line.startswith("| ")]
+    return rows[1:]  # drop the header
+
+
+@pytest.fixture(scope="module")
+def points() -> pd.DataFrame:
+    return make_points()
+
+
+def test_plot_study_writes_png_and_svg(points, tmp_path):
+    paths = plot_study(points, tmp_path, OBJECTIVES, study=STUDY)
+    names = sorted(p.name for p in paths)
+    assert names == ["pareto.png", "pareto.svg", "speedup.png", "speedup.svg"]
+    for p in paths:
+        assert p.exists() and p.stat().st_size > 5000
+    assert (tmp_path / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<svg" in (tmp_path / "speedup.svg").read_text()[:2000]
+
+
+def _texts(fig) -> str:
+    parts = [t.get_text() for t in fig.texts]
+    for leg in fig.legends:
+        parts += [t.get_text() for t in leg.get_texts()]
+        parts.append(leg.get_title().get_text())
+    for ax in fig.axes:
+        parts += [ax.get_xlabel(), ax.get_ylabel(), ax.get_title()]
+    if fig._suptitle is not None:
+        parts.append(fig._suptitle.get_text())
+    return "\n".join(parts)
+
+
+def test_pareto_figure_says_what_it_shows(points):
+    fig = pareto_figure(points, OBJECTIVES, study=STUDY)
+    text = _texts(fig)
+    assert len(fig.axes) == 2
+    assert fig.axes[0].get_ylabel() == "SST-2 accuracy (dev)"
+    assert "Latency per inference (ms)" in fig.axes[0].get_xlabel()
+    assert "Energy per inference (mJ)" in fig.axes[1].get_xlabel()
+    assert "simulated" in fig.axes[0].get_xlabel()
+    for label in ("dense baseline", "surrogate", "does not fit", "1x16", "32x32", "one-shot",
+                  "RGL", "accuracy floor"):
+        assert label in text, label
+    # without surrogate points the legend must not claim there are some
+    measured = points.assign(accuracy_source="measured")
+    assert "surrogate" not in _texts(pareto_figure(measured, OBJECTIVES))
+
+
+def test_pareto_figure_front_line_is_the_two_objective_front(points):
+    fig = pareto_figure(points, OBJECTIVES)
+    ax = fig.axes[0]
+    steps = [ln for ln in ax.get_lines() if ln.get_drawstyle() == "steps-post"]
+    assert len(steps) == 1
+    xs, ys = steps[0].get_data()
+    fit = points.loc[points["fits"]]
+    expect = [(x, y) for x, y in zip(fit["latency_ms"], fit["accuracy"])
+              if not any((x2 <= x and y2 >= y and (x2 < x or y2 > y))
+                         for x2, y2 in zip(fit["latency_ms"], fit["accuracy"]))]
+    assert sorted(zip(xs, ys)) == sorted(expect)
+
+
+def test_one_row_of_panels_per_task(points):
+    two = pd.concat([points, points.assign(task="rte", accuracy=points["accuracy"] - 0.2,
+                                           accuracy_dense=points["accuracy_dense"] - 0.2)])
+    fig = pareto_figure(two.reset_index(drop=True), OBJECTIVES)
+    assert len(fig.axes) == 4
+    assert fig.axes[2].get_ylabel() == "RTE accuracy (dev)"
+    text = render_report(two.reset_index(drop=True), STUDY)
+    assert "## Answer (SST-2)" in text and "## Answer (RTE)" in text
+
+
+def test_colours_are_consistent_per_shape():
+    a = shape_colors(["1x16", "16x16", "dense"])
+    b = shape_colors(["16x16", "32x32", "7x3", "1x16"])
+    assert a["16x16"] == b["16x16"] and a["1x16"] == b["1x16"]
+    assert a["dense"] == "black"
+    assert len(set(b.values())) == len(b)
+
+
+def test_speedup_figure_has_ideal_line_and_one_panel_per_strategy(points):
+    fig = speedup_figure(points, STUDY)
+    assert [ax.get_title() for ax in fig.axes] == ["sparse strategy: tile-skip",
+                                                   "sparse strategy: compact"]
+    assert "ideal: speedup = compression" in _texts(fig)
+    for ax in fig.axes:
+        assert any(ln.get_linestyle() == "--" and np.allclose(*ln.get_data())
+                   for ln in ax.get_lines())
+    # the 32x32 line at 5x compression: median over the two arrays of dense/sparse latency
+    sel = points[(points.block_shape == "32x32") & (points.sparse_strategy == "compact")
+                 & (points.prune_ratio == 0.8)]
+    dense = points[points.block_shape == "dense"].set_index("array")["latency_ms"]
+    want = np.median([dense[a] / lat for a, lat in zip(sel["array"], sel["latency_ms"])])
+    ys = [ln.get_data()[1][-1] for ln in fig.axes[1].get_lines() if ln.get_marker() == "o"]
+    assert any(np.isclose(y, want) for y in ys)
+
+
+def test_report_lists_exactly_the_pareto_rows(points, tmp_path):
+    path = write_report(points, STUDY, tmp_path)
+    text = path.read_text()
+    assert text.startswith("# Study `synthetic_zcu102`")
+    assert STUDY["question"] in text
+    assert "34 (dense baselines: 2)" in text
+    expected = points.loc[_front_reference(points)]
+    rows = _table_rows(text)
+    assert len(rows) == len(expected)
+    lat_cells = [float(r.split("|")[6]) for r in rows]  # latency column
+    np.testing.assert_allclose(sorted(lat_cells), sorted(expected["latency_ms"]), rtol=1e-3)
+    assert lat_cells == sorted(lat_cells)  # fastest first
+
+
+def test_report_uses_the_stored_pareto_column(points):
+    marked = points.copy()
+    chosen = [3, 17, 30]
+    marked["pareto"] = False
+    marked.loc[chosen, "pareto"] = True
+    rows = _table_rows(render_report(marked, STUDY))
+    assert len(rows) == 3
+    for i in chosen:
+        assert any(f"{marked.loc[i, 'latency_ms']:.4g}" in r for r in rows)
+
+
+def test_report_answers_with_the_fastest_feasible_point(points):
+    text = render_report(points, STUDY)
+    drop = 100 * (points["accuracy_dense"] - points["accuracy"])
+    feasible = points.loc[points["fits"] & (drop <= 1.0)]
+    best = feasible.sort_values("latency_ms").iloc[0]
+    line = next(li for li in text.splitlines() if li.startswith("- Fastest design"))
+    assert f"{best['latency_ms']:.4g} ms" in line
+    assert f"{best['block_shape']} blocks" in line
+    assert "simulated: analytical/0.1" in line and "measured" in line
+    dense_lat = points.loc[(points.block_shape == "dense") & (points.array == best["array"]),
+                           "latency_ms"].iloc[0]
+    assert f"{dense_lat / best['latency_ms']:.3g}x faster than dense" in line
+    assert f"{int(len(feasible))} of {len(points)} design points qualify" in text
+    assert "Ideal vs achieved speedup" in text
+
+
+def test_report_when_nothing_meets_the_constraints(points):
+    study = {**STUDY, "constraints": {"max_accuracy_drop": 0.0, "fits_board": True}}
+    worse = points.assign(accuracy=np.where(points.block_shape == "dense", np.nan,
+                                            points["accuracy"]))
+    text = render_report(worse, study)
+    assert "No design point meets the constraints." in text
+
+
+def test_nan_accuracy_rows_are_drawn_around_not_crashed_on(points, tmp_path):
+    holed = points.copy()
+    holed.loc[::3, "accuracy"] = np.nan
+    assert len(plot_study(holed, tmp_path)) == 4
+    rows = _table_rows(render_report(holed, STUDY))
+    assert all("| nan |" not in r and "n/a |" not in r.split("|")[9] for r in rows)
+
+
+def test_cli_pareto_replots_a_results_folder(tmp_path):
+    folder = write_results_dir(tmp_path / "res")
+    result = CliRunner().invoke(main, ["pareto", str(folder)])
+    assert result.exit_code == 0, result.output
+    for name in ("pareto.png", "pareto.svg", "speedup.png", "speedup.svg", "report.md"):
+        assert (folder / name).stat().st_size > 0
+    assert "## Pareto set" in result.output
+    assert (folder / "report.md").read_text().strip() in result.output
+    # points.csv is only read, never rewritten
+    before = (folder / "points.csv").read_bytes()
+    CliRunner().invoke(main, ["pareto", str(folder), "--no-plots"])
+    assert (folder / "points.csv").read_bytes() == before
+
+
+@pytest.mark.parametrize("make,needle", [
+    (lambda d: d, "not a results folder"),
+    (lambda d: d / "missing", "no such folder"),
+    (lambda d: (write_results_dir(d), (d / "study.yaml").unlink(), d)[-1], "no study.yaml"),
+    (lambda d: (write_results_dir(d, make_points().drop(columns=["latency_ms"])), d)[-1],
+     "lacks column(s) latency_ms"),
+    (lambda d: (write_results_dir(d), (d / "study.yaml").write_text("a: [1,"), d)[-1],
+     "not valid YAML"),
+])
+def test_cli_pareto_errors_in_one_line(tmp_path, make, needle):
+    folder = make(tmp_path)
+    result = CliRunner().invoke(main, ["pareto", str(folder)])
+    assert result.exit_code != 0
+    lines = [li for li in result.output.splitlines() if li.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert needle in lines[0]
+    assert "Traceback" not in result.output
+    assert re.search(re.escape(str(folder)), lines[0])
+
+
+def test_report_honours_the_sweeps_feasible_column(points):
+    marked = points.assign(feasible=False)
+    slow = marked["latency_ms"].idxmax()
+    marked.loc[slow, "feasible"] = True
+    line = next(li for li in render_report(marked, STUDY).splitlines()
+                if li.startswith("- Fastest design"))
+    assert f"{marked.loc[slow, 'latency_ms']:.4g} ms" in line
+
+
+def test_swept_buffer_sizes_separate_accelerators():
+    from codesign.pareto import accelerator_columns, with_speedup
+
+    df = pd.DataFrame({"block_shape": ["dense", "dense", "8x8", "8x8"],
+                       "prune_ratio": [0.0, 0.0, 0.5, 0.5], "compression": [1.0, 1.0, 2.0, 2.0],
+                       "array": ["32x32"] * 4, "buffer_weight_kib": [256, 512, 256, 512],
+                       "latency_ms": [10.0, 8.0, 6.0, 2.0]})
+    assert "buffer_weight_kib" in accelerator_columns(df)
+    assert with_speedup(df)["speedup"].tolist()[2:] == [10.0 / 6.0, 4.0]
+
+
+def test_plot_study_reads_study_yaml_next_to_the_figures(points, tmp_path):
+    import matplotlib.image
+
+    folder = write_results_dir(tmp_path / "res", points)
+    plot_study(points, folder)  # no study passed: the floor and name come from study.yaml
+    with_yaml = matplotlib.image.imread(folder / "pareto.png")
+    plot_study(points, tmp_path / "bare")
+    bare = matplotlib.image.imread(tmp_path / "bare" / "pareto.png")
+    assert with_yaml.shape != bare.shape or not np.array_equal(with_yaml, bare)
+
+
+def test_a_loose_accuracy_floor_is_noted_not_drawn(points):
+    loose = {**STUDY, "constraints": {"max_accuracy_drop": 50.0, "fits_board": True}}
+    fig = pareto_figure(points, OBJECTIVES, study=loose)
+    ax = fig.axes[0]
+    assert ax.get_ylim()[0] > 0.5  # the axis is not stretched down to the floor
+    assert any("is below every point" in t.get_text() for t in ax.texts)
+    tight = pareto_figure(points, OBJECTIVES, study=STUDY)
+    floors = [ln for ln in tight.axes[0].get_lines() if ln.get_linestyle() == ":"]
+    assert floors and np.isclose(floors[0].get_ydata()[0], 0.91 - 0.01)
