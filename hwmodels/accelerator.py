@@ -84,7 +84,10 @@ class VectorUnit:
 @dataclass(frozen=True)
 class EnergyTable:
     """Energy per action (pJ) and static power (mW). Replaceable: every figure is a field.
-    `mac_pj` is per MAC at the array precision; buffer figures are per byte read/written;
+    `mac_pj` is per MAC at the array's precision (a board YAML may give one figure per precision,
+    `mac_pj: {int8: 0.3, int16: 0.9, fp16: 1.5}`, and the array's is picked when the accelerator
+    is built, so overriding `pe_array.precision` also changes the MAC energy); buffer figures are
+    per byte read/written;
     `vector_pj` is per element per pass of the vector unit."""
 
     mac_pj: float
@@ -189,7 +192,7 @@ class _VectorSpec(_Strict):
 
 
 class _EnergySpec(_Strict):
-    mac_pj: float = Field(ge=0)
+    mac_pj: float | dict[Precision, float]
     buffer_read_pj_per_byte: float = Field(ge=0)
     buffer_write_pj_per_byte: float = Field(ge=0)
     dram_pj_per_byte: float = Field(ge=0)
@@ -300,10 +303,23 @@ def accelerator_from_dict(data: Mapping[str, Any], label: str = "<dict>") -> Acc
         output_buffer=Buffer(**b.output.model_dump()),
         dram=Dram(**spec.dram.model_dump()),
         vector_unit=VectorUnit(**spec.vector_unit.model_dump()),
-        energy=EnergyTable(**spec.energy.model_dump()),
+        energy=EnergyTable(**{**spec.energy.model_dump(),
+                              "mac_pj": _mac_pj(spec.energy.mac_pj, spec.pe_array.precision,
+                                                label)}),
         board=BoardResources(**spec.board.model_dump()),
         source=label,
     )
+
+
+def _mac_pj(mac_pj: float | dict[str, float], precision: str, label: str) -> float:
+    """The MAC energy of the array's precision, from one figure or a per-precision table."""
+    value = mac_pj.get(precision) if isinstance(mac_pj, dict) else mac_pj
+    if value is None:
+        raise BoardError(f"{label}: energy.mac_pj: no figure for precision {precision!r}; give "
+                         f"one (have {', '.join(mac_pj)}) or a single number")
+    if value < 0:
+        raise BoardError(f"{label}: energy.mac_pj: {value} pJ is negative; give a figure >= 0")
+    return float(value)
 
 
 def load_board(

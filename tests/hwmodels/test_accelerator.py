@@ -105,3 +105,26 @@ def test_energy_table_is_replaceable():
     rep = hwmodels.simulate(hwmodels.gemm_workload(64, 64, 64), acc)
     assert rep.energy_pj["static"] == 0 and rep.energy_pj["dram"] == 0
     assert rep.energy_pj["mac"] == pytest.approx(64 ** 3 * acc.energy.mac_pj)
+
+
+def test_mac_energy_follows_the_array_precision():
+    # the presets give one MAC figure per precision; the array's precision picks it
+    small = {"rows": 16, "cols": 16}
+    figures = {p: load_board("zcu102", {"pe_array": {**small, "precision": p}}).energy.mac_pj
+               for p in ("int8", "int16", "fp16")}
+    assert figures["int8"] < figures["int16"] < figures["fp16"]
+    assert load_board("zcu102", {"energy": {"mac_pj": 0.7}}).energy.mac_pj == 0.7
+
+
+def test_mac_energy_table_without_the_arrays_precision_is_one_line(tmp_path):
+    import yaml
+
+    data = yaml.safe_load(open(hwmodels.accelerator.BOARDS_DIR / "zcu102.yaml"))
+    data["energy"]["mac_pj"] = {"int8": 0.3}
+    data["pe_array"].update(precision="fp16", rows=8, cols=8)
+    path = tmp_path / "fp16board.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(BoardError) as err:
+        load_board(path)
+    assert "energy.mac_pj" in str(err.value) and "fp16" in str(err.value)
+    assert "\n" not in str(err.value)
