@@ -153,7 +153,7 @@ IDEAL_DRAM_GB_S = 1e9            # 5e6 bytes/cycle at 200 MHz: transfers take ~0
 
 
 def ideal_overrides(rows: int, cols: int, dataflow: str) -> dict:
-    """Board overrides (hwmodels/accelerator.py layout) that make hwmodels' memory ideal."""
+    """Board overrides (hwmodels/boards/zcu102.yaml layout) that make hwmodels' memory ideal."""
     return {
         "dataflow": dataflow,
         "double_buffering": True,

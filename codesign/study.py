@@ -581,7 +581,7 @@ def _check_semantics(study: Study, shown: str, root: yaml.Node) -> None:
                              f"{name!r} is neither a built-in model "
                              f"({', '.join(builtin_models())})"
                              " nor a checkpoint folder with a config.json")
-    from hwmodels.accelerator import list_boards
+    from hwmodels.boards import list_boards
 
     boards = list(list_boards())
     board = study.hardware.board
@@ -622,7 +622,7 @@ def board_overrides(study: Study, combo: dict[str, Any]) -> dict[str, Any]:
 
 def accelerator_for(study: Study, combo: dict[str, Any]):
     """(Accelerator, Fit) of one accelerator choice, built by hwmodels.load_board."""
-    from hwmodels.accelerator import load_board
+    from hwmodels.boards import load_board
 
     acc = load_board(study.hardware.board, board_overrides(study, combo), check_fit=False)
     return acc, fit_of(acc)

@@ -208,7 +208,7 @@ def evaluate_hardware(spec: dict[str, Any], masks: dict[str, Any] | None = None)
     workload = _workload(spec, list(masks) if masks else None)
     if source["kind"] == "dense":
         masks = _dense_masks(workload, tuple(int(x) for x in source["block"].split("x")))
-    from hwmodels.accelerator import load_board
+    from hwmodels.boards import load_board
 
     acc = load_board(spec["board"], spec["overrides"], check_fit=False)
     report = hwmodels.simulate(workload, acc, masks=masks or None, engine=spec["engine"])

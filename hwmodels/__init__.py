@@ -4,8 +4,9 @@ Imports only numpy, scipy, simpy, pyyaml, pydantic and the standard library.
 Public API: load_board, list_boards, Accelerator, Workload, GemmOp, VectorOp, bert_encoder,
 BlockMask, parse_block, format_block, simulate, Report, OpReport.
 """
-from .accelerator import (Accelerator, BoardError, Buffer, Dram, EnergyTable, BoardResources,
-                          PEArray, VectorUnit, accelerator_from_dict, list_boards, load_board)
+from .accelerator import (Accelerator, Buffer, Dram, EnergyTable, BoardResources, PEArray,
+                          VectorUnit)
+from .boards import BoardError, accelerator_from_dict, list_boards, load_board
 from .report import OpReport, Report
 from .resources import ResourceError, check_fit, estimate as estimate_resources
 from .simulate import gemm_workload, simulate
