@@ -617,8 +617,6 @@ def sweep_command(study_file: str, out_dir: str | None, workers: int, dask_addre
                f"{result.n_points - result.n_new if result.n_new <= result.n_points else 0} "
                f"from the store, {result.n_failed} failed), {result.n_accuracy_measured} "
                f"accuracy look-ups, {front} on the Pareto front, {result.seconds:.1f} s")
-    for note in result.notes:
-        click.echo(f"note: {note}")
     click.echo(f"results in {result.out_dir}: " + ", ".join(p.name for p in result.files))
 
 

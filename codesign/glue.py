@@ -52,7 +52,7 @@ class TaskSpec:
         return self.num_labels == 1
 
 
-# Column layouts checked against /work/shared/data/glue (and the official GLUE readers of
+# Column layouts checked against the official GLUE files (and the official GLUE readers of
 # transformers' glue processors). Entailment tasks map labels in the HF GLUE order
 # (entailment = 0, not_entailment = 1).
 TASKS: dict[str, TaskSpec] = {

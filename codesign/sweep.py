@@ -531,7 +531,6 @@ class SweepResult:
     seconds: float
     interrupted: bool = False
     files: list[Path] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -941,7 +940,7 @@ def points_table(study: Study, records: list[dict[str, Any]]):
     return df
 
 
-def write_outputs(study: Study, df, out_dir: Path, notes: list[str]) -> list[Path]:
+def write_outputs(study: Study, df, out_dir: Path) -> list[Path]:
     """points.csv/.parquet, study.yaml, then the plots and report (codesign.plots/report)."""
     import yaml
 
@@ -953,18 +952,11 @@ def write_outputs(study: Study, df, out_dir: Path, notes: list[str]) -> list[Pat
     files.append(out_dir / "study.yaml")
     if df.empty:
         return files
-    try:
-        from codesign.plots import plot_study
+    from codesign.plots import plot_study
+    from codesign.report import write_report
 
-        files += list(plot_study(df, out_dir, objectives=study.objective_pairs))
-    except ImportError as exc:
-        notes.append(f"plots skipped ({exc})")
-    try:
-        from codesign.report import write_report
-
-        files.append(Path(write_report(df, plain, out_dir)))
-    except ImportError as exc:
-        notes.append(f"report skipped ({exc})")
+    files += list(plot_study(df, out_dir, objectives=study.objective_pairs, study=plain))
+    files.append(Path(write_report(df, plain, out_dir)))
     return files
 
 
@@ -1006,17 +998,15 @@ def run_sweep(study: Study, out_dir: str | Path | None = None, *, workers: int =
     for rec in records:  # constraints may have changed since a point was stored
         rec["feasible"] = feasible(study, rec)
     df = points_table(study, records)
-    notes: list[str] = []
     files: list[Path] = []
     if write and interrupted:
         from codesign.store import export_points
 
         files = export_points(df, out)  # what is stored; plots and report at the end
     elif write:
-        files = write_outputs(study, df, out, notes)
+        files = write_outputs(study, df, out)
     result = SweepResult(out, df, len(df), runner.n_new, runner.n_failed,
-                         runner.accuracy.measured, time.monotonic() - t0, interrupted, files,
-                         notes)
+                         runner.accuracy.measured, time.monotonic() - t0, interrupted, files)
     if interrupted:
         raise SweepInterrupted(result)
     return result
