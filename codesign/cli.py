@@ -577,15 +577,15 @@ def sweep_command(study_file: str, out_dir: str | None, workers: int, dask_addre
         study = load_study(study_file)
     except StudyError as exc:
         raise CodesignError(str(exc)) from None
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the CLI prints its own progress
     from codesign import sweep as sw
 
     if dry_run:
         info = sw.describe(study, out_dir)
         _print_design_space(study, info)
         return
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     from codesign.accuracy import AccuracyError
     from codesign.glue import GlueDataError
     from codesign.store import StoreError
