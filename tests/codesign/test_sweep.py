@@ -136,7 +136,7 @@ def test_two_workers_equal_one(reference, study, cache, tmp_path):
 
 
 def test_dask_local_cluster_equals_local_run(reference, study, cache, tmp_path):
-    distributed = pytest.importorskip("distributed")
+    import distributed
     from codesign.sweep import run_sweep
 
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,

@@ -66,7 +66,7 @@ def test_simulate_builtin_and_checkpoint_dir(tmp_path):
 
 @pytest.mark.parametrize("prefix", ["bert.", ""])
 def test_simulate_with_mask_file(tmp_path, prefix):
-    masks_mod = pytest.importorskip("codesign.masks")
+    import codesign.masks as masks_mod
     wl = hwmodels.builtin_workload("minilm-l6", 64)
     masks = {prefix + op.weight_name.removeprefix("bert."):
              hwmodels.BlockMask.random((16, 16), (op.n, op.k), 0.25, seed=i)

@@ -96,18 +96,10 @@ def test_gemm_topology_orders_m_n_k(tmp_path):
     assert len([ln for ln in layout.read_text().splitlines() if ln.strip()]) == 1
 
 
-def _hwmodels_or_skip():
-    hwmodels = pytest.importorskip("hwmodels")
-    if not hasattr(hwmodels, "simulate"):
-        pytest.skip("hwmodels.simulate is not implemented yet")
-    return hwmodels
-
-
 @pytest.mark.parametrize(
     "case", [c for c in sorted(SCALESIM_GOLD) if c[5] in ("ws", "os")],
     ids=lambda c: "x".join(map(str, c)))
 def test_hwmodels_within_5pct_of_measured_scalesim(case):
-    _hwmodels_or_skip()
     m, k, n, r, c, df = case
     ours = validate.ours(validate.Case("gold", m, k, n, r, c, df))
     # the first fold's load takes a fraction of a cycle at the "ideal" bandwidth: below one cycle
@@ -144,7 +136,6 @@ def test_live_scalesim_matches_closed_form(live_results, case):
 
 @pytest.mark.parametrize("case", LIVE_CASES, ids=lambda c: "x".join(map(str, c)))
 def test_hwmodels_within_5pct_of_live_scalesim(live_results, case):
-    _hwmodels_or_skip()
     m, k, n, r, c, df = case
     ours = validate.ours(validate.Case("live", m, k, n, r, c, df))
     ss = live_results[case]["compute_cycles"]
