@@ -161,23 +161,18 @@ def simulate_model(model, seq_len, batch, masks_path, board, engine, as_json) ->
     acc = _hw_board(board, {})
     masks = None
     weight_names = None
-    try:
-        from codesign.checkpoints import structure_for
+    from codesign.checkpoints import structure_for
 
+    try:
         structure = structure_for(config, source=label)
         weight_names = structure.weight_name
-    except (ImportError, ValueError):
-        structure = None  # hwmodels' default names (BERT/RoBERTa/DistilBERT layouts)
+    except ValueError:
+        structure = None  # not a known layout: hwmodels' default (BERT) names
     if masks_path:
+        from codesign.masks import load_masks
+
         try:
-            from codesign.masks import load_masks
-        except ImportError:
-            load_masks = None
-        try:
-            if load_masks is not None:
-                masks = dict(load_masks(masks_path).masks)
-            else:  # pragma: no cover - before codesign.masks existed
-                masks = _hw_read_masks(masks_path)
+            masks = dict(load_masks(masks_path).masks)
         except (OSError, ValueError) as err:
             raise CodesignError(f"--masks {masks_path}: {err}") from None
         if structure is not None:
@@ -202,22 +197,6 @@ def simulate_model(model, seq_len, batch, masks_path, board, engine, as_json) ->
         click.echo(json.dumps(out, indent=2))
         return
     click.echo(report.table())
-
-
-def _hw_read_masks(path: str) -> dict:
-    """Read a mask file with safetensors.numpy directly (fallback without codesign.masks)."""
-    import json
-
-    from safetensors import safe_open
-
-    import hwmodels
-
-    with safe_open(path, framework="numpy") as fh:
-        meta = fh.metadata() or {}
-        block = hwmodels.parse_block(meta["block_shape"])
-        shapes = json.loads(meta["matrix_shapes"])
-        return {key: hwmodels.BlockMask(fh.get_tensor(key).astype(bool), block,
-                                        tuple(shapes[key])) for key in fh.keys()}
 
 
 # --- pruning and masks: prune, masks (owned by the pruning developer) ------------------------
