@@ -78,6 +78,18 @@ def _item_error(index: int | None, message: str) -> ValueError:
     return ValueError(message if index is None else f"@{index}@ {message}")
 
 
+def _choices(value: Any, allowed: tuple[str, ...], what: str,
+             normalise: Any = None) -> list[str]:
+    """A scalar-or-list value checked against `allowed` (after `normalise`), as a list."""
+    out = []
+    for i, x in _items(value):
+        norm = normalise(str(x)) if normalise else x
+        if norm not in allowed:
+            raise _item_error(i, f"{x!r} is not {what}; allowed: {', '.join(allowed)}")
+        out.append(norm)
+    return out
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -238,21 +250,13 @@ class HardwareSpec(_Strict):
     @field_validator("dataflow", mode="before")
     @classmethod
     def _dataflow(cls, v: Any) -> list[str]:
-        out = [str(x).lower() for x in _as_list(v)]
-        for i, x in _items(v):
-            if str(x).lower() not in DATAFLOWS:
-                raise _item_error(i, f"{x!r} is not a dataflow; allowed: ws, os")
-        return out
+        return _choices(v, DATAFLOWS, "a dataflow", str.lower)
 
     @field_validator("sparse_strategy", mode="before")
     @classmethod
     def _strategy(cls, v: Any) -> list[str]:
-        out = [str(x).lower().replace("_", "-") for x in _as_list(v)]
-        for i, x in _items(v):
-            if str(x).lower().replace("_", "-") not in SPARSE_STRATEGIES:
-                raise _item_error(i, f"{x!r} is not a sparse strategy; allowed: tile-skip, "
-                                  "compact")
-        return out
+        return _choices(v, SPARSE_STRATEGIES, "a sparse strategy",
+                        lambda x: x.lower().replace("_", "-"))
 
     @field_validator("clock_mhz", mode="before")
     @classmethod
@@ -268,12 +272,8 @@ class HardwareSpec(_Strict):
     @field_validator("precision", mode="before")
     @classmethod
     def _precision(cls, v: Any) -> Any:
-        if v is None:
-            return v
-        for i, x in _items(v):
-            if x not in PRECISIONS:
-                raise _item_error(i, f"{x!r} is not a precision; allowed: "
-                                  f"{', '.join(PRECISIONS)}")
+        if v is not None:
+            _choices(v, PRECISIONS, "a precision")
         return v
 
     @field_validator("buffers_kib", mode="before")
