@@ -133,6 +133,22 @@ class PruneResult:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
+def _prune_then_retrain(model, tokenizer, structure, split, block_shape, ratio,
+                        retrain: TrainConfig | None, include_heads: bool, progress: bool,
+                        seconds: dict[str, float], desc: str):
+    """Stage 2 hard pruning, then stage 3 masked retraining unless `retrain` is None or has
+    no epochs; records the stage times in `seconds`. Returns (masks, retraining stats)."""
+    start = time.perf_counter()
+    masks = oneshot_prune(model, structure, block_shape, ratio, include_heads=include_heads)
+    seconds["prune"] = time.perf_counter() - start
+    stats = None
+    if retrain is not None and retrain.epochs > 0:
+        stats = finetune(model, tokenizer, split, retrain, masks=masks, progress=progress,
+                         desc=desc)
+        seconds["retrain"] = stats.seconds
+    return masks, stats
+
+
 def rgl_prune(model: torch.nn.Module, tokenizer: Any, structure: Any, split: Any,
               block_shape: tuple[int, int], ratio: PerMatrix,
               rgl: RGLConfig = RGLConfig(), train: TrainConfig = TrainConfig(),
@@ -144,14 +160,9 @@ def rgl_prune(model: torch.nn.Module, tokenizer: Any, structure: Any, split: Any
     stage1 = finetune(model, tokenizer, split, train, regularizer=penalty, progress=progress,
                       desc="stage 1: RGL")
     seconds["rgl"] = stage1.seconds
-    start = time.perf_counter()
-    masks = oneshot_prune(model, structure, block_shape, ratio, include_heads=rgl.include_heads)
-    seconds["prune"] = time.perf_counter() - start
-    stage3 = None
-    if retrain is not None and retrain.epochs > 0:
-        stage3 = finetune(model, tokenizer, split, retrain, masks=masks, progress=progress,
-                          desc="stage 3: retrain")
-        seconds["retrain"] = stage3.seconds
+    masks, stage3 = _prune_then_retrain(model, tokenizer, structure, split, block_shape, ratio,
+                                        retrain, rgl.include_heads, progress, seconds,
+                                        "stage 3: retrain")
     return PruneResult(method="rgl", masks=masks, stage_seconds=seconds,
                        stage_stats={"rgl": stage1, "retrain": stage3},
                        reweight_points=tuple(penalty.reweight_points),
@@ -164,18 +175,14 @@ def oneshot_pipeline(model: torch.nn.Module, tokenizer: Any, structure: Any, spl
                      include_heads: bool = False, progress: bool = True) -> PruneResult:
     """Optional dense fine-tuning, one-shot block-magnitude pruning, optional masked retraining."""
     seconds: dict[str, float] = {}
-    stage1 = stage3 = None
+    stage1 = None
     if train is not None and train.epochs > 0:
         stage1 = finetune(model, tokenizer, split, train, progress=progress,
                           desc="dense fine-tuning")
         seconds["finetune"] = stage1.seconds
-    start = time.perf_counter()
-    masks = oneshot_prune(model, structure, block_shape, ratio, include_heads=include_heads)
-    seconds["prune"] = time.perf_counter() - start
-    if retrain is not None and retrain.epochs > 0:
-        stage3 = finetune(model, tokenizer, split, retrain, masks=masks, progress=progress,
-                          desc="masked retraining")
-        seconds["retrain"] = stage3.seconds
+    masks, stage3 = _prune_then_retrain(model, tokenizer, structure, split, block_shape, ratio,
+                                        retrain, include_heads, progress, seconds,
+                                        "masked retraining")
     return PruneResult(method="oneshot", masks=masks, stage_seconds=seconds,
                        stage_stats={"finetune": stage1, "retrain": stage3},
                        settings=_settings(None, train, retrain))
