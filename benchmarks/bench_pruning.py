@@ -54,9 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     from codesign.pruning import oneshot_prune, save_pruned
     from codesign.pruning.rgl import GroupLassoPenalty, RGLConfig
     from codesign.pruning.train import TrainConfig, evaluate, finetune
-    from hwmodels.sparsity import parse_block
+    from hwmodels import BlockShape
 
-    block = parse_block(args.block)
+    block = BlockShape.parse(args.block)
     t0 = time.perf_counter()
     loaded = load_model(args.model, task=args.task)
     load_s = time.perf_counter() - t0

@@ -75,6 +75,7 @@ from pathlib import Path
 from typing import Any
 
 from codesign.glue import GlueSplit, compute_metrics, get_task, load_split
+from hwmodels import BlockShape
 
 FIDELITIES: tuple[str, ...] = ("oneshot", "retrain", "rgl")
 # Bump when the measuring procedure changes in a way that changes results: old entries stop
@@ -193,25 +194,13 @@ def _check_fidelity(fidelity: str) -> str:
 
 
 def _block_text(block_shape: Any) -> str | None:
+    """The canonical spelling of a block shape (the cache keys hold text), None for dense."""
     if block_shape is None or block_shape == "dense":
         return None
-    if isinstance(block_shape, str):
-        from hwmodels import format_block, parse_block
-
-        return format_block(parse_block(block_shape))
     try:
-        bh, bw = (int(x) for x in block_shape)
-    except (TypeError, ValueError):
-        raise AccuracyError(f"block shape {block_shape!r}: write it as 'BHxBW' (e.g. 16x16) "
-                            "or a (rows, cols) pair") from None
-    if bh < 1 or bw < 1:
-        raise AccuracyError(f"block shape {block_shape!r}: both sides must be >= 1")
-    return f"{bh}x{bw}"
-
-
-def _block_tuple(text: str) -> tuple[int, int]:
-    bh, bw = text.split("x")
-    return int(bh), int(bw)
+        return str(BlockShape.parse(block_shape))
+    except (TypeError, ValueError) as err:
+        raise AccuracyError(str(err)) from None
 
 
 # --- records -----------------------------------------------------------------------------------
@@ -663,7 +652,7 @@ def measure(model: str, task: str, block_shape: Any, ratio: float, fidelity: str
     committed = False
     try:
         loaded = load_model(dense.path, task=task)
-        masks = _prune(fidelity, loaded, _block_tuple(block), ratio, recipe, task, glue_dir,
+        masks = _prune(fidelity, loaded, BlockShape.parse(block), ratio, recipe, task, glue_dir,
                        progress)
         metrics = _evaluate(loaded.model, loaded.tokenizer, task,
                             _dev_split(task, recipe, glue_dir), recipe)
@@ -702,6 +691,6 @@ def oneshot_masks(model: str, task: str, block_shape: Any, ratio: float,
 
     dense = dense_checkpoint(model, task, recipe, glue_dir, cache)
     loaded = load_model(dense.path, task=task)
-    masks = oneshot_prune(loaded.model, loaded.structure, _block_tuple(block), ratio)
+    masks = oneshot_prune(loaded.model, loaded.structure, BlockShape.parse(block), ratio)
     return _save_masks_atomic(path, masks,
                               _masks_metadata(dense, loaded, block, ratio, "oneshot", masks))

@@ -85,9 +85,9 @@ def simulate_gemm(m, k, n, array, dataflow, block, density, seed, sparse_strateg
     overrides: dict = {}
     if array:
         try:
-            rows, cols = hwmodels.parse_block(array)
-        except ValueError:
-            raise CodesignError(f"--array {array!r}: expected RxC, e.g. 32x32") from None
+            rows, cols = hwmodels.parse_dims(array, "PE array")
+        except ValueError as err:
+            raise CodesignError(f"--array: {err}") from None
         overrides["pe_array"] = {"rows": rows, "cols": cols}
     if dataflow:
         overrides["dataflow"] = dataflow
@@ -98,7 +98,7 @@ def simulate_gemm(m, k, n, array, dataflow, block, density, seed, sparse_strateg
     masks = None
     if block:
         try:
-            shape = hwmodels.parse_block(block)
+            shape = hwmodels.BlockShape.parse(block)
         except ValueError as err:
             raise CodesignError(f"--block: {err}") from None
         masks = {"gemm.weight": hwmodels.BlockMask.random(shape, (n, k), density, seed)}
@@ -223,11 +223,11 @@ def _per_matrix_file(path: str | None, default: float, what: str):
     return data
 
 
-def _parse_block_option(text: str) -> tuple[int, int]:
-    from hwmodels.sparsity import parse_block
+def _parse_block_option(text: str):
+    from hwmodels import BlockShape
 
     try:
-        return parse_block(text)
+        return BlockShape.parse(text)
     except ValueError as err:
         raise CodesignError(f"--block: {err}") from None
 
@@ -501,7 +501,7 @@ def accuracy_cmd(task, block, ratio, fidelity, model, glue_dir, cache_dir, seed,
                       progress=progress)
     except (AccuracyError, GlueDataError) as err:
         raise CodesignError(str(err)) from None
-    except ValueError as err:  # CheckpointError, bad block text from hwmodels.parse_block
+    except ValueError as err:  # CheckpointError, bad block text from hwmodels.BlockShape
         raise CodesignError(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
     if as_json:
         click.echo(_json.dumps(rec.to_dict(), sort_keys=True))

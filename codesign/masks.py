@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from hwmodels.sparsity import BlockMask, format_block, parse_block
+from hwmodels.sparsity import BlockMask, BlockShape
 
 FORMAT = "codesign-block-mask/1"
 
@@ -47,8 +47,8 @@ class MaskSet:
     metadata: dict[str, Any]
 
     @property
-    def block_shape(self) -> tuple[int, int]:
-        return parse_block(self.metadata["block_shape"])
+    def block_shape(self) -> BlockShape:
+        return BlockShape.parse(self.metadata["block_shape"])
 
 
 # --- file I/O ---------------------------------------------------------------------------------
@@ -77,13 +77,13 @@ def save_masks(path: str | Path, masks: Mapping[str, BlockMask],
     if len(shapes) != 1:
         raise ValueError(f"save_masks: masks mix block shapes {sorted(shapes)}: one file holds "
                          "one block shape")
-    block = shapes.pop()
+    block = BlockShape(*shapes.pop())
     meta = {key: _meta_text(value) for key, value in (metadata or {}).items()
             if value is not None}
     roles = (metadata or {}).get("roles") or {}
     meta.update({
         "format": FORMAT,
-        "block_shape": format_block(block),
+        "block_shape": str(block),
         "matrix_shapes": json.dumps({n: [int(s) for s in m.matrix_shape]
                                      for n, m in masks.items()}),
         "roles": json.dumps({n: [int(r[0]), str(r[1])] for n, r in roles.items()}),
@@ -114,7 +114,7 @@ def load_masks(path: str | Path) -> MaskSet:
         raise MaskFileError(f"{path}: metadata format is {raw_meta.get('format')!r}, expected "
                             f"{FORMAT!r}: write mask files with codesign masks / save_masks")
     try:
-        block = parse_block(raw_meta["block_shape"])
+        block = BlockShape.parse(raw_meta["block_shape"])
         shapes = json.loads(raw_meta["matrix_shapes"])
         roles = json.loads(raw_meta.get("roles", "{}"))
     except (KeyError, ValueError) as err:
@@ -254,7 +254,7 @@ def extract_masks(checkpoint: str | Path, block_shape: tuple[int, int] | str,
     """
     from codesign import checkpoints as ck
 
-    block = parse_block(block_shape) if isinstance(block_shape, str) else tuple(block_shape)
+    block = BlockShape.parse(block_shape)
     path = Path(str(checkpoint)).expanduser()
     if str(checkpoint) in ck.builtin_models():
         path = ck.builtin_path(str(checkpoint))
@@ -356,7 +356,7 @@ class MatrixStats:
 class MaskStats:
     """Statistics of a set of masks: per matrix, per layer, overall."""
 
-    block_shape: tuple[int, int]
+    block_shape: BlockShape
     matrices: tuple[MatrixStats, ...]
     total_weights: int
     kept_weights: int
@@ -386,7 +386,7 @@ class MaskStats:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "block_shape": format_block(self.block_shape),
+            "block_shape": str(self.block_shape),
             "total_weights": self.total_weights,
             "kept_weights": self.kept_weights,
             "nonzero_weights": self.nonzero_weights,
@@ -408,7 +408,7 @@ class MaskStats:
 
     def table(self) -> str:
         """A plain-text report: one line per matrix, then per layer and overall."""
-        lines = [f"block {format_block(self.block_shape)}: kept blocks per block-row / "
+        lines = [f"block {self.block_shape}: kept blocks per block-row / "
                  "block-column shown as min/mean/max (imbalance = max/mean)"]
         head = (f"{'layer':>5} {'role':<10} {'shape':>10} {'blocks':>7} {'kept':>7} "
                 f"{'partial':>7} {'density':>8} {'row min/mean/max':>18} {'imb':>5} "
@@ -468,7 +468,7 @@ def mask_statistics(masks: Mapping[str, BlockMask],
         nonzero_total += nz or 0
         layer_tot[int(layer)] = layer_tot.get(int(layer), 0) + size
         layer_kept[int(layer)] = layer_kept.get(int(layer), 0) + kept
-    return MaskStats(block_shape=(int(block[0]), int(block[1])), matrices=tuple(matrices),
+    return MaskStats(block_shape=BlockShape(*block), matrices=tuple(matrices),
                      total_weights=total, kept_weights=kept_total,
                      nonzero_weights=None if nonzero_weights is None else nonzero_total,
                      layer_density={k: layer_kept[k] / layer_tot[k] for k in layer_tot})

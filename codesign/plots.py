@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hwmodels import BlockShape
+
 from codesign.pareto import (DEFAULT_OBJECTIVES, accelerator_columns, is_dense,
                              normalize_objectives, pareto_mask, pareto_mask_array,
                              with_speedup)
@@ -70,7 +72,7 @@ def shape_order(shapes: Sequence[str]) -> list[str]:
         if str(shape).lower() == "dense":
             return (0, 0, 0, "")
         try:
-            bh, bw = (int(x) for x in str(shape).lower().split("x"))
+            bh, bw = BlockShape.parse(str(shape))
         except ValueError:
             return (2, 0, 0, str(shape))
         return (1, bh * bw, bh, str(shape))

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
+from hwmodels import BlockShape, parse_dims
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 
@@ -42,7 +43,6 @@ OBJECTIVE_METRICS = {
     "accuracy_drop": "min", "utilization": "max", "dsp_fraction": "min", "bram_fraction": "min",
     "compression": "max",
 }
-_BLOCK_RE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
 
 
 class StudyError(ValueError):
@@ -52,14 +52,6 @@ class StudyError(ValueError):
         self.file, self.line, self.key, self.message = str(file), line, key, message
         where = f"{self.file}:{line}" if line else self.file
         super().__init__(f"{where} {key}: {message}" if key else f"{where}: {message}")
-
-
-def _parse_block(text: Any) -> tuple[int, int]:
-    m = _BLOCK_RE.match(str(text))
-    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
-        raise ValueError(f"{text!r} is not a block shape; write ROWSxCOLS with positive "
-                         "integers, e.g. 16x16 or 32x1")
-    return int(m.group(1)), int(m.group(2))
 
 
 def _as_list(value: Any) -> list:
@@ -116,12 +108,9 @@ class PruningSpec(_Strict):
         out = []
         for i, item in _items(v):
             try:
-                bh, bw = _parse_block(item)
+                out.append(str(BlockShape.parse(item)))
             except ValueError as exc:
-                hint = " (YAML read it as a number: write it in quotes)" if isinstance(
-                    item, int) else ""
-                raise _item_error(i, str(exc) + hint)
-            out.append(f"{bh}x{bw}")
+                raise _item_error(i, str(exc))
         if len(set(out)) != len(out):
             raise ValueError("a block shape is listed twice")
         return out
@@ -240,10 +229,9 @@ class HardwareSpec(_Strict):
         out = []
         for i, item in _items(v):
             try:
-                r, c = _parse_block(item)
-            except ValueError:
-                raise _item_error(i, f"{item!r} is not a PE array; write ROWSxCOLS in quotes, "
-                                  "e.g. \"32x32\"")
+                r, c = parse_dims(item, "PE array")
+            except ValueError as exc:
+                raise _item_error(i, str(exc))
             out.append(f"{r}x{c}")
         return out
 
@@ -611,7 +599,7 @@ def board_overrides(study: Study, combo: dict[str, Any]) -> dict[str, Any]:
             over.setdefault("buffers", {}).setdefault(name, {})["capacity_bytes"] = \
                 int(round(float(value) * 1024))
         elif key == "pe_array":
-            rows, cols = (int(x) for x in str(value).lower().split("x"))
+            rows, cols = parse_dims(value, "PE array")
             over.setdefault("pe_array", {}).update({"rows": rows, "cols": cols})
         elif key == "precision":
             over.setdefault("pe_array", {})["precision"] = value

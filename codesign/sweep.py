@@ -207,7 +207,7 @@ def evaluate_hardware(spec: dict[str, Any], masks: dict[str, Any] | None = None)
         masks = _load_mask_file(source["path"])
     workload = _workload(spec, list(masks) if masks else None)
     if source["kind"] == "dense":
-        masks = _dense_masks(workload, tuple(int(x) for x in source["block"].split("x")))
+        masks = _dense_masks(workload, hwmodels.BlockShape.parse(source["block"]))
     from hwmodels.boards import load_board
 
     acc = load_board(spec["board"], spec["overrides"], check_fit=False)

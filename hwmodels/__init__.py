@@ -2,7 +2,7 @@
 
 Imports only numpy, scipy, simpy, pyyaml, pydantic and the standard library.
 Public API: load_board, list_boards, Accelerator, Workload, GemmOp, VectorOp, bert_encoder,
-BlockMask, parse_block, format_block, simulate, Report, OpReport.
+BlockMask, BlockShape, parse_dims, simulate, Report, OpReport.
 """
 from .accelerator import (Accelerator, Buffer, Dram, EnergyTable, BoardResources, PEArray,
                           VectorUnit)
@@ -10,13 +10,13 @@ from .boards import BoardError, accelerator_from_dict, list_boards, load_board
 from .report import OpReport, Report
 from .resources import ResourceError, check_fit, estimate as estimate_resources
 from .simulate import gemm_workload, simulate
-from .sparsity import BlockMask, format_block, parse_block
+from .sparsity import BlockMask, BlockShape, parse_dims
 from .workload import BUILTIN_CONFIGS, GemmOp, VectorOp, Workload, bert_encoder, builtin_workload
 
 __all__ = [
     "Accelerator", "BoardError", "BoardResources", "Buffer", "Dram", "EnergyTable", "PEArray",
     "VectorUnit", "accelerator_from_dict", "list_boards", "load_board", "OpReport", "Report",
     "ResourceError", "check_fit", "estimate_resources", "gemm_workload", "simulate", "BlockMask",
-    "format_block", "parse_block", "BUILTIN_CONFIGS", "GemmOp", "VectorOp", "Workload",
+    "BlockShape", "parse_dims", "BUILTIN_CONFIGS", "GemmOp", "VectorOp", "Workload",
     "bert_encoder", "builtin_workload",
 ]

@@ -17,7 +17,7 @@ from .engines import ENGINES
 from .engines import analytical as _analytical
 from .report import OpReport, Report, combine
 from .resources import estimate
-from .sparsity import BlockMask, format_block, gemm_blocks
+from .sparsity import BlockMask, gemm_blocks
 from .workload import GemmOp, VectorOp, Workload
 
 
@@ -102,7 +102,7 @@ def _op_report(op, sched, timing, mask, acc: Accelerator) -> OpReport:
         weight_name=op.weight_name if is_gemm else None,
         shape=(op.m, op.k, op.n) if is_gemm else (op.elements,), count=c,
         strategy=t["strategy"], dataflow=t["dataflow"],
-        block_shape=format_block(mask.block_shape) if mask is not None else None,
+        block_shape=str(mask.block_shape) if mask is not None else None,
         density=mask.density if mask is not None else 1.0,
         total_cycles=timing.total_cycles, compute_cycles=timing.compute_cycles,
         fill_drain_cycles=timing.fill_drain_cycles, stall_cycles=timing.stall_cycles,

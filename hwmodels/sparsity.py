@@ -16,30 +16,52 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-_BLOCK_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+_DIMS_RE = re.compile(r"^\s*(\d+)\s*[xX\u00d7]\s*(\d+)\s*$")
 
 
-def parse_block(text: str) -> tuple[int, int]:
-    """``"16x16" -> (16, 16)`` (rows x cols in parameter orientation); ValueError on bad text."""
-    if not isinstance(text, str):
-        raise ValueError(f"block shape {text!r}: expected text like '16x16' (rows x cols)")
-    m = _BLOCK_RE.match(text)
+def parse_dims(text: object, what: str = "block shape") -> tuple[int, int]:
+    """``"16x16" -> (16, 16)``: the one parser of ``ROWSxCOLS`` text (block shapes, PE arrays).
+
+    Accepts ``x``, ``X`` or ``\u00d7`` and spaces around the numbers; both numbers positive.
+    ValueError (one line, naming `what`) otherwise.
+    """
+    m = _DIMS_RE.match(text) if isinstance(text, str) else None
     if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
-        raise ValueError(
-            f"block shape {text!r}: expected 'BHxBW' with positive integers, e.g. '16x16' or '32x1'"
-        )
+        hint = " (YAML read it as a number: write it in quotes)" if isinstance(text, int) else ""
+        raise ValueError(f"{text!r} is not a {what}; write ROWSxCOLS with positive integers, "
+                         f"e.g. 16x16 or 32x1{hint}")
     return int(m.group(1)), int(m.group(2))
 
 
-def format_block(shape: tuple[int, int]) -> str:
-    """``(16, 16) -> "16x16"``."""
-    bh, bw = (int(v) for v in shape)
-    if bh < 1 or bw < 1:
-        raise ValueError(f"block shape {shape!r}: both sizes must be positive")
-    return f"{bh}x{bw}"
+class BlockShape(NamedTuple):
+    """A weight block shape in parameter orientation: `rows` output features x `cols` input
+    features (``32x1`` = 32 output rows by 1 input column). A tuple, so ``bh, bw = shape``
+    works; ``str(shape)`` is ``"32x1"``, the spelling of CLI, YAML, mask files and tables."""
+
+    rows: int
+    cols: int
+
+    @classmethod
+    def parse(cls, text: "str | BlockShape | tuple[int, int]") -> "BlockShape":
+        """From ``"16x16"`` (see `parse_dims`) or a (rows, cols) pair; ValueError otherwise."""
+        if isinstance(text, tuple):
+            rows, cols = (int(v) for v in text)
+            if rows < 1 or cols < 1:
+                raise ValueError(f"{text!r} is not a block shape; both sizes must be positive")
+            return cls(rows, cols)
+        return cls(*parse_dims(text))
+
+    @property
+    def size(self) -> int:
+        """Weights per block."""
+        return self.rows * self.cols
+
+    def __str__(self) -> str:
+        return f"{self.rows}x{self.cols}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,7 +72,7 @@ class BlockMask:
     """
 
     grid: np.ndarray
-    block_shape: tuple[int, int]
+    block_shape: BlockShape
     matrix_shape: tuple[int, int]
 
     def __post_init__(self) -> None:
@@ -71,7 +93,7 @@ class BlockMask:
         grid = grid.astype(bool, copy=True)
         grid.setflags(write=False)
         object.__setattr__(self, "grid", grid)
-        object.__setattr__(self, "block_shape", (bh, bw))
+        object.__setattr__(self, "block_shape", BlockShape(bh, bw))
         object.__setattr__(self, "matrix_shape", (out, inp))
 
     # ----------------------------------------------------------------- constructors
@@ -135,7 +157,7 @@ class BlockMask:
         return hash((self.block_shape, self.matrix_shape, self.grid.tobytes()))
 
     def __repr__(self) -> str:
-        return (f"BlockMask({format_block(self.block_shape)} on {self.matrix_shape[0]}x"
+        return (f"BlockMask({self.block_shape} on {self.matrix_shape[0]}x"
                 f"{self.matrix_shape[1]}, {self.kept_blocks}/{self.grid.size} blocks kept)")
 
 

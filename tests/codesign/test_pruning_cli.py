@@ -70,7 +70,7 @@ def test_prune_oneshot_without_training(tmp_path, glue_dir):
     (["prune", "--task", "sst2", "--block", "16x16", "--ratio", "0.5", "--model",
       "/no/such/folder", "--out", "x"], "/no/such/folder: no such checkpoint folder"),
     (["prune", "--task", "sst2", "--block", "sixteen", "--ratio", "0.5", "--out", "x"],
-     "--block: block shape 'sixteen'"),
+     "--block: 'sixteen' is not a block shape"),
     (["prune", "--task", "sst9", "--block", "16x16", "--ratio", "0.5", "--out", "x"],
      "unknown GLUE task 'sst9'"),
     (["prune", "--task", "sst2", "--block", "16x16", "--ratio", "1.5", "--out", "x"],

@@ -6,18 +6,30 @@ import math
 import numpy as np
 import pytest
 
-from hwmodels import BlockMask, format_block, parse_block
+from hwmodels import BlockMask, BlockShape, parse_dims
 from hwmodels.sparsity import (column_tile_packing, gemm_blocks, nonzeros_per_pe_column,
                                nonzeros_per_pe_row, tile_occupancy)
 
 
-def test_parse_and_format_block():
-    assert parse_block("16x16") == (16, 16)
-    assert parse_block(" 32X1 ") == (32, 1)
-    assert format_block((256, 1)) == "256x1"
-    for bad in ("16", "0x4", "ax4", "4x-1", "", "4x4x4"):
-        with pytest.raises(ValueError, match="block shape"):
-            parse_block(bad)
+def test_block_shape_parses_once_and_prints_back():
+    assert BlockShape.parse("16x16") == (16, 16)
+    assert BlockShape.parse(" 32X1 ") == BlockShape(32, 1)
+    assert BlockShape.parse("4 × 8") == (4, 8)
+    assert str(BlockShape.parse((256, 1))) == "256x1"
+    bh, bw = BlockShape(32, 1)
+    assert (bh, bw, BlockShape(32, 1).size) == (32, 1, 32)
+    for bad in ("16", "0x4", "ax4", "4x-1", "", "4x4x4", 16, None):
+        with pytest.raises(ValueError, match="is not a block shape; write ROWSxCOLS"):
+            BlockShape.parse(bad)
+    with pytest.raises(ValueError, match="write it in quotes"):
+        BlockShape.parse(16)  # what YAML makes of an unquoted 16
+    with pytest.raises(ValueError, match="is not a PE array"):
+        parse_dims("32", "PE array")
+
+
+def test_mask_block_shape_is_typed():
+    m = BlockMask.dense((32, 1), (64, 64))
+    assert isinstance(m.block_shape, BlockShape) and str(m.block_shape) == "32x1"
 
 
 def test_grid_shape_is_checked_and_padding_is_ceil():
