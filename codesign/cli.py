@@ -121,25 +121,6 @@ def simulate_gemm(m, k, n, array, dataflow, block, density, seed, sparse_strateg
                   f"{op.tiles_skipped:,}/{op.tiles_total:,} tiles skipped)" if masks else ""))
 
 
-def _hw_model_config(model: str) -> tuple[dict, str]:
-    import json
-    from pathlib import Path
-
-    from hwmodels.workload import BUILTIN_CONFIGS
-
-    if model in BUILTIN_CONFIGS:
-        return dict(BUILTIN_CONFIGS[model]), model
-    path = Path(model)
-    cfg = path / "config.json" if path.is_dir() else path
-    if not cfg.is_file():
-        raise CodesignError(f"--model {model!r}: not a built-in ({', '.join(BUILTIN_CONFIGS)}) "
-                            "and no config.json there")
-    try:
-        return json.loads(cfg.read_text()), str(path)
-    except (OSError, ValueError) as err:
-        raise CodesignError(f"{cfg}: cannot read the model config ({err})") from None
-
-
 @main.command("simulate")
 @click.option("--model", default="bert-base", show_default=True,
               help="bert-base, distilbert, minilm-l6, or a Hugging Face checkpoint folder "
@@ -157,17 +138,14 @@ def simulate_model(model, seq_len, batch, masks_path, board, engine, as_json) ->
 
     import hwmodels
 
-    config, label = _hw_model_config(model)
-    acc = _hw_board(board, {})
-    masks = None
-    weight_names = None
-    from codesign.checkpoints import structure_for
+    from codesign.workload import ModelConfigError, encoder_workload, model_config
 
     try:
-        structure = structure_for(config, source=label)
-        weight_names = structure.weight_name
-    except ValueError:
-        structure = None  # not a known layout: hwmodels' default (BERT) names
+        config = model_config(model)
+    except ModelConfigError as err:
+        raise CodesignError(f"--model {err}") from None
+    acc = _hw_board(board, {})
+    masks = None
     if masks_path:
         from codesign.masks import load_masks
 
@@ -175,24 +153,14 @@ def simulate_model(model, seq_len, batch, masks_path, board, engine, as_json) ->
             masks = dict(load_masks(masks_path).masks)
         except (OSError, ValueError) as err:
             raise CodesignError(f"--masks {masks_path}: {err}") from None
-        if structure is not None:
-            # mask keys may carry the task-model prefix (bert.) or not (a bare base model)
-            by_pos = {}
-            for key in masks:
-                parsed = structure.parse(key)
-                if parsed is not None:
-                    by_pos[parsed] = key
-            weight_names = (lambda layer, role, _b=by_pos, _s=structure:
-                            _b.get((layer, role), _s.weight_name(layer, role)))
     try:
-        workload = hwmodels.bert_encoder(config, seq_len, batch, weight_names=weight_names,
-                                         name=label)
+        workload = encoder_workload(config, seq_len, batch, mask_names=masks, name=model)
         report = hwmodels.simulate(workload, acc, masks, engine=engine)
     except ValueError as err:
         raise CodesignError(str(err)) from None
     if as_json:
         out = _hw_summary(report)
-        out.update(model=label, seq_len=seq_len, batch=batch, board=acc.name,
+        out.update(model=model, seq_len=seq_len, batch=batch, board=acc.name,
                    masks=masks_path, report=report.to_dict())
         click.echo(json.dumps(out, indent=2))
         return

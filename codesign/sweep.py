@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from codesign.study import Study, board_overrides, fit_of
+from codesign.workload import model_config
 
 DENSE = "dense"
 # hardware keys of the study file -> column names of points.csv
@@ -139,25 +140,6 @@ def enumerate_points(study: Study) -> list[DesignPoint]:
     return points
 
 
-# --- the model and the accelerator --------------------------------------------------------------
-def model_folder(name: str) -> Path:
-    from codesign.checkpoints import builtin_models, builtin_path
-
-    return builtin_path(name) if name in builtin_models() else Path(name)
-
-
-@functools.lru_cache(maxsize=8)
-def _model_config_cached(name: str) -> str:
-    from codesign.checkpoints import read_config
-
-    return json.dumps(read_config(model_folder(name)))
-
-
-def model_config(name: str) -> dict[str, Any]:
-    """The HF config.json of a built-in model or checkpoint folder, as a dict."""
-    return json.loads(_model_config_cached(name))
-
-
 # --- the pure hardware evaluation (runs in workers) ---------------------------------------------
 @functools.lru_cache(maxsize=16)
 def _load_mask_file(path: str):
@@ -167,14 +149,10 @@ def _load_mask_file(path: str):
 
 
 def _workload(spec: dict[str, Any], mask_names: Iterable[str] | None):
-    import hwmodels
-    from codesign.checkpoints import structure_for
+    from codesign.workload import encoder_workload
 
-    structure = structure_for(spec["config"])
-    if mask_names:
-        structure = structure.detect_prefix(mask_names)
-    return hwmodels.bert_encoder(spec["config"], spec["seq_len"], spec["batch"],
-                                 weight_names=structure.weight_name)
+    return encoder_workload(spec["config"], spec["seq_len"], spec["batch"],
+                            mask_names=mask_names)
 
 
 def _weight_ops(workload) -> list:
