@@ -46,12 +46,14 @@ group).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from .accelerator import Accelerator
-from .sparsity import GemmBlocks, column_tile_packing, dense_gemm_blocks, tile_occupancy
+from .actions import ActionCounts
+from .sparsity import (ColumnPacking, GemmBlocks, column_tile_packing, dense_gemm_blocks,
+                       edge_sizes, tile_occupancy)
 from .workload import GemmOp, VectorOp
 
 INDEX_PORT_BYTES = 8  # the index decoder reads one 64-bit BRAM word per cycle
@@ -60,7 +62,8 @@ VECTOR_CHUNK_ELEMENTS = 8192  # a vector op streams through the buffers in chunk
 
 @dataclass(frozen=True, eq=False)
 class Schedule:
-    """Per-fold arrays (one instance of the op; the engines repeat it `count` times) and totals."""
+    """Per-fold arrays of one instance of the op (the engines repeat it `count` times), its
+    action counts per instance, and how its operands occupy the buffers."""
 
     kind: str  # "gemm" or "vector"
     count: int
@@ -70,7 +73,11 @@ class Schedule:
     weight_load: np.ndarray  # DRAM bytes of weights (+ indices) to bring in before the fold
     input_load: np.ndarray  # DRAM bytes of inputs to bring in before the fold
     store_bytes: np.ndarray  # DRAM bytes to write after the fold
-    totals: dict = field(default_factory=dict)  # per-instance totals (bytes, MACs, accesses)
+    counts: ActionCounts  # per instance
+    strategy: str  # "dense", "tile-skip" or "compact"
+    dataflow: str  # "ws", "os" or "vector"
+    #: compaction: sum_j max packed K / sum_j mean packed K over column tiles (1 otherwise)
+    load_imbalance: float = 1.0
     #: False when the whole operand stays in its buffer (no ping-pong slot cycling): loads of it
     #: may run arbitrarily far ahead. True: each load occupies one of the two halves (one with
     #: double buffering off) until the last fold that uses it (the folds up to the next load).
@@ -91,12 +98,12 @@ class Schedule:
         """Cycles the PE array (or vector unit) is occupied per fold."""
         return self.stream + self.fill + self.index
 
-
-def _lens(total: int, tile: int) -> np.ndarray:
-    n = math.ceil(total / tile)
-    out = np.full(n, tile, dtype=np.int64)
-    out[-1] = total - tile * (n - 1)
-    return out
+    def repeated(self, *names: str) -> tuple[np.ndarray, ...]:
+        """The named per-fold arrays over all `count` instances, run one after another."""
+        arrays = tuple(getattr(self, name) for name in names)
+        if self.count == 1:
+            return arrays
+        return tuple(np.tile(x, self.count) for x in arrays)
 
 
 def ideal_compute_cycles(m: int, k: int, n: int, rows: int, cols: int, dataflow: str) -> int:
@@ -126,211 +133,240 @@ def gemm_schedule(op: GemmOp, acc: Accelerator, gb: GemmBlocks | None = None) ->
     return _os(op, acc, gb, strategy)
 
 
+def _occupancy(gb: GemmBlocks, strategy: str, rows: int, cols: int) -> np.ndarray:
+    """Kept weight tiles [ceil(K/rows), ceil(N/cols)]: all of them unless tiles are skipped."""
+    if strategy == "tile-skip":
+        return tile_occupancy(gb, rows, cols)
+    return np.ones((math.ceil(gb.k / rows), math.ceil(gb.n / cols)), bool)
+
+
+def _packing_imbalance(pk: ColumnPacking) -> float:
+    """sum over column tiles of the longest packed K / sum of the mean packed K (1 if empty)."""
+    busy = pk.packed_k > 0
+    return float(pk.packed_k.sum() / pk.mean_k[busy].sum()) if busy.any() else 1.0
+
+
 # --------------------------------------------------------------------------- weight stationary
+@dataclass(frozen=True, eq=False)
+class _WsFolds:
+    """One pass over W (one M chunk) in execution order, column tile j major: an entry per fold,
+    plus a store-only entry for a column tile whose weight tiles are all skipped."""
+
+    compact: bool
+    jj: np.ndarray  # column tile of each entry
+    real: np.ndarray  # the entry is a fold (False: store-only)
+    seg: np.ndarray  # K rows of the fold's weight tile
+    w_load: np.ndarray  # DRAM bytes of weights (+ indices) before the fold
+    index: np.ndarray  # index-overhead cycles of the fold
+    used_k_total: int  # K positions used by any kept block (rows of X needed)
+    #: resident X: compact, the share of it the fold loads; otherwise X bytes per streamed row
+    #: the fold loads first (its k slice in the first column tile that needs it)
+    x_resident: np.ndarray
+    x_stream_k: np.ndarray  # K positions the fold streams when X is not resident
+    exec_elems: int  # weights multiplied per streamed row (zeros inside kept tiles included)
+    tiles_total: int
+    tiles_skipped: int
+    in_read_k: int  # input-buffer reads per streamed row, summed over folds
+    w_read_bytes: int  # weight-buffer bytes read
+    index_bytes: int  # block-index bytes of W
+    load_imbalance: float
+
+
+def _ws_compact_folds(gb: GemmBlocks, rows: int, cols: int, ob: int, ib: int) -> _WsFolds:
+    pk = column_tile_packing(gb, cols)
+    folds_j = -(-pk.packed_k // rows)  # ceil
+    # one entry per fold, plus a store-only pseudo-fold for an empty column tile
+    entries_j = np.maximum(folds_j, 1)
+    jj = np.repeat(np.arange(entries_j.size), entries_j)
+    pos = np.arange(jj.size) - np.repeat(np.cumsum(entries_j) - entries_j, entries_j)
+    real = pos < folds_j[jj]
+    seg = np.where(real, np.minimum(rows, pk.packed_k[jj] - pos * rows), 0)
+    frac = np.where(real, seg / np.maximum(pk.packed_k[jj], 1), 0.0)
+    w_tile_bytes = pk.kept_elems * ob + pk.kept_blocks * ib  # per column tile
+    n_idx = pk.groups[jj] * np.maximum(1, -(-seg // gb.bk))
+    index = np.where(real, np.maximum(0, -(-(n_idx * ib) // INDEX_PORT_BYTES) - rows), 0)
+    first_j = int(np.argmax(pk.packed_k > 0)) if (pk.packed_k > 0).any() else -1
+    return _WsFolds(
+        compact=True, jj=jj, real=real, seg=seg, w_load=frac * w_tile_bytes[jj], index=index,
+        used_k_total=pk.used_k_total, x_resident=np.where(real & (jj == first_j), frac, 0.0),
+        x_stream_k=frac * pk.used_k[jj],  # gathered K positions per fold
+        exec_elems=int(pk.kept_elems.sum()), tiles_total=int(folds_j.sum()), tiles_skipped=0,
+        in_read_k=int(pk.gathered_k.sum()),  # per streamed row, summed over groups
+        w_read_bytes=int(w_tile_bytes.sum()), index_bytes=int((pk.kept_blocks * ib).sum()),
+        load_imbalance=_packing_imbalance(pk))
+
+
+def _ws_tile_folds(gb: GemmBlocks, strategy: str, rows: int, cols: int, ob: int) -> _WsFolds:
+    k_len, n_len = edge_sizes(gb.k, rows), edge_sizes(gb.n, cols)
+    nKt = k_len.size
+    occ = _occupancy(gb, strategy, rows, cols)
+    occT = occ.T  # j-major order
+    present = occT.copy()
+    present[~occT.any(axis=1), 0] = True
+    flat = np.flatnonzero(present.ravel())
+    jj, ii = flat // nKt, flat % nKt
+    real = occT.ravel()[flat]
+    seg = np.where(real, k_len[ii], 0)
+    first_j = np.argmax(occ, axis=1)  # first column tile that needs k slice i
+    x_first = real & (jj == first_j[ii])
+    exec_elems = int((k_len[:, None] * n_len[None, :] * occ).sum())
+    return _WsFolds(
+        compact=False, jj=jj, real=real, seg=seg,
+        w_load=np.where(real, k_len[ii] * n_len[jj] * ob, 0).astype(np.float64),
+        index=np.zeros(jj.size, np.int64), used_k_total=int(k_len[occ.any(axis=1)].sum()),
+        x_resident=(x_first * seg * ob).astype(np.float64), x_stream_k=seg.astype(np.float64),
+        exec_elems=exec_elems, tiles_total=int(occ.size), tiles_skipped=int(occ.size - occ.sum()),
+        in_read_k=int((k_len[:, None] * occ).sum()),  # K streamed per row, summed over tiles
+        w_read_bytes=exec_elems * ob, index_bytes=0, load_imbalance=1.0)
+
+
+def _ws_input_load(f: _WsFolds, rows: int, x_cap: int, ob: int) -> tuple[np.ndarray, bool]:
+    """DRAM bytes of X before each fold for an M chunk of `rows` rows; True if X is resident."""
+    if rows * f.used_k_total * ob <= x_cap:
+        if f.compact:
+            return f.x_resident * (rows * f.used_k_total * ob), True
+        return f.x_resident * rows, True
+    return f.x_stream_k * (rows * ob), False
+
+
 def _ws(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str) -> Schedule:
     R, C = acc.pe_array.rows, acc.pe_array.cols
     ob, ab, ib = acc.operand_bytes, acc.accumulator_bytes, acc.index_bytes
     M, K, N = op.m, op.k, op.n
-    w_cap = acc.usable_bytes(acc.weight_buffer)
     x_cap = acc.usable_bytes(acc.input_buffer)
-    o_cap = acc.usable_bytes(acc.output_buffer)
-    n_len = _lens(N, C)
-    nNt = n_len.size
-    m_chunk = max(1, min(M, o_cap // (C * ab)))
-    m_lens = _lens(M, m_chunk)
-    fill_per_fold = 2 * R + C - 2
-
-    if strategy == "compact":
-        pk = column_tile_packing(gb, C)
-        folds_j = -(-pk.packed_k // R)  # ceil
-        # one "present" entry per fold, plus a store-only pseudo-fold for an empty column tile
-        entries_j = np.maximum(folds_j, 1)
-        jj = np.repeat(np.arange(nNt), entries_j)
-        pos = np.arange(jj.size) - np.repeat(np.cumsum(entries_j) - entries_j, entries_j)
-        real = pos < folds_j[jj]
-        seg = np.where(real, np.minimum(R, pk.packed_k[jj] - pos * R), 0)
-        frac = np.where(real, seg / np.maximum(pk.packed_k[jj], 1), 0.0)
-        w_tile_bytes = pk.kept_elems * ob + pk.kept_blocks * ib  # per column tile
-        w_load1 = frac * w_tile_bytes[jj]
-        n_idx = pk.groups[jj] * np.maximum(1, -(-seg // gb.bk))
-        index = np.where(real, np.maximum(0, -(-(n_idx * ib) // INDEX_PORT_BYTES) - R), 0)
-        used_total = pk.used_k_total
-        first_j = int(np.argmax(pk.packed_k > 0)) if (pk.packed_k > 0).any() else -1
-        x_res_frac = np.where(real & (jj == first_j), frac, 0.0)
-        x_stream_k = frac * pk.used_k[jj]  # gathered K positions per fold when not resident
-        exec_elems = int(pk.kept_elems.sum())
-        imbalance = (float(pk.packed_k.sum() / pk.mean_k[pk.packed_k > 0].sum())
-                     if (pk.packed_k > 0).any() else 1.0)
-        tiles_total = int(folds_j.sum())
-        tiles_skipped = 0
-        in_read_k = int(pk.gathered_k.sum())  # per streamed row, summed over groups
-        w_read_bytes = int(w_tile_bytes.sum())
-    else:
-        k_len = _lens(K, R)
-        nKt = k_len.size
-        occ = (tile_occupancy(gb, R, C) if strategy == "tile-skip"
-               else np.ones((nKt, nNt), bool))
-        occT = occ.T  # j-major order
-        empty_col = ~occT.any(axis=1)
-        present = occT.copy()
-        present[empty_col, 0] = True
-        flat = np.flatnonzero(present.ravel())
-        jj, ii = flat // nKt, flat % nKt
-        real = occT.ravel()[flat]
-        seg = np.where(real, k_len[ii], 0)
-        w_load1 = np.where(real, k_len[ii] * n_len[jj] * ob, 0).astype(np.float64)
-        index = np.zeros(jj.size, np.int64)
-        used_rows = occ.any(axis=1)
-        used_total = int(k_len[used_rows].sum())
-        first_j = np.argmax(occ, axis=1)  # first column tile that needs k slice i
-        x_res_frac = None
-        x_first = real & (jj == first_j[ii])
-        x_stream_k = seg.astype(np.float64)
-        exec_elems = int((k_len[:, None] * n_len[None, :] * occ).sum())
-        imbalance = 1.0
-        tiles_total = int(nKt * nNt)
-        tiles_skipped = int(tiles_total - occ.sum())
-        in_read_k = int((k_len[:, None] * occ).sum())  # K streamed per row, summed over tiles
-        w_read_bytes = exec_elems * ob
-
-    # last present entry of each column tile carries that tile's output store
-    last = np.ones(jj.size, bool)
-    last[:-1] = jj[1:] != jj[:-1]
-    w_total_once = float(w_load1.sum())
-    w_resident = len(m_lens) > 1 and w_total_once <= w_cap
-
+    n_len = edge_sizes(N, C)
+    m_lens = [int(ml) for ml in edge_sizes(M, max(1, min(M, acc.usable_bytes(
+        acc.output_buffer) // (C * ab))))]
     nch = len(m_lens)
-    real_i = real.astype(np.int64)
-    store_unit = (last * n_len[jj] * ob).astype(np.float64)  # bytes per streamed row
-    if strategy != "compact":
-        x_first_unit = (x_first * seg * ob).astype(np.float64)
-    wl_parts, xl_parts = [], []
+    f = (_ws_compact_folds(gb, R, C, ob, ib) if strategy == "compact"
+         else _ws_tile_folds(gb, strategy, R, C, ob))
+    # the last entry of each column tile carries that tile's output store
+    last = np.ones(f.jj.size, bool)
+    last[:-1] = f.jj[1:] != f.jj[:-1]
+    w_once = float(f.w_load.sum())
+    w_resident = nch > 1 and w_once <= acc.usable_bytes(acc.weight_buffer)
+    real_i = f.real.astype(np.int64)
+    store_unit = (last * n_len[f.jj] * ob).astype(np.float64)  # bytes per streamed row
+    w_parts, x_parts = [], []
     x_resident_any = False
-    x_bytes = w_bytes = 0.0
     for c, ml in enumerate(m_lens):
-        ml = int(ml)
-        if ml * used_total * ob <= x_cap:
-            x_resident_any = True
-            x_load = (x_res_frac * (ml * used_total * ob) if strategy == "compact"
-                      else x_first_unit * ml)
-        else:
-            x_load = x_stream_k * (ml * ob)
-        w_load = w_load1 if (c == 0 or not w_resident) else np.zeros_like(w_load1)
-        wl_parts.append(w_load)
-        xl_parts.append(x_load)
-        x_bytes += float(x_load.sum())
-        w_bytes += float(w_load.sum())
-    if nch == 1:
-        stream = real_i * int(m_lens[0])
-        fill = real_i * fill_per_fold
-        index_all = index.astype(np.int64)
-        store_all = store_unit * int(m_lens[0])
-        w_all, x_all = wl_parts[0], xl_parts[0]
-    else:
-        stream = np.concatenate([real_i * int(ml) for ml in m_lens])
-        fill = np.tile(real_i * fill_per_fold, nch)
-        index_all = np.tile(index.astype(np.int64), nch)
-        store_all = np.concatenate([store_unit * int(ml) for ml in m_lens])
-        w_all, x_all = np.concatenate(wl_parts), np.concatenate(xl_parts)
-    real_folds = int(np.count_nonzero(stream))
+        x_load, resident = _ws_input_load(f, ml, x_cap, ob)
+        x_resident_any = x_resident_any or resident
+        w_parts.append(f.w_load if (c == 0 or not w_resident) else np.zeros_like(f.w_load))
+        x_parts.append(x_load)
+    w_bytes = sum((float(w.sum()) for w in w_parts), 0.0)
+    x_bytes = sum((float(x.sum()) for x in x_parts), 0.0)
+    stream = np.concatenate([real_i * ml for ml in m_lens])
+    idx_bytes = f.index_bytes * (nch if not w_resident else 1)
     out_bytes = M * N * ob
-    idx_bytes = 0
-    if strategy == "compact":
-        idx_bytes_once = int((pk.kept_blocks * ib).sum())
-        idx_bytes = idx_bytes_once * (len(m_lens) if not w_resident else 1)
-    w_once = w_total_once
-    mandatory = w_once + M * used_total * ob + out_bytes
-    psum_cols = int(np.where(real, n_len[jj], 0).sum())
-    first_cols = int(n_len[np.bincount(jj[real], minlength=nNt) > 0].sum())
-    totals = dict(
-        strategy=strategy, dataflow="ws",
-        weight_bytes=w_bytes - idx_bytes, index_bytes=idx_bytes, input_bytes=x_bytes,
-        output_bytes=float(out_bytes), mandatory_bytes=float(mandatory),
-        executed_macs=M * exec_elems, useful_macs=M * gb.kept_weights,
-        dense_macs=M * K * N, folds=real_folds, tiles_total=tiles_total * len(m_lens),
-        tiles_skipped=tiles_skipped * len(m_lens), load_imbalance=imbalance,
-        # on-chip accesses in bytes
-        weight_write=w_bytes, weight_read=float(w_read_bytes * len(m_lens)),
-        input_write=x_bytes, input_read=float(M * in_read_k * ob),
-        # partial sums: read-modify-write per fold (first fold of a tile writes only) + final read
-        output_write=float(M * ab * psum_cols),
-        output_read=float(M * ab * (psum_cols - first_cols) + out_bytes),
-    )
-    return Schedule("gemm", op.count, stream, fill, index_all, w_all, x_all, store_all, totals,
-                    weight_slots=not w_resident,
-                    input_slots=not (x_resident_any and len(m_lens) == 1))
+    psum_cols = int(np.where(f.real, n_len[f.jj], 0).sum())
+    first_cols = int(n_len[np.bincount(f.jj[f.real], minlength=n_len.size) > 0].sum())
+    counts = ActionCounts(
+        executed_macs=M * f.exec_elems, useful_macs=M * gb.kept_weights, dense_macs=M * K * N,
+        weight_dram_bytes=w_bytes - idx_bytes, index_dram_bytes=idx_bytes,
+        input_dram_bytes=x_bytes, output_dram_bytes=float(out_bytes),
+        mandatory_dram_bytes=float(w_once + M * f.used_k_total * ob + out_bytes),
+        weight_buffer_read_bytes=float(f.w_read_bytes * nch), weight_buffer_write_bytes=w_bytes,
+        input_buffer_read_bytes=float(M * f.in_read_k * ob), input_buffer_write_bytes=x_bytes,
+        # partial sums: read-modify-write per fold (the first fold of a tile writes only) and
+        # the final read-out
+        output_buffer_read_bytes=float(M * ab * (psum_cols - first_cols) + out_bytes),
+        output_buffer_write_bytes=float(M * ab * psum_cols),
+        folds=int(np.count_nonzero(stream)), tiles_total=f.tiles_total * nch,
+        tiles_skipped=f.tiles_skipped * nch)
+    return Schedule(
+        kind="gemm", count=op.count, stream=stream, fill=np.tile(real_i * (2 * R + C - 2), nch),
+        index=np.tile(f.index.astype(np.int64), nch), weight_load=np.concatenate(w_parts),
+        input_load=np.concatenate(x_parts),
+        store_bytes=np.concatenate([store_unit * ml for ml in m_lens]), counts=counts,
+        strategy=strategy, dataflow="ws", load_imbalance=f.load_imbalance,
+        weight_slots=not w_resident, input_slots=not (x_resident_any and nch == 1))
 
 
 # --------------------------------------------------------------------------- output stationary
+@dataclass(frozen=True, eq=False)
+class _OsSlabs:
+    """Per column slab (the C output columns of a column tile): what each row tile streams."""
+
+    streamed_k: np.ndarray  # K positions streamed (compaction: the longest packed group)
+    w_bytes: np.ndarray  # DRAM bytes of the slab's weights (+ indices)
+    index_bytes: np.ndarray  # of which block indices
+    index_cycles: np.ndarray  # index-decoder cycles beyond the stream
+    used_k: np.ndarray  # K positions of X the slab needs
+    used_k_total: int  # K positions of X any slab needs
+    exec_per_row: np.ndarray  # MACs per output row
+    in_read_k: np.ndarray  # input-buffer reads per output row
+    tiles_total: int
+    tiles_skipped: int
+    load_imbalance: float
+
+
+def _os_compact_slabs(gb: GemmBlocks, cols: int, ob: int, ib: int) -> _OsSlabs:
+    pk = column_tile_packing(gb, cols)
+    idx_bytes = pk.kept_blocks * ib
+    return _OsSlabs(
+        streamed_k=pk.packed_k, w_bytes=pk.kept_elems * ob + idx_bytes, index_bytes=idx_bytes,
+        index_cycles=np.maximum(0, -(-idx_bytes // INDEX_PORT_BYTES) - pk.packed_k),
+        used_k=pk.used_k, used_k_total=pk.used_k_total, exec_per_row=pk.kept_elems,
+        in_read_k=pk.gathered_k, tiles_total=int(pk.packed_k.size), tiles_skipped=0,
+        load_imbalance=_packing_imbalance(pk))
+
+
+def _os_tile_slabs(gb: GemmBlocks, strategy: str, rows: int, cols: int, ob: int) -> _OsSlabs:
+    k_len, n_len = edge_sizes(gb.k, rows), edge_sizes(gb.n, cols)
+    occ = _occupancy(gb, strategy, rows, cols)
+    streamed = (k_len[:, None] * occ).sum(axis=0)
+    none = np.zeros(n_len.size, np.int64)
+    return _OsSlabs(
+        streamed_k=streamed, w_bytes=streamed * n_len * ob, index_bytes=none, index_cycles=none,
+        used_k=streamed, used_k_total=int(k_len[occ.any(axis=1)].sum()),
+        exec_per_row=streamed * n_len, in_read_k=streamed, tiles_total=int(occ.size),
+        tiles_skipped=int(occ.size - occ.sum()), load_imbalance=1.0)
+
+
 def _os(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str) -> Schedule:
     R, C = acc.pe_array.rows, acc.pe_array.cols
-    ob, ib = acc.operand_bytes, acc.index_bytes
+    ob = acc.operand_bytes
     M, K, N = op.m, op.k, op.n
-    w_cap = acc.usable_bytes(acc.weight_buffer)
-    x_cap = acc.usable_bytes(acc.input_buffer)
-    r_len = _lens(M, R)
-    n_len = _lens(N, C)
+    r_len, n_len = edge_sizes(M, R), edge_sizes(N, C)
     nMt, nNt = r_len.size, n_len.size
-    fill_per_fold = R + C - 2
-    if strategy == "compact":
-        pk = column_tile_packing(gb, C)
-        S = pk.packed_k  # streamed K per column slab
-        slab_w = pk.kept_elems * ob + pk.kept_blocks * ib
-        used_k = pk.used_k
-        used_total = pk.used_k_total
-        idx_cyc = np.maximum(0, -(-(pk.kept_blocks * ib) // INDEX_PORT_BYTES) - S)
-        exec_per_row = pk.kept_elems  # MACs per output row, per slab
-        in_read_k = pk.gathered_k
-        imbalance = (float(S.sum() / pk.mean_k[S > 0].sum()) if (S > 0).any() else 1.0)
-        tiles_total, tiles_skipped = int(nNt), 0
-        idx_bytes_slab = pk.kept_blocks * ib
-    else:
-        k_len = _lens(K, R)
-        occ = (tile_occupancy(gb, R, C) if strategy == "tile-skip"
-               else np.ones((k_len.size, nNt), bool))
-        S = (k_len[:, None] * occ).sum(axis=0)
-        slab_w = S * n_len * ob
-        used_k = S
-        used_total = int(k_len[occ.any(axis=1)].sum())
-        idx_cyc = np.zeros(nNt, np.int64)
-        exec_per_row = S * n_len
-        in_read_k = S
-        imbalance = 1.0
-        tiles_total = int(occ.size)
-        tiles_skipped = int(occ.size - occ.sum())
-        idx_bytes_slab = np.zeros(nNt, np.int64)
-    w_total = float(slab_w.sum())
-    w_resident = nMt > 1 and w_total <= w_cap
-    aa = np.repeat(np.arange(nMt), nNt)
+    sl = (_os_compact_slabs(gb, C, ob, acc.index_bytes) if strategy == "compact"
+          else _os_tile_slabs(gb, strategy, R, C, ob))
+    w_total = float(sl.w_bytes.sum())
+    w_resident = nMt > 1 and w_total <= acc.usable_bytes(acc.weight_buffer)
+    aa = np.repeat(np.arange(nMt), nNt)  # row tile a > column tile j
     jj = np.tile(np.arange(nNt), nMt)
+    S = sl.streamed_k
     real = S[jj] > 0
-    stream = np.where(real, S[jj], 0).astype(np.int64)
-    fill = np.where(real, fill_per_fold, 0).astype(np.int64)
-    index = np.where(real, idx_cyc[jj], 0).astype(np.int64)
-    w_load = np.where((aa == 0) | (not w_resident), slab_w[jj], 0).astype(np.float64)
-    x_res = R * used_total * ob <= x_cap
-    if x_res:
+    fetch_w = (aa == 0) | (not w_resident)
+    w_load = np.where(fetch_w, sl.w_bytes[jj], 0).astype(np.float64)
+    used_total = sl.used_k_total
+    if R * used_total * ob <= acc.usable_bytes(acc.input_buffer):  # X[a] resident across j
         x_load = np.where(jj == 0, r_len[aa] * used_total * ob, 0).astype(np.float64)
     else:
-        x_load = (r_len[aa] * used_k[jj] * ob).astype(np.float64)
-    store = (r_len[aa] * n_len[jj] * ob).astype(np.float64)
+        x_load = (r_len[aa] * sl.used_k[jj] * ob).astype(np.float64)
     w_bytes = float(w_load.sum())
-    idx_bytes = float(np.where((aa == 0) | (not w_resident), idx_bytes_slab[jj], 0).sum())
+    idx_bytes = float(np.where(fetch_w, sl.index_bytes[jj], 0).sum())
     out_bytes = M * N * ob
-    totals = dict(
-        strategy=strategy, dataflow="os",
-        weight_bytes=w_bytes - idx_bytes, index_bytes=idx_bytes, input_bytes=float(x_load.sum()),
-        output_bytes=float(out_bytes), mandatory_bytes=float(w_total + M * used_total * ob
-                                                            + out_bytes),
-        executed_macs=int(M * exec_per_row.sum()), useful_macs=M * gb.kept_weights,
-        dense_macs=M * K * N, folds=int(real.sum()), tiles_total=tiles_total * nMt,
-        tiles_skipped=tiles_skipped * nMt, load_imbalance=imbalance,
-        weight_write=w_bytes, weight_read=float(nMt * (slab_w.sum())),
-        input_write=float(x_load.sum()), input_read=float(M * in_read_k.sum() * ob),
-        output_write=float(out_bytes), output_read=float(out_bytes),
-    )
-    return Schedule("gemm", op.count, stream, fill, index, w_load, x_load, store, totals,
-                    weight_slots=not w_resident, input_slots=True)
+    counts = ActionCounts(
+        executed_macs=int(M * sl.exec_per_row.sum()), useful_macs=M * gb.kept_weights,
+        dense_macs=M * K * N, weight_dram_bytes=w_bytes - idx_bytes, index_dram_bytes=idx_bytes,
+        input_dram_bytes=float(x_load.sum()), output_dram_bytes=float(out_bytes),
+        mandatory_dram_bytes=float(w_total + M * used_total * ob + out_bytes),
+        weight_buffer_read_bytes=float(nMt * (sl.w_bytes.sum())),
+        weight_buffer_write_bytes=w_bytes,
+        input_buffer_read_bytes=float(M * sl.in_read_k.sum() * ob),
+        input_buffer_write_bytes=float(x_load.sum()),
+        output_buffer_read_bytes=float(out_bytes), output_buffer_write_bytes=float(out_bytes),
+        folds=int(real.sum()), tiles_total=sl.tiles_total * nMt,
+        tiles_skipped=sl.tiles_skipped * nMt)
+    return Schedule(
+        kind="gemm", count=op.count, stream=np.where(real, S[jj], 0).astype(np.int64),
+        fill=np.where(real, R + C - 2, 0).astype(np.int64),
+        index=np.where(real, sl.index_cycles[jj], 0).astype(np.int64), weight_load=w_load,
+        input_load=x_load, store_bytes=(r_len[aa] * n_len[jj] * ob).astype(np.float64),
+        counts=counts, strategy=strategy, dataflow="os", load_imbalance=sl.load_imbalance,
+        weight_slots=not w_resident, input_slots=True)
 
 
 # --------------------------------------------------------------------------- vector unit
@@ -343,20 +379,21 @@ def vector_schedule(op: VectorOp, acc: Accelerator) -> Schedule:
     lanes = acc.vector_unit.lanes
     cap = acc.usable_bytes(acc.input_buffer)
     chunk = max(lanes, min(VECTOR_CHUNK_ELEMENTS, cap // (op.inputs * ob)))
-    lens = _lens(op.elements, chunk)
+    lens = edge_sizes(op.elements, chunk)
     stream = -(-(lens * op.passes) // lanes)
     zeros = np.zeros(lens.size, np.int64)
     load = (lens * op.inputs * ob).astype(np.float64)
     store = (lens * ob).astype(np.float64)
     e = op.elements
-    totals = dict(
-        strategy="dense", dataflow="vector", weight_bytes=0.0, index_bytes=0.0,
-        input_bytes=float(load.sum()), output_bytes=float(store.sum()),
-        mandatory_bytes=float(load.sum() + store.sum()), executed_macs=0, useful_macs=0,
-        dense_macs=0, folds=int(lens.size), tiles_total=0, tiles_skipped=0, load_imbalance=1.0,
-        weight_write=0.0, weight_read=0.0, input_write=float(load.sum()),
-        input_read=float(e * op.inputs * ob * op.passes), output_write=float(e * ob),
-        output_read=float(e * ob), vector_element_passes=e * op.passes,
-    )
-    return Schedule("vector", 1, stream.astype(np.int64), zeros, zeros, np.zeros(lens.size), load,
-                    store, totals)
+    counts = ActionCounts(
+        vector_element_passes=e * op.passes, weight_dram_bytes=0.0, index_dram_bytes=0.0,
+        input_dram_bytes=float(load.sum()), output_dram_bytes=float(store.sum()),
+        mandatory_dram_bytes=float(load.sum() + store.sum()),
+        weight_buffer_read_bytes=0.0, weight_buffer_write_bytes=0.0,
+        input_buffer_read_bytes=float(e * op.inputs * ob * op.passes),
+        input_buffer_write_bytes=float(load.sum()),
+        output_buffer_read_bytes=float(e * ob), output_buffer_write_bytes=float(e * ob),
+        folds=int(lens.size))
+    return Schedule(kind="vector", count=1, stream=stream.astype(np.int64), fill=zeros,
+                    index=zeros, weight_load=np.zeros(lens.size), input_load=load,
+                    store_bytes=store, counts=counts, strategy="dense", dataflow="vector")

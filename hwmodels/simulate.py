@@ -12,7 +12,7 @@ from typing import Mapping
 
 from . import mapping
 from .accelerator import Accelerator
-from .energy import op_energy_pj
+from .energy import price
 from .engines import ENGINES
 from .engines import analytical as _analytical
 from .report import OpReport, Report, combine
@@ -90,10 +90,9 @@ def simulate(workload: Workload, accelerator: Accelerator,
                    acc.pe_array.rows * acc.pe_array.cols, reports, res, fits)
 
 
-def _op_report(op, sched, timing, mask, acc: Accelerator) -> OpReport:
-    t = sched.totals
+def _op_report(op, sched: mapping.Schedule, timing, mask, acc: Accelerator) -> OpReport:
     c = sched.count
-    dram = (t["weight_bytes"] + t["input_bytes"] + t["output_bytes"] + t["index_bytes"]) * c
+    n = sched.counts * c  # all instances
     peak = acc.pe_array.rows * acc.pe_array.cols * timing.total_cycles
     is_gemm = isinstance(op, GemmOp)
     return OpReport(
@@ -101,23 +100,22 @@ def _op_report(op, sched, timing, mask, acc: Accelerator) -> OpReport:
         role=op.role if is_gemm else op.kind,
         weight_name=op.weight_name if is_gemm else None,
         shape=(op.m, op.k, op.n) if is_gemm else (op.elements,), count=c,
-        strategy=t["strategy"], dataflow=t["dataflow"],
+        strategy=sched.strategy, dataflow=sched.dataflow,
         block_shape=str(mask.block_shape) if mask is not None else None,
         density=mask.density if mask is not None else 1.0,
         total_cycles=timing.total_cycles, compute_cycles=timing.compute_cycles,
         fill_drain_cycles=timing.fill_drain_cycles, stall_cycles=timing.stall_cycles,
         index_overhead_cycles=timing.index_overhead_cycles, vector_cycles=timing.vector_cycles,
-        dram_bytes=dram, weight_bytes=t["weight_bytes"] * c, input_bytes=t["input_bytes"] * c,
-        output_bytes=t["output_bytes"] * c, index_bytes=t["index_bytes"] * c,
-        mandatory_dram_bytes=t["mandatory_bytes"] * c,
-        executed_macs=int(t["executed_macs"] * c), useful_macs=int(t["useful_macs"] * c),
-        folds=int(t["folds"] * c), tiles_total=int(t["tiles_total"] * c),
-        tiles_skipped=int(t["tiles_skipped"] * c), load_imbalance=float(t["load_imbalance"]),
-        utilization=(t["executed_macs"] * c / peak) if peak else 0.0,
-        buffer_accesses={
-            f"{b}_{rw}": t[f"{b}_{rw}"] * c for b in ("weight", "input", "output")
-            for rw in ("read", "write")},
-        energy_pj=op_energy_pj(t, c, timing.total_cycles, acc),
+        dram_bytes=sched.counts.dram_bytes * c, weight_bytes=n.weight_dram_bytes,
+        input_bytes=n.input_dram_bytes, output_bytes=n.output_dram_bytes,
+        index_bytes=n.index_dram_bytes, mandatory_dram_bytes=n.mandatory_dram_bytes,
+        executed_macs=int(n.executed_macs), useful_macs=int(n.useful_macs),
+        folds=int(n.folds), tiles_total=int(n.tiles_total), tiles_skipped=int(n.tiles_skipped),
+        load_imbalance=float(sched.load_imbalance),
+        utilization=(n.executed_macs / peak) if peak else 0.0,
+        buffer_accesses=n.buffer_accesses(),
+        energy_pj=price(sched.counts, acc.energy, instances=c,
+                        latency_us=timing.total_cycles / acc.clock_mhz),
     )
 
 

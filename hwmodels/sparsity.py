@@ -120,9 +120,10 @@ class BlockMask:
         return cls(flat.reshape(shape), block_shape, matrix_shape)
 
     # ----------------------------------------------------------------- properties
-    def _sizes(self) -> tuple[np.ndarray, np.ndarray]:
-        return (_edge_sizes(self.matrix_shape[0], self.block_shape[0]),
-                _edge_sizes(self.matrix_shape[1], self.block_shape[1]))
+    def block_sizes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Real heights of the block rows and widths of the block columns (edge blocks partial)."""
+        return (edge_sizes(self.matrix_shape[0], self.block_shape[0]),
+                edge_sizes(self.matrix_shape[1], self.block_shape[1]))
 
     @property
     def kept_blocks(self) -> int:
@@ -134,7 +135,7 @@ class BlockMask:
 
     @property
     def kept_weights(self) -> int:
-        rows, cols = self._sizes()
+        rows, cols = self.block_sizes()
         return int(rows @ self.grid.astype(np.int64) @ cols)
 
     @property
@@ -161,8 +162,12 @@ class BlockMask:
                 f"{self.matrix_shape[1]}, {self.kept_blocks}/{self.grid.size} blocks kept)")
 
 
-def _edge_sizes(total: int, block: int) -> np.ndarray:
-    """Real size of every block along one axis (the last one may be partial)."""
+def edge_sizes(total: int, block: int) -> np.ndarray:
+    """Real size of every block (or tile, or chunk) of `block` along an axis of `total` elements:
+    ceil(total / block) sizes, all `block` but the last, which holds the remainder
+    (``edge_sizes(10, 4) -> [4, 4, 2]``). int64; `total` and `block` must be >= 1."""
+    if total < 1 or block < 1:
+        raise ValueError(f"edge_sizes: total ({total}) and block ({block}) must be >= 1")
     n = math.ceil(total / block)
     sizes = np.full(n, block, dtype=np.int64)
     sizes[-1] = total - block * (n - 1)
@@ -198,7 +203,7 @@ def gemm_blocks(mask: BlockMask) -> GemmBlocks:
     bh, bw = mask.block_shape
     out, inp = mask.matrix_shape
     return GemmBlocks(grid=mask.grid.T, bk=bw, bn=bh, k=inp, n=out,
-                      k_sizes=_edge_sizes(inp, bw), n_sizes=_edge_sizes(out, bh))
+                      k_sizes=edge_sizes(inp, bw), n_sizes=edge_sizes(out, bh))
 
 
 def dense_gemm_blocks(k: int, n: int) -> GemmBlocks:

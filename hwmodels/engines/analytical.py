@@ -21,31 +21,13 @@ stall (GEMM) or vector + stall (vector op).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from ..mapping import Schedule
 from . import ENGINES
+from .timing import Timing
 
 ENGINE_VERSION = ENGINES["analytical"]
-
-
-@dataclass(frozen=True)
-class Timing:
-    total_cycles: float
-    compute_cycles: float
-    fill_drain_cycles: float
-    index_overhead_cycles: float
-    vector_cycles: float
-    stall_cycles: float
-
-
-def _arrays(s: Schedule) -> tuple[np.ndarray, ...]:
-    if s.count == 1:
-        return s.stream, s.fill, s.index, s.load_bytes, s.store_bytes
-    return tuple(np.tile(x, s.count) for x in (s.stream, s.fill, s.index, s.load_bytes,
-                                               s.store_bytes))
 
 
 def makespan(busy: np.ndarray, load_cyc: np.ndarray, store_cyc: np.ndarray,
@@ -82,11 +64,9 @@ def makespan(busy: np.ndarray, load_cyc: np.ndarray, store_cyc: np.ndarray,
 
 
 def time_schedule(s: Schedule, bytes_per_cycle: float, double_buffering: bool) -> Timing:
-    stream, fill, index, load, store = _arrays(s)
+    """The op's cycles: the midpoint of the two closed forms (see the module docstring)."""
+    stream, fill, index, load, store = s.repeated("stream", "fill", "index", "load_bytes",
+                                                  "store_bytes")
     busy = (stream + fill + index).astype(np.float64)
     total = makespan(busy, load / bytes_per_cycle, store / bytes_per_cycle, double_buffering)
-    work = float(busy.sum())
-    if s.kind == "vector":
-        return Timing(total, 0.0, 0.0, 0.0, work, total - work)
-    return Timing(total, float(stream.sum()), float(fill.sum()), float(index.sum()), 0.0,
-                  total - work)
+    return Timing.split(s.kind, total, stream, fill, index)

@@ -33,7 +33,7 @@ import simpy
 
 from ..mapping import Schedule
 from . import ENGINES
-from .analytical import Timing
+from .timing import Timing
 
 ENGINE_VERSION = ENGINES["event"]
 
@@ -143,17 +143,12 @@ def simulate_folds(busy: np.ndarray, w_cyc: np.ndarray, x_cyc: np.ndarray, store
 
 
 def time_schedule(s: Schedule, bytes_per_cycle: float, double_buffering: bool) -> Timing:
-    arrays = (s.stream, s.fill, s.index, s.weight_load, s.input_load, s.store_bytes)
-    if s.count > 1:
-        arrays = tuple(np.tile(x, s.count) for x in arrays)
-    stream, fill, index, wl, xl, store = arrays
+    """The op's cycles, simulated fold by fold (see the module docstring)."""
+    stream, fill, index, wl, xl, store = s.repeated("stream", "fill", "index", "weight_load",
+                                                    "input_load", "store_bytes")
     busy = (stream + fill + index).astype(np.float64)
     total = simulate_folds(busy, wl / bytes_per_cycle, xl / bytes_per_cycle,
                            store / bytes_per_cycle, double_buffering,
                            s.weight_slots or not double_buffering,
                            s.input_slots or not double_buffering)
-    work = float(busy.sum())
-    if s.kind == "vector":
-        return Timing(total, 0.0, 0.0, 0.0, work, total - work)
-    return Timing(total, float(stream.sum()), float(fill.sum()), float(index.sum()), 0.0,
-                  total - work)
+    return Timing.split(s.kind, total, stream, fill, index)

@@ -50,9 +50,9 @@ def test_ws_dense_split_and_bytes(m, k, n, r, c):
     assert s.folds == folds
     assert s.stream.sum() == folds * m  # compute
     assert s.fill.sum() == folds * (2 * r + c - 2)  # preload + fill + drain
-    t = s.totals
-    assert t["weight_bytes"] == k * n and t["input_bytes"] == m * k and t["output_bytes"] == m * n
-    assert t["executed_macs"] == m * k * n
+    t = s.counts
+    assert (t.weight_dram_bytes, t.input_dram_bytes, t.output_dram_bytes) == (k * n, m * k, m * n)
+    assert t.executed_macs == m * k * n
     assert s.store_bytes.sum() == m * n
 
 
@@ -60,11 +60,11 @@ def test_ws_refetches_inputs_when_they_do_not_fit():
     m, k, n = 128, 768, 768
     acc = board(buffers={"input": {"capacity_bytes": 2 * (m * k - 1)}})  # usable half < M*K
     s = gemm_schedule(GemmOp("g", m, k, n), acc)
-    assert s.totals["input_bytes"] == m * k * math.ceil(n / 32)
+    assert s.counts.input_dram_bytes == m * k * math.ceil(n / 32)
     assert s.input_slots  # every fold's slice cycles through the ping-pong halves
     acc2 = board(buffers={"input": {"capacity_bytes": 2 * m * k}})
     s2 = gemm_schedule(GemmOp("g", m, k, n), acc2)
-    assert s2.totals["input_bytes"] == m * k
+    assert s2.counts.input_dram_bytes == m * k
     assert not s2.input_slots  # resident: loaded once, no slot cycling
 
 
@@ -76,9 +76,9 @@ def test_ws_chunks_m_when_partial_sums_do_not_fit():
     chunks = 3
     assert s.folds == chunks * 2 * 2
     assert s.stream.sum() == 2 * 2 * m
-    assert s.totals["weight_bytes"] == chunks * k * n  # W does not fit: re-streamed per chunk
+    assert s.counts.weight_dram_bytes == chunks * k * n  # W does not fit: re-streamed per chunk
     acc_w = board(buffers={"output": {"capacity_bytes": out_cap}})
-    assert gemm_schedule(GemmOp("g", m, k, n), acc_w).totals["weight_bytes"] == k * n
+    assert gemm_schedule(GemmOp("g", m, k, n), acc_w).counts.weight_dram_bytes == k * n
 
 
 @pytest.mark.parametrize("m,k,n,r,c", [(128, 768, 768, 32, 32), (70, 50, 90, 16, 8)])
@@ -88,14 +88,14 @@ def test_os_dense_split_and_bytes(m, k, n, r, c):
     assert s.folds == folds
     assert s.stream.sum() == folds * k
     assert s.fill.sum() == folds * (r + c - 2)
-    assert s.totals["weight_bytes"] == k * n and s.totals["input_bytes"] == m * k
+    assert s.counts.weight_dram_bytes == k * n and s.counts.input_dram_bytes == m * k
 
 
 def test_os_refetches_weights_per_row_tile_when_they_do_not_fit():
     m, k, n = 128, 768, 768
     acc = board(dataflow="os", buffers={"weight": {"capacity_bytes": k * n}})  # half < K*N
     s = gemm_schedule(GemmOp("g", m, k, n), acc)
-    assert s.totals["weight_bytes"] == k * n * math.ceil(m / 32)
+    assert s.counts.weight_dram_bytes == k * n * math.ceil(m / 32)
 
 
 def test_tile_skip_gold():
@@ -106,11 +106,11 @@ def test_tile_skip_gold():
     mask = BlockMask(grid, (16, 16), (64, 64))
     m = 10
     s = gemm_schedule(GemmOp("g", m, 64, 64), _acc(32, 32, "ws"), gemm_blocks(mask))
-    assert s.totals["tiles_skipped"] == 2 and s.folds == 2
+    assert s.counts.tiles_skipped == 2 and s.folds == 2
     assert s.stream.sum() == 2 * m
-    assert s.totals["weight_bytes"] == 2 * 32 * 32  # kept tiles fetched densely
-    assert s.totals["executed_macs"] == m * 2 * 32 * 32
-    assert s.totals["useful_macs"] == m * 2 * 16 * 16
+    assert s.counts.weight_dram_bytes == 2 * 32 * 32  # kept tiles fetched densely
+    assert s.counts.executed_macs == m * 2 * 32 * 32
+    assert s.counts.useful_macs == m * 2 * 16 * 16
     # os: each column slab streams only its kept R-long K chunks
     so = gemm_schedule(GemmOp("g", m, 64, 64), _acc(32, 32, "os"), gemm_blocks(mask))
     assert so.stream.sum() == 32 + 32
@@ -125,10 +125,10 @@ def test_compact_gold_and_imbalance():
                       gemm_blocks(mask))
     # column tile 0 (N 0-31): max packed K = 64 -> 2 folds; column tile 1 empty -> 0 folds
     assert s.folds == 2
-    assert s.totals["load_imbalance"] == pytest.approx(64 / ((64 + 16) / 2))
-    assert s.totals["index_bytes"] == 5 * 2
-    assert s.totals["weight_bytes"] == 5 * 16 * 16
-    assert s.totals["executed_macs"] == 8 * 5 * 256
+    assert s.load_imbalance == pytest.approx(64 / ((64 + 16) / 2))
+    assert s.counts.index_dram_bytes == 5 * 2
+    assert s.counts.weight_dram_bytes == 5 * 16 * 16
+    assert s.counts.executed_macs == 8 * 5 * 256
     assert s.store_bytes.sum() == 8 * 64  # the empty column tile still writes its outputs
 
 
@@ -142,13 +142,13 @@ def test_density_one_sparse_path_equals_dense_up_to_index(df, block):
     comp = gemm_schedule(op, _acc(32, 32, df, strategy="compact"), gemm_blocks(mask))
     for s in (skip, comp):
         assert np.array_equal(s.stream, dense.stream) and np.array_equal(s.fill, dense.fill)
-        assert s.totals["weight_bytes"] == dense.totals["weight_bytes"]
-        assert s.totals["input_bytes"] == dense.totals["input_bytes"]
-    assert skip.totals["index_bytes"] == 0
+        assert s.counts.weight_dram_bytes == dense.counts.weight_dram_bytes
+        assert s.counts.input_dram_bytes == dense.counts.input_dram_bytes
+    assert skip.counts.index_dram_bytes == 0
     # a block column wider than the array (64 > 32) is split over column tiles, each of which
     # needs its indices
     copies = math.ceil(block[0] / 32) if block[0] > 32 else 1
-    assert comp.totals["index_bytes"] == mask.kept_blocks * 2 * copies
+    assert comp.counts.index_dram_bytes == mask.kept_blocks * 2 * copies
 
 
 def test_padded_block_shape_256x1_on_384x384():
@@ -158,7 +158,7 @@ def test_padded_block_shape_256x1_on_384x384():
     s = gemm_schedule(GemmOp("g", 128, 384, 384), _acc(32, 32, "ws", strategy="compact"), gb)
     pk = column_tile_packing(gb, 32)
     assert s.folds == int(np.sum(-(-pk.packed_k // 32)))
-    assert s.totals["useful_macs"] == 128 * mask.kept_weights
+    assert s.counts.useful_macs == 128 * mask.kept_weights
     # edge blocks (rows 256..383 of the parameter = N columns 256..383) are costed at 128 wide
     assert pk.kept_elems.sum() == mask.kept_weights
 

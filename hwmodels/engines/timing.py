@@ -1,0 +1,34 @@
+"""`Timing`: the cycles of one op, as both engines report them.
+
+An engine only finds the total (the makespan of the fold sequence with its DRAM transfers); the
+split is the same for both: the array's work (streaming, fill/drain, index overhead; a vector
+op's passes) as the mapping scheduled it, and the rest of the total is stall (cycles the array
+waits for memory).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Timing:
+    total_cycles: float
+    compute_cycles: float
+    fill_drain_cycles: float
+    index_overhead_cycles: float
+    vector_cycles: float
+    stall_cycles: float
+
+    @classmethod
+    def split(cls, kind: str, total_cycles: float, stream: np.ndarray, fill: np.ndarray,
+              index: np.ndarray) -> Timing:
+        """The timing of a fold sequence of `kind` ("gemm" or "vector") that took
+        `total_cycles`, given its per-fold stream, fill/drain and index cycles."""
+        work = float((stream + fill + index).astype(np.float64).sum())
+        stall = total_cycles - work
+        if kind == "vector":
+            return cls(total_cycles, 0.0, 0.0, 0.0, work, stall)
+        return cls(total_cycles, float(stream.sum()), float(fill.sum()), float(index.sum()), 0.0,
+                   stall)
