@@ -6,7 +6,8 @@ BlockMask, BlockShape, parse_dims, simulate, Report, OpReport.
 """
 from .accelerator import (Accelerator, Buffer, Dram, EnergyTable, BoardResources, PEArray,
                           VectorUnit)
-from .boards import BoardError, accelerator_from_dict, list_boards, load_board
+from .board_loader import accelerator_from_dict, list_boards, load_board
+from .board_schema import BoardError
 from .report import OpReport, Report
 from .resources import ResourceError, check_fit, estimate as estimate_resources
 from .simulate import gemm_workload, simulate

@@ -1,4 +1,4 @@
-"""Accelerator description: frozen dataclasses (built from a board YAML by `hwmodels.boards`).
+"""Accelerator description: frozen dataclasses (built from a board YAML by `hwmodels.board_loader`).
 
 What is modelled: an R x C systolic PE array of MAC units at one precision and one clock, three
 on-chip buffers (weights, inputs, outputs/partial sums) with a capacity and a memory kind

@@ -33,7 +33,7 @@ def test_overrides_are_nested_and_validated():
     ("rows", "pe_array.rows"),
 ])
 def test_board_yaml_errors_are_one_line_naming_file_and_key(tmp_path, text, key):
-    src = (hwmodels.boards.BOARDS_DIR / "zcu102.yaml").read_text()
+    src = (hwmodels.board_loader.BOARDS_DIR / "zcu102.yaml").read_text()
     if text == "pe_aray":
         bad = src.replace("pe_array:", "pe_aray:")
     elif text == "clock_mhz":
@@ -119,7 +119,7 @@ def test_mac_energy_follows_the_array_precision():
 def test_mac_energy_table_without_the_arrays_precision_is_one_line(tmp_path):
     import yaml
 
-    data = yaml.safe_load(open(hwmodels.boards.BOARDS_DIR / "zcu102.yaml"))
+    data = yaml.safe_load(open(hwmodels.board_loader.BOARDS_DIR / "zcu102.yaml"))
     data["energy"]["mac_pj"] = {"int8": 0.3}
     data["pe_array"].update(precision="fp16", rows=8, cols=8)
     path = tmp_path / "fp16board.yaml"

@@ -1,122 +1,26 @@
-"""Board presets (the YAML files beside this module) and their loader.
+"""Board presets and the factory: YAML file (+ nested overrides) -> validated -> `Accelerator`.
 
-A board YAML is validated by pydantic models (`extra="forbid"`, so a misspelled key is an error)
-and every problem is reported as ONE line naming the file and the key path, e.g.
-``zcu102.yaml: pe_array.rows: Input should be greater than 0 (got -3)``. Overrides are a nested
-dict merged into the YAML before validation (``{"pe_array": {"rows": 48}, "dataflow": "os"}``),
-so an override error names the key the same way. The validated data becomes the frozen
-dataclasses of `hwmodels.accelerator`; `hwmodels.resources` then checks that they fit the part.
+The presets are data only, `hwmodels/boards/*.yaml`, each figure with its source. Overrides are
+a nested dict merged into the YAML before validation (``{"pe_array": {"rows": 48},
+"dataflow": "os"}``), so an override error names the key the same way as a file error (see
+`hwmodels.board_schema`). The validated data becomes the frozen dataclasses of
+`hwmodels.accelerator`; `hwmodels.resources` then checks that they fit the part.
 """
 from __future__ import annotations
 
 import copy
-import difflib
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..accelerator import (Accelerator, BoardResources, Buffer, Dataflow, Dram, EnergyTable,
-                           PEArray, Precision, SparseStrategy, VectorUnit)
-from ..resources import check_fit as _check_fit
+from .accelerator import (Accelerator, BoardResources, Buffer, Dram, EnergyTable, PEArray,
+                          VectorUnit)
+from .board_schema import BoardError, validate_board
+from .resources import check_fit as _check_fit
 
-BOARDS_DIR = Path(__file__).resolve().parent
-
-
-class BoardError(ValueError):
-    """A board YAML or an override is invalid; the message is one line naming file and key."""
-
-
-# --------------------------------------------------------------------------- pydantic schema
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _PEArraySpec(_Strict):
-    rows: int = Field(gt=0, le=1024)
-    cols: int = Field(gt=0, le=1024)
-    precision: Precision = "int8"
-
-
-class _BufferSpec(_Strict):
-    capacity_bytes: int = Field(gt=0)
-    memory: Literal["bram", "uram"] = "bram"
-
-
-class _BuffersSpec(_Strict):
-    weight: _BufferSpec
-    input: _BufferSpec
-    output: _BufferSpec
-
-
-class _DramSpec(_Strict):
-    bandwidth_gb_s: float = Field(gt=0)
-    peak_gb_s: float | None = Field(default=None, gt=0)
-
-
-class _VectorSpec(_Strict):
-    lanes: int = Field(gt=0)
-    dsp_per_lane: int = Field(default=2, ge=0)
-    lut_per_lane: int = Field(default=600, ge=0)
-
-
-class _EnergySpec(_Strict):
-    mac_pj: float | dict[Precision, float]
-    buffer_read_pj_per_byte: float = Field(ge=0)
-    buffer_write_pj_per_byte: float = Field(ge=0)
-    dram_pj_per_byte: float = Field(ge=0)
-    vector_pj: float = Field(ge=0)
-    static_mw: float = Field(ge=0)
-
-
-class _BoardSpec(_Strict):
-    part: str
-    dsp: int = Field(ge=0)
-    bram36: int = Field(ge=0)
-    uram: int = Field(ge=0)
-    lut: int = Field(ge=0)
-
-
-class _AcceleratorSpec(_Strict):
-    name: str
-    description: str = ""
-    clock_mhz: float = Field(gt=0, le=2000)
-    dataflow: Dataflow = "ws"
-    double_buffering: bool = True
-    sparse_strategy: SparseStrategy = "tile-skip"
-    index_bytes: int = Field(default=2, ge=1, le=8)
-    pe_array: _PEArraySpec
-    buffers: _BuffersSpec
-    dram: _DramSpec
-    vector_unit: _VectorSpec
-    energy: _EnergySpec
-    board: _BoardSpec
-
-
-def _known_keys() -> set[str]:
-    keys: set[str] = set()
-    for model in (_AcceleratorSpec, _PEArraySpec, _BufferSpec, _BuffersSpec, _DramSpec,
-                  _VectorSpec, _EnergySpec, _BoardSpec):
-        keys |= set(model.model_fields)
-    return keys
-
-
-def _one_line(label: str, err: ValidationError) -> str:
-    errors = err.errors()
-    # a misspelled key also makes the right one "missing": report the misspelling
-    errors.sort(key=lambda e: e["type"] != "extra_forbidden")
-    e = errors[0]
-    loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-    msg = e["msg"]
-    if e["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(str(e["loc"][-1]), sorted(_known_keys()), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        msg = f"unknown key ({hint}see hwmodels/boards/zcu102.yaml for the layout)"
-    elif "input" in e and not isinstance(e["input"], (dict, list)):
-        msg = f"{msg} (got {e['input']!r})"
-    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return f"{label}: {loc}: {msg}{more}"
+#: the folder of the board presets (package data)
+BOARDS_DIR = Path(__file__).resolve().parent / "boards"
 
 
 def _deep_merge(base: dict, overrides: Mapping, label: str, path: str = "") -> dict:
@@ -155,10 +59,7 @@ def _resolve(name_or_path: str | Path) -> Path:
 
 def accelerator_from_dict(data: Mapping[str, Any], label: str = "<dict>") -> Accelerator:
     """Validate plain data (the YAML layout) into an Accelerator; errors are one line."""
-    try:
-        spec = _AcceleratorSpec.model_validate(dict(data))
-    except ValidationError as err:
-        raise BoardError(_one_line(label, err)) from None
+    spec = validate_board(data, label)
     b = spec.buffers
     return Accelerator(
         name=spec.name,

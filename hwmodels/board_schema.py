@@ -1,0 +1,117 @@
+"""The board YAML schema: pydantic models that validate a board description (or its overrides).
+
+Every model forbids unknown keys (a misspelled key is an error, with the closest known key as a
+hint) and `validate_board` reports the first problem as ONE line naming the file and the key
+path, e.g. ``zcu102.yaml: pe_array.rows: Input should be greater than 0 (got -3)``. The factory
+that turns a validated spec into an `hwmodels.Accelerator` is `hwmodels.board_loader`.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Any, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .accelerator import Dataflow, Precision, SparseStrategy
+
+
+class BoardError(ValueError):
+    """A board YAML or an override is invalid; the message is one line naming file and key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PEArraySpec(_Strict):
+    rows: int = Field(gt=0, le=1024)
+    cols: int = Field(gt=0, le=1024)
+    precision: Precision = "int8"
+
+
+class BufferSpec(_Strict):
+    capacity_bytes: int = Field(gt=0)
+    memory: Literal["bram", "uram"] = "bram"
+
+
+class BuffersSpec(_Strict):
+    weight: BufferSpec
+    input: BufferSpec
+    output: BufferSpec
+
+
+class DramSpec(_Strict):
+    bandwidth_gb_s: float = Field(gt=0)
+    peak_gb_s: float | None = Field(default=None, gt=0)
+
+
+class VectorSpec(_Strict):
+    lanes: int = Field(gt=0)
+    dsp_per_lane: int = Field(default=2, ge=0)
+    lut_per_lane: int = Field(default=600, ge=0)
+
+
+class EnergySpec(_Strict):
+    mac_pj: float | dict[Precision, float]
+    buffer_read_pj_per_byte: float = Field(ge=0)
+    buffer_write_pj_per_byte: float = Field(ge=0)
+    dram_pj_per_byte: float = Field(ge=0)
+    vector_pj: float = Field(ge=0)
+    static_mw: float = Field(ge=0)
+
+
+class BoardSpec(_Strict):
+    part: str
+    dsp: int = Field(ge=0)
+    bram36: int = Field(ge=0)
+    uram: int = Field(ge=0)
+    lut: int = Field(ge=0)
+
+
+class AcceleratorSpec(_Strict):
+    name: str
+    description: str = ""
+    clock_mhz: float = Field(gt=0, le=2000)
+    dataflow: Dataflow = "ws"
+    double_buffering: bool = True
+    sparse_strategy: SparseStrategy = "tile-skip"
+    index_bytes: int = Field(default=2, ge=1, le=8)
+    pe_array: PEArraySpec
+    buffers: BuffersSpec
+    dram: DramSpec
+    vector_unit: VectorSpec
+    energy: EnergySpec
+    board: BoardSpec
+
+
+def _known_keys() -> set[str]:
+    keys: set[str] = set()
+    for model in (AcceleratorSpec, PEArraySpec, BufferSpec, BuffersSpec, DramSpec,
+                  VectorSpec, EnergySpec, BoardSpec):
+        keys |= set(model.model_fields)
+    return keys
+
+
+def _one_line(label: str, err: ValidationError) -> str:
+    errors = err.errors()
+    # a misspelled key also makes the right one "missing": report the misspelling
+    errors.sort(key=lambda e: e["type"] != "extra_forbidden")
+    e = errors[0]
+    loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+    msg = e["msg"]
+    if e["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(str(e["loc"][-1]), sorted(_known_keys()), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        msg = f"unknown key ({hint}see hwmodels/boards/zcu102.yaml for the layout)"
+    elif "input" in e and not isinstance(e["input"], (dict, list)):
+        msg = f"{msg} (got {e['input']!r})"
+    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{label}: {loc}: {msg}{more}"
+
+
+def validate_board(data: Mapping[str, Any], label: str = "<dict>") -> AcceleratorSpec:
+    """Plain data in the YAML layout, validated; BoardError (one line, naming `label`) if not."""
+    try:
+        return AcceleratorSpec.model_validate(dict(data))
+    except ValidationError as err:
+        raise BoardError(_one_line(label, err)) from None
