@@ -57,6 +57,7 @@ class OpReport:
 @dataclass(frozen=True)
 class Report:
     workload: str
+    batch: int  # sequences per inference (the workload's batch)
     accelerator: str
     engine: str
     engine_version: str
@@ -91,8 +92,9 @@ class Report:
         return self.total_energy_pj * 1e-9
 
     @property
-    def throughput_inf_s(self) -> float:
-        return 1e3 / self.latency_ms if self.latency_ms > 0 else math.inf
+    def sequences_per_s(self) -> float:
+        """Sequences per second: `batch` sequences every `latency_ms` (inf at zero latency)."""
+        return self.batch * 1e3 / self.latency_ms if self.latency_ms > 0 else math.inf
 
     @property
     def hw_source(self) -> str:
@@ -102,7 +104,7 @@ class Report:
         d = asdict(self)
         d["total_energy_pj"] = self.total_energy_pj
         d["energy_mj"] = self.energy_mj
-        d["throughput_inf_s"] = self.throughput_inf_s
+        d["sequences_per_s"] = self.sequences_per_s
         d["hw_source"] = self.hw_source
         if ops:
             d["ops"] = [dict(asdict(o), total_energy_pj=o.total_energy_pj) for o in self.ops]
@@ -171,8 +173,9 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def combine(workload: str, accelerator: str, engine: str, engine_version: str, clock_mhz: float,
-            pe_macs: int, ops: list[OpReport], resources: dict, fits: bool) -> Report:
+def combine(*, workload: str, batch: int, accelerator: str, engine: str, engine_version: str,
+            clock_mhz: float, pe_macs: int, ops: list[OpReport], resources: dict,
+            fits: bool) -> Report:
     """Sum OpReports into a Report."""
     s = {f: float(sum(getattr(o, f) for o in ops)) for f in CYCLE_FIELDS}
     buf: dict[str, float] = {}
@@ -187,7 +190,7 @@ def combine(workload: str, accelerator: str, engine: str, engine_version: str, c
     total = s["total_cycles"]
     peak = pe_macs * total
     return Report(
-        workload=workload, accelerator=accelerator, engine=engine,
+        workload=workload, batch=batch, accelerator=accelerator, engine=engine,
         engine_version=engine_version, clock_mhz=clock_mhz, pe_macs=pe_macs,
         total_cycles=total, latency_ms=total / (clock_mhz * 1e3),
         compute_cycles=s["compute_cycles"], fill_drain_cycles=s["fill_drain_cycles"],

@@ -1,4 +1,4 @@
-"""FPGA resource estimate (DSP48E2, BRAM36, URAM288, LUT) and the fit check.
+"""FPGA resource estimate (DSP48E2, BRAM36, URAM288, LUT) and the fit check (`assess_fit`).
 
 What is modelled (all figures are ESTIMATES, not synthesis results):
 * DSP: a DSP48E2 packs two int8 MACs that share one operand (the 27x18 multiplier computes
@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .accelerator import Accelerator, Buffer
+from .accelerator import Accelerator, BoardResources, Buffer
 
 BRAM36_BYTES = 4096
 URAM_BYTES = 32768
@@ -43,14 +43,39 @@ class ResourceEstimate:
     lut: int
 
     def as_dict(self, acc: Accelerator) -> dict[str, dict[str, float]]:
-        """resource -> {used, available, fraction}."""
+        """resource -> {used, available, fraction} on `acc`'s board."""
+        return self.usage(acc.board)
+
+    def usage(self, board: BoardResources) -> dict[str, dict[str, float]]:
+        """resource -> {used, available, fraction} on `board` (fraction inf: used, none there)."""
         out = {}
         for key, used in (("dsp", self.dsp), ("bram36", self.bram36), ("uram", self.uram),
                           ("lut", self.lut)):
-            avail = getattr(acc.board, key)
+            avail = getattr(board, key)
             frac = used / avail if avail else (0.0 if used == 0 else math.inf)
             out[key] = {"used": used, "available": avail, "fraction": frac}
         return out
+
+
+@dataclass(frozen=True)
+class FitCheck:
+    """Whether a design fits its board: one problem per over-used resource, with its numbers
+    (``"DSP needs 8,224 of 2,520 (326.3%) for the 128x128 int8 array ...; shrink ..."``), in the
+    order dsp, bram36, uram, lut."""
+
+    fits: bool
+    problems: tuple[str, ...]
+    estimate: ResourceEstimate
+    board: BoardResources
+
+    @property
+    def message(self) -> str:
+        """All problems in one line ("" when the design fits)."""
+        return "; ".join(self.problems)
+
+    def as_dict(self) -> dict[str, dict[str, float]]:
+        """resource -> {used, available, fraction} (as `ResourceEstimate.as_dict`)."""
+        return self.estimate.usage(self.board)
 
 
 def _memory_blocks(buf: Buffer, port_bytes: int, double: bool) -> tuple[int, int]:
@@ -80,11 +105,10 @@ def estimate(acc: Accelerator) -> ResourceEstimate:
     return ResourceEstimate(dsp=dsp, bram36=bram, uram=uram, lut=lut)
 
 
-def check_fit(acc: Accelerator) -> ResourceEstimate:
-    """Raise ResourceError if any resource exceeds the board; return the estimate otherwise."""
-    est = estimate(acc)
+def _remedies(acc: Accelerator) -> dict[str, str]:
+    """Per resource: what uses it in this design and how to use less of it."""
     pe = acc.pe_array
-    why = {
+    return {
         "dsp": f"{pe.rows}x{pe.cols} {pe.precision} array"
         + (" (2 MACs/DSP48E2)" if pe.precision == "int8" else "")
         + f" + {acc.vector_unit.lanes}-lane vector unit; shrink pe_array or vector_unit.lanes",
@@ -93,11 +117,27 @@ def check_fit(acc: Accelerator) -> ResourceEstimate:
         "uram": "buffers placed in uram; use memory: bram or shrink them",
         "lut": "array control + vector unit + controller (estimate); shrink the array",
     }
-    for key, row in est.as_dict(acc).items():
+
+
+def assess_fit(acc: Accelerator) -> FitCheck:
+    """The resource estimate of `acc` against its board, with one problem per over-used
+    resource (see `FitCheck`); never raises."""
+    est = estimate(acc)
+    why = _remedies(acc)
+    problems = []
+    for key, row in est.usage(acc.board).items():
         if row["used"] > row["available"]:
             pct = 100.0 * row["used"] / row["available"] if row["available"] else math.inf
-            raise ResourceError(
-                f"{acc.source or acc.name}: design does not fit {acc.board.part}: {key.upper()} "
-                f"needs {row['used']:,} of {row['available']:,} ({pct:.1f}%) for the {why[key]}"
-            )
-    return est
+            problems.append(f"{key.upper()} needs {row['used']:,} of {row['available']:,} "
+                            f"({pct:.1f}%) for the {why[key]}")
+    return FitCheck(fits=not problems, problems=tuple(problems), estimate=est, board=acc.board)
+
+
+def check_fit(acc: Accelerator) -> ResourceEstimate:
+    """Raise ResourceError naming the first over-used resource and its numbers if `acc` does
+    not fit its board; return the estimate otherwise."""
+    fit = assess_fit(acc)
+    if not fit.fits:
+        raise ResourceError(f"{acc.source or acc.name}: design does not fit {acc.board.part}: "
+                            f"{fit.problems[0]}")
+    return fit.estimate

@@ -16,7 +16,7 @@ from .energy import price
 from .engines import ENGINES
 from .engines import analytical as _analytical
 from .report import OpReport, Report, combine
-from .resources import estimate
+from .resources import assess_fit
 from .sparsity import BlockMask, gemm_blocks
 from .workload import GemmOp, VectorOp, Workload
 
@@ -84,10 +84,11 @@ def simulate(workload: Workload, accelerator: Accelerator,
                 cache[key] = hit
         sched, timing = hit
         reports.append(_op_report(op, sched, timing, mask, acc))
-    res = estimate(acc).as_dict(acc)
-    fits = all(r["used"] <= r["available"] for r in res.values())
-    return combine(workload.name, acc.name, engine, ENGINES[engine], acc.clock_mhz,
-                   acc.pe_array.rows * acc.pe_array.cols, reports, res, fits)
+    fit = assess_fit(acc)
+    return combine(workload=workload.name, batch=workload.batch, accelerator=acc.name,
+                   engine=engine, engine_version=ENGINES[engine], clock_mhz=acc.clock_mhz,
+                   pe_macs=acc.pe_array.rows * acc.pe_array.cols, ops=reports,
+                   resources=fit.as_dict(), fits=fit.fits)
 
 
 def _op_report(op, sched: mapping.Schedule, timing, mask, acc: Accelerator) -> OpReport:
