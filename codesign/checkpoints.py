@@ -21,12 +21,17 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-ENCODER_ROLES: tuple[str, ...] = ("q", "k", "v", "attn_out", "ffn_in", "ffn_out")
+from hwmodels.workload import ENCODER_LAYOUTS, ROLES
+
+from codesign.errors import first_line
+
+ENCODER_ROLES: tuple[str, ...] = ROLES
 HEAD_ROLES: tuple[str, ...] = ("pooler", "classifier")
 
 # Weights file names a save_pretrained folder may hold, in the order transformers prefers them.
@@ -159,26 +164,23 @@ class ModelStructure:
                               f"not a {self.architecture} config")
 
 
-_BERT_SUFFIXES = (("q", "attention.self.query.weight"), ("k", "attention.self.key.weight"),
-                  ("v", "attention.self.value.weight"),
-                  ("attn_out", "attention.output.dense.weight"),
-                  ("ffn_in", "intermediate.dense.weight"), ("ffn_out", "output.dense.weight"))
+def _structure(model_type: str, head_names: tuple[tuple[str, str], ...],
+               **kwargs: Any) -> ModelStructure:
+    """The ModelStructure of a model type from its encoder layout in hwmodels.workload."""
+    layout = ENCODER_LAYOUTS[model_type]
+    return ModelStructure(model_type, layout.prefix, layout.layer_template, layout.role_suffixes,
+                          head_names, **kwargs)
+
 
 STRUCTURES: dict[str, ModelStructure] = {
-    "bert": ModelStructure("bert", "bert.", "encoder.layer.{layer}.", _BERT_SUFFIXES,
-                           (("pooler", "bert.pooler.dense.weight"),
-                            ("classifier", "classifier.weight"))),
+    "bert": _structure("bert", (("pooler", "bert.pooler.dense.weight"),
+                                ("classifier", "classifier.weight"))),
     # RoBERTa's classification head is dense -> tanh -> out_proj: its dense plays the pooler's part
-    "roberta": ModelStructure("roberta", "roberta.", "encoder.layer.{layer}.", _BERT_SUFFIXES,
-                              (("pooler", "classifier.dense.weight"),
-                               ("classifier", "classifier.out_proj.weight"))),
-    "distilbert": ModelStructure(
-        "distilbert", "distilbert.", "transformer.layer.{layer}.",
-        (("q", "attention.q_lin.weight"), ("k", "attention.k_lin.weight"),
-         ("v", "attention.v_lin.weight"), ("attn_out", "attention.out_lin.weight"),
-         ("ffn_in", "ffn.lin1.weight"), ("ffn_out", "ffn.lin2.weight")),
-        (("pooler", "pre_classifier.weight"), ("classifier", "classifier.weight")),
-        num_layers_keys=("n_layers", "num_hidden_layers")),
+    "roberta": _structure("roberta", (("pooler", "classifier.dense.weight"),
+                                      ("classifier", "classifier.out_proj.weight"))),
+    "distilbert": _structure("distilbert", (("pooler", "pre_classifier.weight"),
+                                            ("classifier", "classifier.weight")),
+                             num_layers_keys=("n_layers", "num_hidden_layers")),
 }
 
 
@@ -260,20 +262,35 @@ def checkpoint_sha256(path: str | Path) -> str:
     return hashlib.sha256(lines.encode()).hexdigest()
 
 
+@contextmanager
+def open_safetensors(path: str | Path, *, error: type[Exception] = CheckpointError,
+                     problem: str = "corrupt or unreadable safetensors file", fix: str = "",
+                     framework: str = "np",
+                     passthrough: tuple[type[BaseException], ...] = ()) -> Iterator[Any]:
+    """`safetensors.safe_open(path)`, whose failures, opening the file or reading from it inside
+    the `with` block, become ONE line: ``error("{path}: {problem} ({first line}){fix}")``.
+
+    Exceptions of a `passthrough` type are re-raised unchanged (reading bfloat16 with numpy
+    raises TypeError: a caller may fall back to torch).
+    """
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework=framework) as handle:
+            yield handle
+    except passthrough:
+        raise
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
+        raise error(f"{path}: {problem} ({first_line(err)}){fix}") from None
+
+
 def _check_weights_readable(files: list[Path]) -> None:
     """Fail early, naming the file, on a truncated or malformed weights file."""
     for path in files:
         if path.suffix == ".safetensors":
-            from safetensors import safe_open
-
-            try:
-                # parses the header and checks it covers the file: catches truncation
-                with safe_open(str(path), framework="np") as handle:
-                    handle.keys()
-            except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
-                msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-                raise CheckpointError(f"{path}: corrupt or unreadable safetensors file ({msg}); "
-                                      "re-save or re-download the checkpoint") from None
+            # parses the header and checks it covers the file: catches truncation
+            with open_safetensors(path, fix="; re-save or re-download the checkpoint") as handle:
+                handle.keys()
 
 
 def read_config(folder: str | Path) -> dict[str, Any]:
@@ -389,7 +406,7 @@ def load_model(name_or_path: str | Path, task: str | None = None, num_labels: in
         hf_config = AutoConfig.from_pretrained(target, local_files_only=local, **kwargs)
     except (OSError, ValueError) as err:
         raise CheckpointError(f"{target}: cannot read the config "
-                              f"({_first_line(err)})") from None
+                              f"({first_line(err)})") from None
     structure = structure_for(hf_config, source=f"{target} config")
     if hf_config.num_labels == 1:
         hf_config.problem_type = "regression"
@@ -400,7 +417,7 @@ def load_model(name_or_path: str | Path, task: str | None = None, num_labels: in
                 ignore_mismatched_sizes=True)
     except Exception as err:  # noqa: BLE001 - torch/safetensors/transformers all raise differently
         where = ", ".join(str(f) for f in files) if local else target
-        raise CheckpointError(f"{where}: cannot load the weights ({_first_line(err)})") from None
+        raise CheckpointError(f"{where}: cannot load the weights ({first_line(err)})") from None
     heads = _head_prefixes(structure)
     lost = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(heads))
     # mismatched entries are names or (name, shapes) tuples depending on the version
@@ -416,7 +433,7 @@ def load_model(name_or_path: str | Path, task: str | None = None, num_labels: in
             tokenizer = AutoTokenizer.from_pretrained(target, local_files_only=local)
     except Exception as err:  # noqa: BLE001
         raise CheckpointError(
-            f"{target}: cannot load the tokenizer ({_first_line(err)}); save it next to the "
+            f"{target}: cannot load the tokenizer ({first_line(err)}); save it next to the "
             "weights with tokenizer.save_pretrained") from None
     model.eval()
     if local:
@@ -446,8 +463,3 @@ def _hub_sha256(repo_id: str, model: Any) -> tuple[str, Path | None]:
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest(), None
 
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    first = text.splitlines()[0] if text else type(err).__name__
-    return first[:300]

@@ -32,6 +32,9 @@ import numpy as np
 
 from hwmodels.sparsity import BlockMask, BlockShape
 
+from codesign import checkpoints as ck
+from codesign.errors import first_line
+
 FORMAT = "codesign-block-mask/1"
 
 
@@ -98,18 +101,13 @@ def save_masks(path: str | Path, masks: Mapping[str, BlockMask],
 
 def load_masks(path: str | Path) -> MaskSet:
     """Read a mask file written by `save_masks` (one-line MaskFileError on any problem)."""
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise MaskFileError(f"{path}: no such mask file")
-    try:
-        with safe_open(str(path), framework="np") as handle:
-            raw_meta = dict(handle.metadata() or {})
-            grids = {key: handle.get_tensor(key) for key in handle.keys()}
-    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
-        raise MaskFileError(
-            f"{path}: not a readable safetensors file ({_first_line(err)})") from None
+    with ck.open_safetensors(path, error=MaskFileError,
+                          problem="not a readable safetensors file") as handle:
+        raw_meta = dict(handle.metadata() or {})
+        grids = {key: handle.get_tensor(key) for key in handle.keys()}
     if raw_meta.get("format") != FORMAT:
         raise MaskFileError(f"{path}: metadata format is {raw_meta.get('format')!r}, expected "
                             f"{FORMAT!r}: write mask files with codesign masks / save_masks")
@@ -118,7 +116,7 @@ def load_masks(path: str | Path) -> MaskSet:
         shapes = json.loads(raw_meta["matrix_shapes"])
         roles = json.loads(raw_meta.get("roles", "{}"))
     except (KeyError, ValueError) as err:
-        raise MaskFileError(f"{path}: bad metadata ({_first_line(err)})") from None
+        raise MaskFileError(f"{path}: bad metadata ({first_line(err)})") from None
     masks: dict[str, BlockMask] = {}
     for name, grid in grids.items():
         if name not in shapes:
@@ -127,7 +125,7 @@ def load_masks(path: str | Path) -> MaskSet:
             masks[name] = BlockMask(grid=np.asarray(grid).astype(bool), block_shape=block,
                                     matrix_shape=tuple(int(s) for s in shapes[name]))
         except ValueError as err:
-            raise MaskFileError(f"{path}: {name}: {_first_line(err)}") from None
+            raise MaskFileError(f"{path}: {name}: {first_line(err)}") from None
     metadata: dict[str, Any] = {}
     for key, value in raw_meta.items():
         if key in ("matrix_shapes", "roles"):
@@ -158,23 +156,6 @@ def block_nonzero_counts(weight: np.ndarray, block_shape: tuple[int, int]) -> np
     return nz.reshape(rows, bh, cols, bw).sum(axis=(1, 3))
 
 
-def block_sizes(block_shape: tuple[int, int], matrix_shape: tuple[int, int],
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Real heights of the block rows and widths of the block columns (edge blocks partial)."""
-    bh, bw = (int(x) for x in block_shape)
-    out, inp = (int(x) for x in matrix_shape)
-    heights = np.minimum(bh, out - bh * np.arange(math.ceil(out / bh)))
-    widths = np.minimum(bw, inp - bw * np.arange(math.ceil(inp / bw)))
-    return heights, widths
-
-
-def mask_from_weight(weight: np.ndarray, block_shape: tuple[int, int]) -> BlockMask:
-    """The block mask of one matrix: a block is pruned where all its weights are exactly zero."""
-    counts = block_nonzero_counts(weight, block_shape)
-    return BlockMask(grid=counts > 0, block_shape=tuple(int(x) for x in block_shape),
-                     matrix_shape=tuple(int(s) for s in np.shape(weight)))
-
-
 @dataclass(frozen=True)
 class Extraction:
     """Masks extracted from a checkpoint, their statistics and the file metadata to save."""
@@ -189,56 +170,41 @@ def _read_tensors(files: list[Path], wanted: set[str] | None) -> dict[str, np.nd
     out: dict[str, np.ndarray] = {}
     for path in files:
         if path.suffix == ".safetensors":
-            from safetensors import safe_open
+            out.update(_read_safetensors(path, wanted))
+            continue
+        import torch
 
-            try:
-                with safe_open(str(path), framework="np") as handle:
-                    for key in handle.keys():
-                        if wanted is None or key in wanted:
-                            out[key] = handle.get_tensor(key)
-            except TypeError:
-                # bfloat16 has no numpy dtype: fall back to torch for this file
-                out.update(_read_torch_safetensors(path, wanted))
-            except Exception as err:  # noqa: BLE001
-                raise MaskFileError(f"{path}: corrupt or unreadable safetensors file "
-                                    f"({_first_line(err)})") from None
-        else:
-            import torch
-
-            try:
-                state = torch.load(str(path), map_location="cpu", weights_only=True)
-            except Exception as err:  # noqa: BLE001
-                raise MaskFileError(f"{path}: corrupt or unreadable weights file "
-                                    f"({_first_line(err)})") from None
-            for key, tensor in state.items():
-                if wanted is None or key in wanted:
-                    out[key] = tensor.float().numpy()
-    return out
-
-
-def _read_torch_safetensors(path: Path, wanted: set[str] | None) -> dict[str, np.ndarray]:
-    from safetensors import safe_open
-
-    out = {}
-    with safe_open(str(path), framework="pt") as handle:
-        for key in handle.keys():
+        try:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001
+            raise MaskFileError(f"{path}: corrupt or unreadable weights file "
+                                f"({first_line(err)})") from None
+        for key, tensor in state.items():
             if wanted is None or key in wanted:
-                out[key] = handle.get_tensor(key).float().numpy()
+                out[key] = tensor.float().numpy()
     return out
+
+
+def _read_safetensors(path: Path, wanted: set[str] | None) -> dict[str, np.ndarray]:
+    """The `wanted` arrays of one safetensors file (all when None), through numpy; a dtype
+    numpy lacks (bfloat16) reads the file through torch instead, as float32."""
+    try:
+        with ck.open_safetensors(path, error=MaskFileError, passthrough=(TypeError,)) as handle:
+            return {key: handle.get_tensor(key) for key in handle.keys()
+                    if wanted is None or key in wanted}
+    except TypeError:
+        pass
+    with ck.open_safetensors(path, error=MaskFileError, framework="pt") as handle:
+        return {key: handle.get_tensor(key).float().numpy() for key in handle.keys()
+                if wanted is None or key in wanted}
 
 
 def _names_in(files: list[Path]) -> list[str]:
     names: list[str] = []
     for path in files:
         if path.suffix == ".safetensors":
-            from safetensors import safe_open
-
-            try:
-                with safe_open(str(path), framework="np") as handle:
-                    names.extend(handle.keys())
-            except Exception as err:  # noqa: BLE001
-                raise MaskFileError(f"{path}: corrupt or unreadable safetensors file "
-                                    f"({_first_line(err)})") from None
+            with ck.open_safetensors(path, error=MaskFileError) as handle:
+                names.extend(handle.keys())
         else:
             names.extend(_read_tensors([path], None).keys())
     return names
@@ -252,8 +218,6 @@ def extract_masks(checkpoint: str | Path, block_shape: tuple[int, int] | str,
     .safetensors / .bin weights file (the layout is recognised from the parameter names), or a
     built-in model name. Reads weights with safetensors.numpy: no model is built.
     """
-    from codesign import checkpoints as ck
-
     block = BlockShape.parse(block_shape)
     path = Path(str(checkpoint)).expanduser()
     if str(checkpoint) in ck.builtin_models():
@@ -283,8 +247,7 @@ def extract_masks(checkpoint: str | Path, block_shape: tuple[int, int] | str,
         counts = block_nonzero_counts(w, block)
         mask = BlockMask(grid=counts > 0, block_shape=block,
                          matrix_shape=tuple(int(s) for s in w.shape))
-        heights, widths = block_sizes(block, w.shape)
-        full = np.outer(heights, widths)
+        full = np.outer(*mask.block_sizes())  # weights per block (edge blocks partial)
         masks[name] = mask
         partial[name] = int(((counts > 0) & (counts < full)).sum())
         nonzero[name] = int(counts.sum())
@@ -297,8 +260,6 @@ def extract_masks(checkpoint: str | Path, block_shape: tuple[int, int] | str,
 
 
 def _guess_structure(names: list[str], path: Path) -> Any:
-    from codesign import checkpoints as ck
-
     best, count = None, 0
     for structure in ck.STRUCTURES.values():
         found = len(structure.prunable(names))
@@ -449,9 +410,8 @@ def mask_statistics(masks: Mapping[str, BlockMask],
     total = kept_total = nonzero_total = 0
     for name, mask in masks.items():
         grid = np.asarray(mask.grid, dtype=bool)
-        heights, widths = block_sizes(mask.block_shape, mask.matrix_shape)
         size = int(mask.matrix_shape[0]) * int(mask.matrix_shape[1])
-        kept = int(heights @ grid.astype(np.int64) @ widths)
+        kept = mask.kept_weights
         layer, role = roles.get(name, (-1, "?"))
         nz = None if nonzero_weights is None else int(nonzero_weights[name])
         matrices.append(MatrixStats(
@@ -473,7 +433,3 @@ def mask_statistics(masks: Mapping[str, BlockMask],
                      nonzero_weights=None if nonzero_weights is None else nonzero_total,
                      layer_density={k: layer_kept[k] / layer_tot[k] for k in layer_tot})
 
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return (text.splitlines()[0] if text else type(err).__name__)[:300]

@@ -103,30 +103,44 @@ BUILTIN_CONFIGS: dict[str, dict] = {
                   "num_attention_heads": 12, "intermediate_size": 1536},
 }
 
-_BERT_SUFFIX = {
-    "q": "attention.self.query.weight",
-    "k": "attention.self.key.weight",
-    "v": "attention.self.value.weight",
-    "attn_out": "attention.output.dense.weight",
-    "ffn_in": "intermediate.dense.weight",
-    "ffn_out": "output.dense.weight",
-}
-_DISTIL_SUFFIX = {
-    "q": "attention.q_lin.weight",
-    "k": "attention.k_lin.weight",
-    "v": "attention.v_lin.weight",
-    "attn_out": "attention.out_lin.weight",
-    "ffn_in": "ffn.lin1.weight",
-    "ffn_out": "ffn.lin2.weight",
+@dataclass(frozen=True)
+class EncoderLayout:
+    """Where the encoder's weight matrices sit in a *ForSequenceClassification checkpoint:
+    ``prefix + layer_template.format(layer=i) + suffix`` (``bert.encoder.layer.3.`` then
+    ``attention.self.query.weight``), one suffix per role. `codesign.checkpoints` builds its
+    ModelStructures from the same table."""
+
+    prefix: str  # the base-model attribute of the task model
+    layer_template: str
+    role_suffixes: tuple[tuple[str, str], ...]  # (role, suffix) in ROLES order
+
+    def weight_name(self, layer: int, role: str) -> str:
+        """The checkpoint parameter name of one weight matrix of the encoder."""
+        suffix = dict(self.role_suffixes)[role]
+        return self.prefix + self.layer_template.format(layer=layer) + suffix
+
+
+_BERT_SUFFIXES = (("q", "attention.self.query.weight"), ("k", "attention.self.key.weight"),
+                  ("v", "attention.self.value.weight"),
+                  ("attn_out", "attention.output.dense.weight"),
+                  ("ffn_in", "intermediate.dense.weight"), ("ffn_out", "output.dense.weight"))
+
+#: model_type -> parameter layout of its encoder (the one home of these names)
+ENCODER_LAYOUTS: dict[str, EncoderLayout] = {
+    "bert": EncoderLayout("bert.", "encoder.layer.{layer}.", _BERT_SUFFIXES),
+    "roberta": EncoderLayout("roberta.", "encoder.layer.{layer}.", _BERT_SUFFIXES),
+    "distilbert": EncoderLayout(
+        "distilbert.", "transformer.layer.{layer}.",
+        (("q", "attention.q_lin.weight"), ("k", "attention.k_lin.weight"),
+         ("v", "attention.v_lin.weight"), ("attn_out", "attention.out_lin.weight"),
+         ("ffn_in", "ffn.lin1.weight"), ("ffn_out", "ffn.lin2.weight"))),
 }
 
 
 def default_weight_name(model_type: str) -> Callable[[int, str], str]:
-    """Checkpoint parameter names of a *ForSequenceClassification model of this type."""
-    if model_type == "distilbert":
-        return lambda layer, role: f"distilbert.transformer.layer.{layer}.{_DISTIL_SUFFIX[role]}"
-    prefix = "roberta" if model_type == "roberta" else "bert"
-    return lambda layer, role: f"{prefix}.encoder.layer.{layer}.{_BERT_SUFFIX[role]}"
+    """Checkpoint parameter names of a *ForSequenceClassification model of this type (an
+    unknown type is named as BERT)."""
+    return ENCODER_LAYOUTS.get(model_type, ENCODER_LAYOUTS["bert"]).weight_name
 
 
 def _dims(config: Mapping) -> tuple[int, int, int, int]:

@@ -1,0 +1,12 @@
+"""Helpers for one-line error messages."""
+from __future__ import annotations
+
+#: the longest first line kept from another library's error
+FIRST_LINE_CHARS = 300
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text (its type name when it has none), at most
+    FIRST_LINE_CHARS characters: what a one-line error quotes of a library's multi-line one."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:FIRST_LINE_CHARS]
