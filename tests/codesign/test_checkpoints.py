@@ -4,10 +4,13 @@ from __future__ import annotations
 import hashlib
 import shutil
 
+import numpy as np
 import pytest
 
 from codesign.checkpoints import (STRUCTURES, CheckpointError, builtin_path, checkpoint_sha256,
-                                  load_model, structure_for)
+                                  load_model, open_safetensors, structure_for)
+from codesign.errors import first_line
+from hwmodels.workload import ENCODER_LAYOUTS, default_weight_name
 
 ROLES = ("q", "k", "v", "attn_out", "ffn_in", "ffn_out")
 
@@ -57,6 +60,51 @@ def test_structure_for_config_dicts_and_round_trip(model_type, expected):
         bare = name[len(structure.prefix):]
         assert structure.parse(bare) == (5, role)  # a bare base-model checkpoint
     assert structure.detect_prefix([expected[len(structure.prefix):]]).prefix == ""
+
+
+@pytest.mark.parametrize("model_type", sorted(STRUCTURES))
+def test_structures_and_the_hardware_workload_name_weights_alike(model_type):
+    structure = STRUCTURES[model_type]
+    assert structure.roles == ROLES
+    for role in ROLES:
+        name = structure.weight_name(7, role)
+        assert name == ENCODER_LAYOUTS[model_type].weight_name(7, role)
+        assert name == default_weight_name(model_type)(7, role)
+
+
+def test_first_line_keeps_one_short_line():
+    assert first_line(ValueError("bad header\n  at byte 12")) == "bad header"
+    assert first_line(KeyError()) == "KeyError"
+    assert first_line(OSError("  \n")) == "OSError"
+    assert len(first_line(ValueError("x" * 1000))) == 300
+
+
+def test_open_safetensors_turns_failures_into_one_line(tmp_path):
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "w.safetensors"
+    save_file({"w": np.ones((4, 4), np.float32)}, str(path))
+    with open_safetensors(path) as handle:
+        assert list(handle.keys()) == ["w"]
+    path.write_bytes(path.read_bytes()[:-8])
+    with pytest.raises(CheckpointError) as err:
+        with open_safetensors(path, fix="; re-save it"):
+            pass
+    text = str(err.value)
+    assert text.startswith(f"{path}: corrupt or unreadable safetensors file (")
+    assert text.endswith("); re-save it") and "\n" not in text
+
+    class Custom(ValueError):
+        pass
+
+    path.write_bytes(b"")
+    with pytest.raises(Custom, match="not a mask file"):
+        with open_safetensors(path, error=Custom, problem="not a mask file"):
+            pass
+    save_file({"w": np.ones((4, 4), np.float32)}, str(path))
+    with pytest.raises(TypeError, match="passes"):
+        with open_safetensors(path, passthrough=(TypeError,)):
+            raise TypeError("passes through")
 
 
 def test_structure_refuses_other_architectures():

@@ -130,6 +130,27 @@ def test_extraction_reads_pytorch_bin_files(tmp_path):
     assert ex.masks["bert.encoder.layer.0.attention.self.key.weight"].kept_blocks == 3
 
 
+def test_extraction_reads_bfloat16_safetensors_through_torch(tmp_path):
+    import torch
+    from safetensors.torch import save_file as save_torch
+
+    name = "bert.encoder.layer.0.attention.self.key.weight"
+    w = torch.ones(8, 8, dtype=torch.bfloat16)
+    w[4:, :4] = 0
+    save_torch({name: w}, str(tmp_path / "b.safetensors"))
+    ex = extract_masks(tmp_path / "b.safetensors", "4x4")
+    np.testing.assert_array_equal(ex.masks[name].grid, [[True, True], [False, True]])
+
+
+def test_truncated_weights_file_is_one_mask_file_error(tmp_path):
+    path = tmp_path / "t.safetensors"
+    save_file({Q0: np.ones((8, 8), np.float32)}, str(path))
+    path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(MaskFileError, match="corrupt or unreadable safetensors file") as err:
+        extract_masks(path, "4x4")
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
 def test_extraction_errors_name_the_file(tmp_path):
     with pytest.raises(MaskFileError, match="no such checkpoint"):
         extract_masks(tmp_path / "nothing", "4x4")

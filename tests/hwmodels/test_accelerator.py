@@ -128,3 +128,32 @@ def test_mac_energy_table_without_the_arrays_precision_is_one_line(tmp_path):
         load_board(path)
     assert "energy.mac_pj" in str(err.value) and "fp16" in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_assess_fit_of_a_design_that_fits():
+    acc = load_board("zcu102")
+    fit = hwmodels.assess_fit(acc)
+    assert fit.fits and fit.problems == () and fit.message == ""
+    assert fit.as_dict() == estimate(acc).as_dict(acc)
+    assert hwmodels.check_fit(acc) == fit.estimate
+
+
+def test_assess_fit_names_one_problem_per_over_used_resource():
+    # 128x128 fp16: DSP and LUT over budget; a 4 MiB weight buffer: BRAM36 too; URAM unused
+    acc = load_board("zcu102", {"pe_array": {"rows": 128, "cols": 128, "precision": "fp16"},
+                                "buffers": {"weight": {"capacity_bytes": 4 << 20}}},
+                     check_fit=False)
+    fit = hwmodels.assess_fit(acc)
+    table = fit.as_dict()
+    over = [k for k, row in table.items() if row["used"] > row["available"]]
+    assert over == ["dsp", "bram36", "lut"]
+    assert not fit.fits and len(fit.problems) == len(over)
+    for key, problem in zip(over, fit.problems):
+        row = table[key]
+        assert problem.startswith(f"{key.upper()} needs {row['used']:,} of {row['available']:,} (")
+        assert "does not fit" not in problem and "\n" not in problem
+    assert fit.message == "; ".join(fit.problems)
+    with pytest.raises(ResourceError) as err:
+        hwmodels.check_fit(acc)
+    assert str(err.value) == (f"zcu102.yaml (with overrides): design does not fit "
+                              f"{acc.board.part}: {fit.problems[0]}")

@@ -5,8 +5,10 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from hwmodels import BlockMask, BlockShape, parse_dims
+from hwmodels import BlockMask, BlockShape, edge_sizes, parse_dims
 from hwmodels.sparsity import (column_tile_packing, gemm_blocks, nonzeros_per_pe_column,
                                nonzeros_per_pe_row, tile_occupancy)
 
@@ -116,3 +118,26 @@ def test_nonzeros_per_pe_row_and_column_sum_to_kept_weights():
     gb = gemm_blocks(m)
     assert nonzeros_per_pe_column(gb, 16).sum() == m.kept_weights
     assert nonzeros_per_pe_row(gb, 16).sum() == m.kept_weights
+
+
+def test_edge_sizes_last_block_holds_the_remainder():
+    assert edge_sizes(10, 4).tolist() == [4, 4, 2]
+    assert edge_sizes(384, 256).tolist() == [256, 128]  # 256x1 on MiniLM's 384 rows
+    assert edge_sizes(12, 4).tolist() == [4, 4, 4]
+    assert edge_sizes(3, 8).tolist() == [3]
+    assert edge_sizes(10, 4).dtype == np.int64
+    with pytest.raises(ValueError, match="edge_sizes"):
+        edge_sizes(0, 4)
+
+
+@given(total=st.integers(1, 5000), block=st.integers(1, 600))
+def test_edge_sizes_cover_the_axis(total, block):
+    sizes = edge_sizes(total, block)
+    assert sizes.size == math.ceil(total / block) and int(sizes.sum()) == total
+    assert (sizes[:-1] == block).all() and 1 <= sizes[-1] <= block
+
+
+def test_mask_block_sizes_are_the_edge_sizes():
+    mask = BlockMask.dense((256, 16), (384, 40))
+    rows, cols = mask.block_sizes()
+    assert rows.tolist() == [256, 128] and cols.tolist() == [16, 16, 8]

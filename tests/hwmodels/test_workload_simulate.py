@@ -85,3 +85,13 @@ def test_report_is_additive_and_json():
     assert d["engine"] == "analytical" and len(d["ops"]) == len(rep.ops)
     assert set(d["resources"]["dsp"]) == {"used", "available", "fraction"}
     assert "latency" in rep.table() and "ffn_in" in rep.table()
+
+
+def test_report_says_sequences_per_second_of_its_batch():
+    acc = hwmodels.load_board("zcu102")
+    rep = simulate(hwmodels.builtin_workload("minilm-l6", 32, batch=4), acc)
+    assert rep.batch == 4
+    assert rep.sequences_per_s == 4 * 1e3 / rep.latency_ms
+    d = rep.to_dict(ops=False)
+    assert d["batch"] == 4 and d["sequences_per_s"] == rep.sequences_per_s
+    assert "throughput_inf_s" not in d
