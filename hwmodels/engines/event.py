@@ -55,6 +55,25 @@ def _last_user(load: np.ndarray) -> np.ndarray:
     return last
 
 
+def _operand(env: simpy.Environment, cyc: np.ndarray, slotted: bool, depth: int) -> tuple:
+    """One operand's loads, their ready events, the load each fold waits for, its buffer slots
+    (None: resident, no slot cycling) and how many slots each fold frees when it ends."""
+    n = cyc.size
+    loads = np.flatnonzero(cyc > 0)
+    ready = {int(i): env.event() for i in loads}
+    # the load each fold waits for: the latest load at or before it
+    need = np.maximum.accumulate(np.where(cyc > 0, np.arange(n), -1))
+    release_at: dict[int, int] = {}
+    slots = None
+    if slotted and loads.size:
+        slots = simpy.Container(env, capacity=depth, init=depth)
+        last = _last_user(cyc)
+        for i in loads:
+            release_at.setdefault(int(last[i]), 0)
+            release_at[int(last[i])] += 1
+    return loads.tolist(), cyc.tolist(), ready, need.tolist(), slots, release_at
+
+
 def simulate_folds(busy: np.ndarray, w_cyc: np.ndarray, x_cyc: np.ndarray, store_cyc: np.ndarray,
                    double_buffering: bool, weight_slots: bool = True,
                    input_slots: bool = True) -> float:
@@ -78,22 +97,8 @@ def simulate_folds(busy: np.ndarray, w_cyc: np.ndarray, x_cyc: np.ndarray, store
     store_prio_l = np.repeat(deadline, tile_len).tolist()
     done = {"t": 0.0}
 
-    # per operand: loads, ready events, slot releases
-    operands = []
-    for cyc, slotted in ((w_cyc, weight_slots), (x_cyc, input_slots)):
-        loads = np.flatnonzero(cyc > 0)
-        ready = {int(i): env.event() for i in loads}
-        # the load each fold waits for: the latest load at or before it
-        need = np.maximum.accumulate(np.where(cyc > 0, np.arange(n), -1))
-        release_at: dict[int, int] = {}
-        slots = None
-        if slotted and loads.size:
-            slots = simpy.Container(env, capacity=depth, init=depth)
-            last = _last_user(cyc)
-            for i in loads:
-                release_at.setdefault(int(last[i]), 0)
-                release_at[int(last[i])] += 1
-        operands.append((loads.tolist(), cyc.tolist(), ready, need.tolist(), slots, release_at))
+    operands = [_operand(env, cyc, slotted, depth)
+                for cyc, slotted in ((w_cyc, weight_slots), (x_cyc, input_slots))]
 
     def loader(loads, cyc, ready, slots):
         for i in loads:
