@@ -87,7 +87,7 @@ def test_api_page_documents_the_public_functions(site):
 def test_snippets_from_the_readme_are_included(site):
     index = _squeezed(_visible_text((site / "index.html").read_text()))
     architecture = _squeezed(_visible_text((site / "architecture" / "index.html").read_text()))
-    for text in ("pip install -e .[dev]", "python -m pytest -q"):
+    for text in ("pip install -e '.[dev]'", "python -m pytest -q"):
         assert _squeezed(text) in index, text
     for text in ("codesign.sweep (space", "codesign.cli: thin commands over the library"):
         assert _squeezed(text) in architecture, text
@@ -98,7 +98,7 @@ def test_readme_is_short_and_holds_the_setup_and_main_commands():
     text = README.read_text()
     lines = text.splitlines()
     assert len(lines) <= MAX_README_LINES, f"README.md has {len(lines)} lines (at most {MAX_README_LINES})"
-    for command in ("pip install -e .[dev]", "python -m pytest -q",
+    for command in ("pip install -e '.[dev]'", "python -m pytest -q",
                     "codesign sweep studies/fpga_zcu102.yaml", "mkdocs serve",
                     "mkdocs build --strict", "](docs/pareto_zcu102.png)"):
         assert command in text, command
