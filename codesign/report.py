@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from codesign.pareto import DEFAULT_OBJECTIVES, accelerator_columns, is_dense, with_speedup
+from codesign.pareto import (DEFAULT_OBJECTIVES, accelerator_columns, is_dense, points_column,
+                             with_speedup)
 from codesign.plots import _fits, _truthy, shape_order, source_label, study_pareto_mask, task_label
 
 
@@ -71,6 +72,7 @@ def accuracy_drop_points(points: pd.DataFrame) -> pd.Series:
     return pd.Series(np.nan, index=points.index)
 
 
+# TODO(merge): import feasible from codesign.sweep.records (the sweep's copy of this rule)
 def feasible_mask(points: pd.DataFrame, study: Mapping) -> np.ndarray:
     """Rows meeting the study's constraints with a finite latency: the sweep's own `feasible`
     column when the table has one, else max_accuracy_drop (points) and fits_board checked here.
@@ -98,7 +100,7 @@ def _accel_text(row: Mapping, keys: Sequence[str]) -> str:
         v = row.get(k)
         if v is None or (isinstance(v, float) and np.isnan(v)):
             continue
-        label = {"array": "array", "pe_array": "array", "clock_mhz": "MHz"}.get(k, k)
+        label = {"clock_mhz": "MHz"}.get(k, points_column(k))
         parts.append(f"{_num(v)} {label}" if k == "clock_mhz" else f"{label} {v}")
     if "sparse_strategy" in row and not str(row.get("block_shape")).lower() == "dense":
         parts.append(str(row["sparse_strategy"]))
@@ -223,7 +225,8 @@ def _pareto_table(points: pd.DataFrame, study: Mapping, in_set: np.ndarray) -> s
     data = with_speedup(points, study)
     keys = [k for k in accelerator_columns(points, study)
             if k not in ("model", "seq_len", "batch", "board", "engine")
-            and points[k].nunique(dropna=False) > 1 or k in ("array", "pe_array", "dataflow")]
+            and points[k].nunique(dropna=False) > 1
+            or points_column(k) in ("array", "dataflow")]
     keys = [k for k in keys if k in points]
     feas = feasible_mask(points, study)
     front = data.loc[in_set].copy()
@@ -349,7 +352,8 @@ def replot(results_dir: str | Path, *, plots: bool = True) -> tuple[list[Path], 
 
     points, study = load_results(results_dir)
     folder = Path(results_dir)
-    written = (plot_study(points, folder, _objectives(study), study=study) if plots else [])
+    written = (plot_study(points, folder, objectives=_objectives(study), study=study)
+               if plots else [])
     text = render_report(points, study)
     path = folder / "report.md"
     path.write_text(text, encoding="utf-8")
