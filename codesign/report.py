@@ -126,22 +126,31 @@ def _design_text(row: Mapping, keys: Sequence[str]) -> str:
     return what + (f" on {accel}" if accel else "")
 
 
-def _answer_lines(points: pd.DataFrame, study: Mapping, in_set: np.ndarray) -> list[str]:
-    """The generated answer for one task's points."""
-    lines: list[str] = []
-    keys = accelerator_columns(points, study)
-    data = with_speedup(points, study)
-    hw = source_label(points) or "source not recorded"
-    feas = feasible_mask(points, study)
+def _describe(row: pd.Series, what: str, *, keys: Sequence[str], hw: str, acc_name: str) -> str:
+    """One answer line about one design point: its design, latency, energy, accuracy and the
+    speedup it buys over dense on the same accelerator (row from with_speedup)."""
+    acc = (f"{acc_name} {_num(row.get('accuracy'))} ({_acc_source(row)})"
+           if pd.notna(row.get("accuracy")) else f"{acc_name} not measured")
+    energy = (f", {_num(row.get('energy_mj'))} mJ" if pd.notna(row.get("energy_mj"))
+              else "")
+    text = (f"{what}: {_design_text(row, keys)}: {_num(row['latency_ms'])} ms{energy} "
+            f"({hw}), {acc}")
+    sp = row.get("speedup")
+    if pd.notna(sp) and str(row.get("block_shape")).lower() != "dense":
+        ideal = row.get("ideal_speedup")
+        text += (f"; {_num(sp, 3)}x faster than dense on the same accelerator "
+                 f"({_num(row.get('dense_latency_ms'))} ms, {hw})")
+        if pd.notna(ideal) and ideal > 0:
+            text += f", against an ideal {_num(ideal, 3)}x ({100 * sp / ideal:.0f}% of ideal)"
+    return text + "."
+
+
+def _constraints_line(points: pd.DataFrame, study: Mapping, feas: np.ndarray,
+                      acc_name: str) -> str:
+    """'Constraints: ...: N of M design points qualify.'"""
     cons = _constraints(study)
-    metric = (str(points["accuracy_metric"].dropna().iloc[0])
-              if "accuracy_metric" in points and points["accuracy_metric"].notna().any()
-              else "accuracy")
-    task = str(points["task"].iloc[0]) if "task" in points and len(points) else ""
-    acc_name = task_label(task, metric) if task else metric
     dense_acc = (pd.to_numeric(points["accuracy_dense"], errors="coerce").dropna()
                  if "accuracy_dense" in points else pd.Series(dtype=float))
-
     rule = []
     if cons.get("max_accuracy_drop") is not None:
         base = (f" (dense {acc_name} {_num(dense_acc.median())}, measured)"
@@ -150,24 +159,60 @@ def _answer_lines(points: pd.DataFrame, study: Mapping, in_set: np.ndarray) -> l
     if cons.get("fits_board", True) and "fits" in points:
         rule.append("fits the board")
     rule_text = " and ".join(rule) if rule else "no constraint"
-    lines.append(f"Constraints: {rule_text}: {int(feas.sum())} of {len(points)} design points "
-                 "qualify.")
+    return (f"Constraints: {rule_text}: {int(feas.sum())} of {len(points)} design points "
+            "qualify.")
+
+
+def _front_line(points: pd.DataFrame, in_set: np.ndarray) -> list[str]:
+    """How many points the Pareto set has, their accuracy sources and block shapes."""
+    front = points.loc[in_set]
+    if not len(front):
+        return []
+    counts = front["block_shape"].astype(str).value_counts()
+    order = sorted(counts.index, key=lambda s: (-counts[s], shape_order(list(counts.index))
+                                                 .index(s)))
+    shares = ", ".join(f"{s} ({counts[s]})" for s in order)
+    sources = front.get("accuracy_source", pd.Series(dtype=str)).astype(str).value_counts()
+    src = ", ".join(f"{n} {s}" for s, n in sources.items())
+    return [f"The Pareto set has {len(front)} point(s) (accuracy: {src}); by block shape: "
+            f"{shares}."]
+
+
+def _speedup_gap_lines(data: pd.DataFrame, hw: str) -> list[str]:
+    """Achieved vs ideal speedup per block shape at the highest compression (and per sparse
+    strategy when there are several); data from with_speedup."""
+    sparse = data.loc[~is_dense(data) & np.isfinite(data["speedup"].to_numpy(dtype=float))]
+    if sparse.empty:
+        return []
+    top = sparse["compression"].max()
+    at_top = sparse.loc[np.isclose(sparse["compression"], top)]
+    eff = (at_top.groupby("block_shape")["speedup"].median() / top).sort_values(
+        ascending=False)
+    gaps = ", ".join(f"{s} {_num(e * top, 3)}x ({100 * e:.0f}%)" for s, e in eff.items())
+    lines = [f"Ideal vs achieved speedup at the highest compression ({_num(top, 3)}x; "
+             f"median over accelerator choices and sparse strategies, {hw}): {gaps}."]
+    if "sparse_strategy" in sparse and sparse["sparse_strategy"].nunique() > 1:
+        by_strat = at_top.groupby("sparse_strategy")["speedup"].median()
+        lines.append("By sparse strategy at that compression: " + ", ".join(
+            f"{s} {_num(v, 3)}x" for s, v in by_strat.items()) + ".")
+    return lines
+
+
+def _answer_lines(points: pd.DataFrame, study: Mapping, in_set: np.ndarray) -> list[str]:
+    """The generated answer for one task's points."""
+    keys = accelerator_columns(points, study)
+    data = with_speedup(points, study)
+    hw = source_label(points) or "source not recorded"
+    feas = feasible_mask(points, study)
+    metric = (str(points["accuracy_metric"].dropna().iloc[0])
+              if "accuracy_metric" in points and points["accuracy_metric"].notna().any()
+              else "accuracy")
+    task = str(points["task"].iloc[0]) if "task" in points and len(points) else ""
+    acc_name = task_label(task, metric) if task else metric
+    lines = [_constraints_line(points, study, feas, acc_name)]
 
     def describe(row: pd.Series, what: str) -> str:
-        acc = (f"{acc_name} {_num(row.get('accuracy'))} ({_acc_source(row)})"
-               if pd.notna(row.get("accuracy")) else f"{acc_name} not measured")
-        energy = (f", {_num(row.get('energy_mj'))} mJ" if pd.notna(row.get("energy_mj"))
-                  else "")
-        text = (f"{what}: {_design_text(row, keys)}: {_num(row['latency_ms'])} ms{energy} "
-                f"({hw}), {acc}")
-        sp = row.get("speedup")
-        if pd.notna(sp) and str(row.get("block_shape")).lower() != "dense":
-            ideal = row.get("ideal_speedup")
-            text += (f"; {_num(sp, 3)}x faster than dense on the same accelerator "
-                     f"({_num(row.get('dense_latency_ms'))} ms, {hw})")
-            if pd.notna(ideal) and ideal > 0:
-                text += f", against an ideal {_num(ideal, 3)}x ({100 * sp / ideal:.0f}% of ideal)"
-        return text + "."
+        return _describe(row, what, keys=keys, hw=hw, acc_name=acc_name)
 
     cand = data.loc[feas]
     if cand.empty:
@@ -193,32 +238,7 @@ def _answer_lines(points: pd.DataFrame, study: Mapping, in_set: np.ndarray) -> l
         else:
             lines.append("The same design also has the lowest energy among those meeting the "
                          "constraints.")
-
-    front = points.loc[in_set]
-    if len(front):
-        counts = front["block_shape"].astype(str).value_counts()
-        order = sorted(counts.index, key=lambda s: (-counts[s], shape_order(list(counts.index))
-                                                     .index(s)))
-        shares = ", ".join(f"{s} ({counts[s]})" for s in order)
-        sources = front.get("accuracy_source", pd.Series(dtype=str)).astype(str).value_counts()
-        src = ", ".join(f"{n} {s}" for s, n in sources.items())
-        lines.append(f"The Pareto set has {len(front)} point(s) (accuracy: {src}); by block shape: "
-                     f"{shares}.")
-
-    sparse = data.loc[~is_dense(data) & np.isfinite(data["speedup"].to_numpy(dtype=float))]
-    if not sparse.empty:
-        top = sparse["compression"].max()
-        at_top = sparse.loc[np.isclose(sparse["compression"], top)]
-        eff = (at_top.groupby("block_shape")["speedup"].median() / top).sort_values(
-            ascending=False)
-        gaps = ", ".join(f"{s} {_num(e * top, 3)}x ({100 * e:.0f}%)" for s, e in eff.items())
-        lines.append(f"Ideal vs achieved speedup at the highest compression ({_num(top, 3)}x; "
-                     f"median over accelerator choices and sparse strategies, {hw}): {gaps}.")
-        if "sparse_strategy" in sparse and sparse["sparse_strategy"].nunique() > 1:
-            by_strat = at_top.groupby("sparse_strategy")["speedup"].median()
-            lines.append("By sparse strategy at that compression: " + ", ".join(
-                f"{s} {_num(v, 3)}x" for s, v in by_strat.items()) + ".")
-    return lines
+    return lines + _front_line(points, in_set) + _speedup_gap_lines(data, hw)
 
 
 def _pareto_table(points: pd.DataFrame, study: Mapping, in_set: np.ndarray) -> str:
