@@ -147,7 +147,7 @@ def pareto_mask(df: pd.DataFrame, objectives: Any = DEFAULT_OBJECTIVES) -> np.nd
     return pareto_mask_array(_cost_matrix(df, normalize_objectives(objectives)))
 
 
-def pareto_mask_by(df: pd.DataFrame, objectives: Any = DEFAULT_OBJECTIVES,
+def pareto_mask_by(df: pd.DataFrame, *, objectives: Any = DEFAULT_OBJECTIVES,
                    by: str | Sequence[str] = "block_shape") -> np.ndarray:
     """Like pareto_mask, but each group of `by` (e.g. each block shape) gets its own front.
 
@@ -167,12 +167,12 @@ def pareto_mask_by(df: pd.DataFrame, objectives: Any = DEFAULT_OBJECTIVES,
     return mask
 
 
-def pareto_front(df: pd.DataFrame, objectives: Any = DEFAULT_OBJECTIVES,
+def pareto_front(df: pd.DataFrame, *, objectives: Any = DEFAULT_OBJECTIVES,
                  by: str | Sequence[str] | None = None) -> pd.DataFrame:
     """The non-dominated rows of `df` (per group of `by` when given), sorted by the first
     objective (best first) and, per group, grouped together."""
     objs = normalize_objectives(objectives)
-    mask = pareto_mask(df, objs) if by is None else pareto_mask_by(df, objs, by)
+    mask = pareto_mask(df, objs) if by is None else pareto_mask_by(df, objectives=objs, by=by)
     front = df.loc[mask]
     first, direction = objs[0]
     sort_cols = ([by] if isinstance(by, str) else list(by or [])) + [first]
@@ -180,25 +180,40 @@ def pareto_front(df: pd.DataFrame, objectives: Any = DEFAULT_OBJECTIVES,
     return front.sort_values(sort_cols, ascending=ascending, kind="mergesort")
 
 
-def fronts_by(df: pd.DataFrame, objectives: Any = DEFAULT_OBJECTIVES,
+def fronts_by(df: pd.DataFrame, *, objectives: Any = DEFAULT_OBJECTIVES,
               by: str | Sequence[str] = "block_shape") -> dict[Any, pd.DataFrame]:
     """{group key: that group's own Pareto front}, each sorted by the first objective."""
-    front = pareto_front(df, objectives, by=by)
+    front = pareto_front(df, objectives=objectives, by=by)
     return {key: group for key, group in front.groupby(by, dropna=False, sort=True)}
 
 
 # --- helpers shared by plots.py and report.py: which columns describe the accelerator -------
 
+#: Study hardware keys whose points.csv column has another name (study key -> column). With
+#: `points_column`, the one home of that rename: the sweep writes points.csv with it, and
+#: pareto, plots and report read it.
+HW_COLUMNS = {"pe_array": "array"}
+
+
+def points_column(key: str) -> str:
+    """The points.csv column of a study hardware key: `pe_array` -> `array`, a swept buffer
+    `buffers_kib.NAME` -> `buffer_NAME_kib`, any other key as it is."""
+    if key.startswith("buffers_kib."):
+        return f"buffer_{key.split('.', 1)[1]}_kib"
+    return HW_COLUMNS.get(key, key)
+
+
 #: Columns that describe the accelerator (or the workload it runs) rather than the pruning or a
-#: result; the points of one accelerator choice share all of them. `sparse_strategy` is not
-#: among them because the dense baseline is stored with sparse_strategy "dense".
+#: result; the points of one accelerator choice share all of them (a study key such as
+#: `pe_array` is accepted as a column too). `sparse_strategy` is not among them because the
+#: dense baseline is stored with sparse_strategy "dense".
 ACCELERATOR_COLUMNS = ("model", "seq_len", "batch", "board", "array", "pe_array", "dataflow",
                        "clock_mhz", "precision", "double_buffering", "engine")
 _ACCELERATOR_PREFIXES = ("buffers_kib", "hw.", "hardware.")
 
 
 def _is_buffer_column(name: str) -> bool:
-    # the sweep names a swept buffer size `buffer_<name>_kib` (study key buffers_kib.<name>)
+    # a swept buffer size `buffer_<name>_kib` (study key buffers_kib.<name>, see points_column)
     return name.startswith("buffer_") and name.endswith("_kib")
 
 
@@ -215,9 +230,10 @@ def accelerator_columns(points: pd.DataFrame, study: Mapping | None = None) -> l
     if isinstance(hardware, Mapping):
         for key, value in hardware.items():
             if key == "buffers_kib" and isinstance(value, Mapping):
-                extra = [f"buffers_kib.{k}" for k in value] + [f"buffer_{k}_kib" for k in value]
+                keys = [f"buffers_kib.{k}" for k in value]
+                extra = keys + [points_column(k) for k in keys]
             else:
-                extra = [key, {"pe_array": "array"}.get(key, key)]
+                extra = [key, points_column(key)]
             names += [c for c in dict.fromkeys(extra) if c in points.columns and c not in names
                       and c != "sparse_strategy"]
     return names

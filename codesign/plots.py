@@ -20,7 +20,6 @@ this module is cheap, nothing opens a window, and a notebook's backend is left a
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -79,7 +78,7 @@ def shape_order(shapes: Sequence[str]) -> list[str]:
     return sorted(dict.fromkeys(map(str, shapes)), key=key)
 
 
-def task_label(task: Any, metric: Any = None, split: str = "dev") -> str:
+def task_label(task: Any, metric: Any = None, *, split: str = "dev") -> str:
     """Axis title of a GLUE metric, e.g. 'SST-2 accuracy (dev)' or 'CoLA matthews corr (dev)'."""
     name = str(task)
     try:
@@ -93,7 +92,7 @@ def task_label(task: Any, metric: Any = None, split: str = "dev") -> str:
     return f"{name} {metric.replace('_', ' ')} ({split})"
 
 
-def source_label(points: pd.DataFrame, column: str = "hw_source") -> str:
+def source_label(points: pd.DataFrame, *, column: str = "hw_source") -> str:
     """'simulated: analytical/0.1' from hw_source values (joined when several)."""
     if column not in points:
         return ""
@@ -137,7 +136,7 @@ def study_pareto_mask(points: pd.DataFrame, objectives: Any = DEFAULT_OBJECTIVES
     return mask
 
 
-def _legend_handles(shapes: list[str], colors: dict[str, str], fidelities: list[str],
+def _legend_handles(shapes: list[str], *, colors: dict[str, str], fidelities: list[str],
                     extras: dict[str, bool]) -> tuple[list, list[str]]:
     from matplotlib.lines import Line2D
 
@@ -189,7 +188,7 @@ def _legend_handles(shapes: list[str], colors: dict[str, str], fidelities: list[
     return handles, labels
 
 
-def _draw_panel(ax, data: pd.DataFrame, x: str, colors: dict[str, str], in_set: np.ndarray,
+def _draw_panel(ax, data: pd.DataFrame, *, x: str, colors: dict[str, str], in_set: np.ndarray,
                 floor: float | None) -> dict[str, bool]:
     """Scatter one task's points on (x, accuracy); returns which legend extras were used."""
     extras = {"dense": False, "surrogate": False, "nofit": False, "pareto": False,
@@ -254,7 +253,7 @@ def _draw_panel(ax, data: pd.DataFrame, x: str, colors: dict[str, str], in_set: 
     return extras
 
 
-def pareto_figure(points: pd.DataFrame, objectives: Any = DEFAULT_OBJECTIVES,
+def pareto_figure(points: pd.DataFrame, *, objectives: Any = DEFAULT_OBJECTIVES,
                   study: Mapping | None = None):
     """The Pareto figure (a matplotlib Figure, not saved): see the module docstring."""
     from matplotlib.figure import Figure
@@ -281,7 +280,9 @@ def pareto_figure(points: pd.DataFrame, objectives: Any = DEFAULT_OBJECTIVES,
         floor = _accuracy_floor(data, study)
         for c, x in enumerate(xs):
             ax = axes[r][c]
-            for k, v in _draw_panel(ax, data, x, colors, in_set_all[sel], floor).items():
+            drawn = _draw_panel(ax, data, x=x, colors=colors, in_set=in_set_all[sel],
+                                floor=floor)
+            for k, v in drawn.items():
                 extras[k] = extras.get(k, False) or v
             ax.set_xlabel(x_titles[x] + (f"  [{hw}]" if hw else ""))
             ax.set_ylabel(task_label(task, metric) if task else "accuracy")
@@ -291,7 +292,8 @@ def pareto_figure(points: pd.DataFrame, objectives: Any = DEFAULT_OBJECTIVES,
             and (points["accuracy_fidelity"].astype(str) == f).any()]
     fids += sorted({str(f) for f in points.get("accuracy_fidelity", pd.Series(dtype=str))
                     .dropna() if str(f) not in _FIDELITY_MARKERS and str(f) != "dense"})
-    handles, labels = _legend_handles(list(colors), colors, fids, extras)
+    handles, labels = _legend_handles(list(colors), colors=colors, fidelities=fids,
+                                      extras=extras)
     leg = fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5),
                      frameon=False, fontsize=9, handletextpad=0.6)
     for text, handle in zip(leg.get_texts(), handles):
@@ -303,7 +305,7 @@ def pareto_figure(points: pd.DataFrame, objectives: Any = DEFAULT_OBJECTIVES,
     return fig
 
 
-def speedup_figure(points: pd.DataFrame, study: Mapping | None = None):
+def speedup_figure(points: pd.DataFrame, *, study: Mapping | None = None):
     """Achieved vs ideal latency speedup per block shape and sparse strategy (a Figure)."""
     from matplotlib.figure import Figure
 
@@ -398,8 +400,8 @@ def _require(points: pd.DataFrame, columns: Sequence[str]) -> None:
                          f"codesign points.csv?")
 
 
-def plot_study(points: pd.DataFrame, out_dir: str | Path,
-               objectives: Any = DEFAULT_OBJECTIVES, *, study: Mapping | None = None,
+def plot_study(points: pd.DataFrame, out_dir: str | Path, *,
+               objectives: Any = DEFAULT_OBJECTIVES, study: Mapping | None = None,
                formats: Sequence[str] = ("png", "svg"), dpi: int = 150) -> list[Path]:
     """Write pareto.{png,svg} and speedup.{png,svg} into `out_dir`; return their paths.
 
@@ -418,8 +420,9 @@ def plot_study(points: pd.DataFrame, out_dir: str | Path,
             loaded = None  # the figures do not need it; the report/CLI name a broken file
         study = loaded if isinstance(loaded, Mapping) else None
     written: list[Path] = []
-    for name, make in (("pareto", lambda: pareto_figure(points, objectives, study)),
-                       ("speedup", lambda: speedup_figure(points, study))):
+    for name, make in (("pareto", lambda: pareto_figure(points, objectives=objectives,
+                                                         study=study)),
+                       ("speedup", lambda: speedup_figure(points, study=study))):
         fig = make()  # a bare Figure: drawn by Agg, never registered with pyplot, no window
         for fmt in formats:
             path = out / f"{name}.{fmt}"
@@ -439,10 +442,3 @@ def load_points(path: str | Path) -> pd.DataFrame:
         frame["provenance"] = frame["provenance"].astype(str)
     return frame
 
-
-def provenance(row: Mapping) -> dict:
-    """The provenance JSON of one row as a dict ({} when absent or unreadable)."""
-    try:
-        return json.loads(row.get("provenance") or "{}")
-    except (TypeError, ValueError):
-        return {}

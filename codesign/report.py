@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from codesign.pareto import DEFAULT_OBJECTIVES, accelerator_columns, is_dense, with_speedup
+from codesign.pareto import (DEFAULT_OBJECTIVES, accelerator_columns, is_dense, points_column,
+                             with_speedup)
 from codesign.plots import _fits, _truthy, shape_order, source_label, study_pareto_mask, task_label
 
 
@@ -71,6 +72,7 @@ def accuracy_drop_points(points: pd.DataFrame) -> pd.Series:
     return pd.Series(np.nan, index=points.index)
 
 
+# TODO(merge): import feasible from codesign.sweep.records (the sweep's copy of this rule)
 def feasible_mask(points: pd.DataFrame, study: Mapping) -> np.ndarray:
     """Rows meeting the study's constraints with a finite latency: the sweep's own `feasible`
     column when the table has one, else max_accuracy_drop (points) and fits_board checked here.
@@ -98,7 +100,7 @@ def _accel_text(row: Mapping, keys: Sequence[str]) -> str:
         v = row.get(k)
         if v is None or (isinstance(v, float) and np.isnan(v)):
             continue
-        label = {"array": "array", "pe_array": "array", "clock_mhz": "MHz"}.get(k, k)
+        label = {"clock_mhz": "MHz"}.get(k, points_column(k))
         parts.append(f"{_num(v)} {label}" if k == "clock_mhz" else f"{label} {v}")
     if "sparse_strategy" in row and not str(row.get("block_shape")).lower() == "dense":
         parts.append(str(row["sparse_strategy"]))
@@ -124,22 +126,31 @@ def _design_text(row: Mapping, keys: Sequence[str]) -> str:
     return what + (f" on {accel}" if accel else "")
 
 
-def _answer_lines(points: pd.DataFrame, study: Mapping, in_set: np.ndarray) -> list[str]:
-    """The generated answer for one task's points."""
-    lines: list[str] = []
-    keys = accelerator_columns(points, study)
-    data = with_speedup(points, study)
-    hw = source_label(points) or "source not recorded"
-    feas = feasible_mask(points, study)
+def _describe(row: pd.Series, what: str, *, keys: Sequence[str], hw: str, acc_name: str) -> str:
+    """One answer line about one design point: its design, latency, energy, accuracy and the
+    speedup it buys over dense on the same accelerator (row from with_speedup)."""
+    acc = (f"{acc_name} {_num(row.get('accuracy'))} ({_acc_source(row)})"
+           if pd.notna(row.get("accuracy")) else f"{acc_name} not measured")
+    energy = (f", {_num(row.get('energy_mj'))} mJ" if pd.notna(row.get("energy_mj"))
+              else "")
+    text = (f"{what}: {_design_text(row, keys)}: {_num(row['latency_ms'])} ms{energy} "
+            f"({hw}), {acc}")
+    sp = row.get("speedup")
+    if pd.notna(sp) and str(row.get("block_shape")).lower() != "dense":
+        ideal = row.get("ideal_speedup")
+        text += (f"; {_num(sp, 3)}x faster than dense on the same accelerator "
+                 f"({_num(row.get('dense_latency_ms'))} ms, {hw})")
+        if pd.notna(ideal) and ideal > 0:
+            text += f", against an ideal {_num(ideal, 3)}x ({100 * sp / ideal:.0f}% of ideal)"
+    return text + "."
+
+
+def _constraints_line(points: pd.DataFrame, study: Mapping, feas: np.ndarray,
+                      acc_name: str) -> str:
+    """'Constraints: ...: N of M design points qualify.'"""
     cons = _constraints(study)
-    metric = (str(points["accuracy_metric"].dropna().iloc[0])
-              if "accuracy_metric" in points and points["accuracy_metric"].notna().any()
-              else "accuracy")
-    task = str(points["task"].iloc[0]) if "task" in points and len(points) else ""
-    acc_name = task_label(task, metric) if task else metric
     dense_acc = (pd.to_numeric(points["accuracy_dense"], errors="coerce").dropna()
                  if "accuracy_dense" in points else pd.Series(dtype=float))
-
     rule = []
     if cons.get("max_accuracy_drop") is not None:
         base = (f" (dense {acc_name} {_num(dense_acc.median())}, measured)"
@@ -148,24 +159,60 @@ def _answer_lines(points: pd.DataFrame, study: Mapping, in_set: np.ndarray) -> l
     if cons.get("fits_board", True) and "fits" in points:
         rule.append("fits the board")
     rule_text = " and ".join(rule) if rule else "no constraint"
-    lines.append(f"Constraints: {rule_text}: {int(feas.sum())} of {len(points)} design points "
-                 "qualify.")
+    return (f"Constraints: {rule_text}: {int(feas.sum())} of {len(points)} design points "
+            "qualify.")
+
+
+def _front_line(points: pd.DataFrame, in_set: np.ndarray) -> list[str]:
+    """How many points the Pareto set has, their accuracy sources and block shapes."""
+    front = points.loc[in_set]
+    if not len(front):
+        return []
+    counts = front["block_shape"].astype(str).value_counts()
+    order = sorted(counts.index, key=lambda s: (-counts[s], shape_order(list(counts.index))
+                                                 .index(s)))
+    shares = ", ".join(f"{s} ({counts[s]})" for s in order)
+    sources = front.get("accuracy_source", pd.Series(dtype=str)).astype(str).value_counts()
+    src = ", ".join(f"{n} {s}" for s, n in sources.items())
+    return [f"The Pareto set has {len(front)} point(s) (accuracy: {src}); by block shape: "
+            f"{shares}."]
+
+
+def _speedup_gap_lines(data: pd.DataFrame, hw: str) -> list[str]:
+    """Achieved vs ideal speedup per block shape at the highest compression (and per sparse
+    strategy when there are several); data from with_speedup."""
+    sparse = data.loc[~is_dense(data) & np.isfinite(data["speedup"].to_numpy(dtype=float))]
+    if sparse.empty:
+        return []
+    top = sparse["compression"].max()
+    at_top = sparse.loc[np.isclose(sparse["compression"], top)]
+    eff = (at_top.groupby("block_shape")["speedup"].median() / top).sort_values(
+        ascending=False)
+    gaps = ", ".join(f"{s} {_num(e * top, 3)}x ({100 * e:.0f}%)" for s, e in eff.items())
+    lines = [f"Ideal vs achieved speedup at the highest compression ({_num(top, 3)}x; "
+             f"median over accelerator choices and sparse strategies, {hw}): {gaps}."]
+    if "sparse_strategy" in sparse and sparse["sparse_strategy"].nunique() > 1:
+        by_strat = at_top.groupby("sparse_strategy")["speedup"].median()
+        lines.append("By sparse strategy at that compression: " + ", ".join(
+            f"{s} {_num(v, 3)}x" for s, v in by_strat.items()) + ".")
+    return lines
+
+
+def _answer_lines(points: pd.DataFrame, study: Mapping, in_set: np.ndarray) -> list[str]:
+    """The generated answer for one task's points."""
+    keys = accelerator_columns(points, study)
+    data = with_speedup(points, study)
+    hw = source_label(points) or "source not recorded"
+    feas = feasible_mask(points, study)
+    metric = (str(points["accuracy_metric"].dropna().iloc[0])
+              if "accuracy_metric" in points and points["accuracy_metric"].notna().any()
+              else "accuracy")
+    task = str(points["task"].iloc[0]) if "task" in points and len(points) else ""
+    acc_name = task_label(task, metric) if task else metric
+    lines = [_constraints_line(points, study, feas, acc_name)]
 
     def describe(row: pd.Series, what: str) -> str:
-        acc = (f"{acc_name} {_num(row.get('accuracy'))} ({_acc_source(row)})"
-               if pd.notna(row.get("accuracy")) else f"{acc_name} not measured")
-        energy = (f", {_num(row.get('energy_mj'))} mJ" if pd.notna(row.get("energy_mj"))
-                  else "")
-        text = (f"{what}: {_design_text(row, keys)}: {_num(row['latency_ms'])} ms{energy} "
-                f"({hw}), {acc}")
-        sp = row.get("speedup")
-        if pd.notna(sp) and str(row.get("block_shape")).lower() != "dense":
-            ideal = row.get("ideal_speedup")
-            text += (f"; {_num(sp, 3)}x faster than dense on the same accelerator "
-                     f"({_num(row.get('dense_latency_ms'))} ms, {hw})")
-            if pd.notna(ideal) and ideal > 0:
-                text += f", against an ideal {_num(ideal, 3)}x ({100 * sp / ideal:.0f}% of ideal)"
-        return text + "."
+        return _describe(row, what, keys=keys, hw=hw, acc_name=acc_name)
 
     cand = data.loc[feas]
     if cand.empty:
@@ -191,39 +238,15 @@ def _answer_lines(points: pd.DataFrame, study: Mapping, in_set: np.ndarray) -> l
         else:
             lines.append("The same design also has the lowest energy among those meeting the "
                          "constraints.")
-
-    front = points.loc[in_set]
-    if len(front):
-        counts = front["block_shape"].astype(str).value_counts()
-        order = sorted(counts.index, key=lambda s: (-counts[s], shape_order(list(counts.index))
-                                                     .index(s)))
-        shares = ", ".join(f"{s} ({counts[s]})" for s in order)
-        sources = front.get("accuracy_source", pd.Series(dtype=str)).astype(str).value_counts()
-        src = ", ".join(f"{n} {s}" for s, n in sources.items())
-        lines.append(f"The Pareto set has {len(front)} point(s) (accuracy: {src}); by block shape: "
-                     f"{shares}.")
-
-    sparse = data.loc[~is_dense(data) & np.isfinite(data["speedup"].to_numpy(dtype=float))]
-    if not sparse.empty:
-        top = sparse["compression"].max()
-        at_top = sparse.loc[np.isclose(sparse["compression"], top)]
-        eff = (at_top.groupby("block_shape")["speedup"].median() / top).sort_values(
-            ascending=False)
-        gaps = ", ".join(f"{s} {_num(e * top, 3)}x ({100 * e:.0f}%)" for s, e in eff.items())
-        lines.append(f"Ideal vs achieved speedup at the highest compression ({_num(top, 3)}x; "
-                     f"median over accelerator choices and sparse strategies, {hw}): {gaps}.")
-        if "sparse_strategy" in sparse and sparse["sparse_strategy"].nunique() > 1:
-            by_strat = at_top.groupby("sparse_strategy")["speedup"].median()
-            lines.append("By sparse strategy at that compression: " + ", ".join(
-                f"{s} {_num(v, 3)}x" for s, v in by_strat.items()) + ".")
-    return lines
+    return lines + _front_line(points, in_set) + _speedup_gap_lines(data, hw)
 
 
 def _pareto_table(points: pd.DataFrame, study: Mapping, in_set: np.ndarray) -> str:
     data = with_speedup(points, study)
     keys = [k for k in accelerator_columns(points, study)
             if k not in ("model", "seq_len", "batch", "board", "engine")
-            and points[k].nunique(dropna=False) > 1 or k in ("array", "pe_array", "dataflow")]
+            and points[k].nunique(dropna=False) > 1
+            or points_column(k) in ("array", "dataflow")]
     keys = [k for k in keys if k in points]
     feas = feasible_mask(points, study)
     front = data.loc[in_set].copy()
@@ -349,7 +372,8 @@ def replot(results_dir: str | Path, *, plots: bool = True) -> tuple[list[Path], 
 
     points, study = load_results(results_dir)
     folder = Path(results_dir)
-    written = (plot_study(points, folder, _objectives(study), study=study) if plots else [])
+    written = (plot_study(points, folder, objectives=_objectives(study), study=study)
+               if plots else [])
     text = render_report(points, study)
     path = folder / "report.md"
     path.write_text(text, encoding="utf-8")

@@ -3,7 +3,8 @@
 Modules: `blocks` (block norms with zero padding, percentile masks), `train` (the one training
 loop: dense fine-tuning, the RGL regulariser hook, fixed-mask retraining), `rgl` (the three-stage
 reweighted group Lasso pipeline). This module holds what every stage shares: per-matrix settings
-(ratios, lambdas) and one-shot block-magnitude pruning (stage 2 on its own, no training).
+(ratios, lambdas) and one-shot block-magnitude pruning (stage 2 on its own, no training);
+`checkpoint` runs the whole `codesign prune` pipeline (`prune_checkpoint`).
 
 What is ignored: the embeddings are never pruned (the paper prunes the encoder's weight
 matrices); head matrices (pooler, classifier) only when asked; biases are never pruned.
@@ -11,6 +12,7 @@ matrices); head matrices (pooler, classifier) only when asked; biases are never 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from hwmodels.sparsity import BlockMask
@@ -33,6 +35,30 @@ def per_matrix_value(spec: PerMatrix, name: str, layer: int, role: str, what: st
             return float(spec[key])
     raise ValueError(f"{what}: no entry for {name} (layer {layer}, role {role}) and no "
                      "'default' key: add one")
+
+
+def read_per_matrix_file(path: str | Path, *, default: float, what: str) -> dict[Any, float]:
+    """A per-matrix setting file: a YAML/JSON mapping {layer | role | parameter name | default:
+    number} (see `per_matrix_value`); "default" is added from `default` when absent.
+
+    ValueError (one line naming `what` and the file) when it cannot be read or is not such a
+    mapping.
+    """
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except OSError as err:
+        raise ValueError(f"{what} file {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"{what} file {path}: not valid YAML/JSON "
+                         f"({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict) or not all(isinstance(v, (int, float)) for v in data.values()):
+        raise ValueError(f"{what} file {path}: expected a mapping of layer index, role or "
+                         "parameter name (or 'default') to a number")
+    data.setdefault("default", default)
+    return data
 
 
 def oneshot_prune(model: Any, structure: Any, block_shape: tuple[int, int], ratio: PerMatrix,
@@ -89,8 +115,6 @@ def apply_masks(model: Any, masks: Mapping[str, BlockMask]) -> dict[str, Any]:
     return dense
 
 
-
-
 def save_pruned(out_dir: Any, model: Any, tokenizer: Any, structure: Any,
                 masks: Mapping[str, BlockMask], metadata: Mapping[str, Any]) -> dict[str, Any]:
     """Write a pruned checkpoint: save_pretrained model + tokenizer, and masks.safetensors.
@@ -99,8 +123,6 @@ def save_pruned(out_dir: Any, model: Any, tokenizer: Any, structure: Any,
     The mask file's `source_checkpoint`/`source_sha256` name the saved pruned checkpoint; the
     model it was pruned from goes in `parent_checkpoint`/`parent_sha256` (from `metadata`).
     """
-    from pathlib import Path
-
     from codesign.checkpoints import checkpoint_sha256, quiet_transformers
     from codesign.masks import save_masks
 
@@ -118,4 +140,8 @@ def save_pruned(out_dir: Any, model: Any, tokenizer: Any, structure: Any,
     return {"checkpoint": out, "masks": path, "sha256": digest}
 
 
-__all__ = ["PerMatrix", "apply_masks", "oneshot_prune", "per_matrix_value", "save_pruned"]
+# the end-to-end pipeline needs the names above; it imports torch only when it runs
+from codesign.pruning.checkpoint import PrunedCheckpoint, prune_checkpoint  # noqa: E402
+
+__all__ = ["PerMatrix", "PrunedCheckpoint", "apply_masks", "oneshot_prune", "per_matrix_value",
+           "prune_checkpoint", "read_per_matrix_file", "save_pruned"]

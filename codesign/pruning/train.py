@@ -188,14 +188,8 @@ def _finetune(model: torch.nn.Module, tokenizer: Any, split: Any, config: TrainC
     element_masks = apply_masks(model, masks) if masks else {}
     params = dict(model.named_parameters())
     optimizer = _optimizer(model, config)
-    warmup = int(config.warmup_ratio * total_steps)
-
-    def lr_factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    scheduler = _linear_schedule(optimizer, total_steps,
+                                 int(config.warmup_ratio * total_steps))
     shuffler = torch.Generator().manual_seed(config.seed)
     model.train()
     step, seen = 0, 0
@@ -224,18 +218,12 @@ def _finetune(model: torch.nn.Module, tokenizer: Any, split: Any, config: TrainC
                     loss = loss + reg
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                for name, element in element_masks.items():
-                    grad = params[name].grad
-                    if grad is not None:
-                        grad.mul_(element)
+                _mask_grads(params, element_masks)
                 if config.max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
-                if element_masks:
-                    with torch.no_grad():
-                        for name, element in element_masks.items():
-                            params[name].mul_(element)
+                _mask_weights(params, element_masks)
                 step += 1
                 seen += len(idx)
                 running += task_loss_value
@@ -250,6 +238,34 @@ def _finetune(model: torch.nn.Module, tokenizer: Any, split: Any, config: TrainC
     return TrainStats(steps=step, examples=seen, seconds=seconds, device=str(device),
                       epoch_task_loss=tuple(epoch_losses), final_task_loss=task_loss_value,
                       final_reg_loss=reg_value, threads=torch.get_num_threads())
+
+
+def _linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int,
+                     warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over `warmup` steps, then linear decay to 0 at `total_steps`."""
+    def lr_factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+
+
+def _mask_grads(params: Mapping[str, torch.nn.Parameter],
+                element_masks: Mapping[str, torch.Tensor]) -> None:
+    """Zero the gradients of pruned weights (before the optimiser step)."""
+    for name, element in element_masks.items():
+        grad = params[name].grad
+        if grad is not None:
+            grad.mul_(element)
+
+
+@torch.no_grad()
+def _mask_weights(params: Mapping[str, torch.nn.Parameter],
+                  element_masks: Mapping[str, torch.Tensor]) -> None:
+    """Re-zero pruned weights (after the optimiser step: no moment or decay revives them)."""
+    for name, element in element_masks.items():
+        params[name].mul_(element)
 
 
 @torch.no_grad()

@@ -126,12 +126,12 @@ def test_front_per_group_equals_front_of_each_group():
     df = pd.DataFrame({"latency_ms": rng.random(50), "accuracy": rng.random(50),
                        "block_shape": rng.choice(["4x4", "16x16", "32x1"], 50)})
     objs = [("latency_ms", "min"), ("accuracy", "max")]
-    got = pareto_mask_by(df, objs, "block_shape")
+    got = pareto_mask_by(df, objectives=objs, by="block_shape")
     for shape, group in df.groupby("block_shape"):
         np.testing.assert_array_equal(got[group.index.to_numpy()], brute_force(group, objs))
     # each group's front holds at least its own global-front members
     assert (got | ~pareto_mask(df, objs)).all()
-    front = pareto_front(df, objs, by="block_shape")
+    front = pareto_front(df, objectives=objs, by="block_shape")
     assert len(front) == got.sum()
     for _, group in front.groupby("block_shape"):
         assert group["latency_ms"].is_monotonic_increasing
@@ -150,3 +150,12 @@ def test_with_speedup_uses_the_dense_baseline_of_the_same_accelerator():
     assert out["speedup"].iloc[3] == pytest.approx(4.0)
     assert np.isnan(out["speedup"].iloc[4])  # no dense run on a 64x64 array
     assert out["ideal_speedup"].iloc[3] == 2.0
+
+
+def test_points_column_is_the_one_rename_of_study_keys():
+    assert pareto.HW_COLUMNS == {"pe_array": "array"}
+    assert [pareto.points_column(k) for k in ("pe_array", "dataflow", "buffers_kib.weight")] == \
+        ["array", "dataflow", "buffer_weight_kib"]
+    df = pd.DataFrame({"array": ["16x16"], "buffer_weight_kib": [256], "latency_ms": [1.0]})
+    study = {"hardware": {"pe_array": ["16x16"], "buffers_kib": {"weight": [256]}}}
+    assert pareto.accelerator_columns(df, study) == ["array", "buffer_weight_kib"]

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from conftest_results import STUDY, make_points, write_results_dir
+from conftest_results import SHAPES, STUDY, make_points, write_results_dir
 
 from codesign.cli import main
 from codesign.plots import pareto_figure, plot_study, shape_colors, speedup_figure
@@ -41,14 +41,43 @@ def points() -> pd.DataFrame:
     return make_points()
 
 
+def _svg_texts(path) -> list[str]:
+    """The texts of a matplotlib SVG (each text element is preceded by a comment holding it)."""
+    return re.findall(r"<!-- (.*?) -->", path.read_text())
+
+
 def test_plot_study_writes_png_and_svg(points, tmp_path):
-    paths = plot_study(points, tmp_path, OBJECTIVES, study=STUDY)
+    paths = plot_study(points, tmp_path, objectives=OBJECTIVES, study=STUDY)
     names = sorted(p.name for p in paths)
     assert names == ["pareto.png", "pareto.svg", "speedup.png", "speedup.svg"]
-    for p in paths:
-        assert p.exists() and p.stat().st_size > 5000
     assert (tmp_path / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "<svg" in (tmp_path / "speedup.svg").read_text()[:2000]
+    texts = _svg_texts(tmp_path / "pareto.svg")
+    assert texts.count("SST-2 accuracy (dev)") == 2  # one per panel
+    assert "Latency per inference (ms)  [simulated: analytical/0.1]" in texts
+    assert "Energy per inference (mJ)  [simulated: analytical/0.1]" in texts
+    assert "Pareto fronts: synthetic_zcu102, minilm-l6, on zcu102, 34 design points" in texts
+    assert [t for t in texts if t in SHAPES] == list(SHAPES)  # the legend, fine to coarse
+    texts = _svg_texts(tmp_path / "speedup.svg")
+    assert texts.count("Compression (dense weights / kept weights, x)") == 2
+    assert {"sparse strategy: tile-skip", "sparse strategy: compact",
+            "ideal: speedup = compression",
+            "Latency speedup over dense, same accelerator (x)"} <= set(texts)
+
+
+def test_pareto_figure_draws_every_point_once_and_rings_the_front(points):
+    fig = pareto_figure(points, objectives=OBJECTIVES, study=STUDY)
+    for ax, x in zip(fig.axes, ("latency_ms", "energy_mj")):
+        rings = [c for c in ax.collections if c.get_zorder() == 4]
+        marks = [c for c in ax.collections if c.get_zorder() != 4]
+        drawn = sorted(map(tuple, np.concatenate([c.get_offsets() for c in marks])))
+        assert drawn == sorted(zip(points[x], points["accuracy"]))
+        front = points.loc[_front_reference(points)]
+        assert len(rings) == 1
+        assert sorted(map(tuple, rings[0].get_offsets())) == sorted(zip(front[x],
+                                                                        front["accuracy"]))
+        nofit = [c for c in marks if c.get_zorder() == 6][0].get_offsets()
+        assert sorted(map(tuple, nofit)) == sorted(
+            zip(points.loc[~points["fits"], x], points.loc[~points["fits"], "accuracy"]))
 
 
 def _texts(fig) -> str:
@@ -64,7 +93,7 @@ def _texts(fig) -> str:
 
 
 def test_pareto_figure_says_what_it_shows(points):
-    fig = pareto_figure(points, OBJECTIVES, study=STUDY)
+    fig = pareto_figure(points, objectives=OBJECTIVES, study=STUDY)
     text = _texts(fig)
     assert len(fig.axes) == 2
     assert fig.axes[0].get_ylabel() == "SST-2 accuracy (dev)"
@@ -76,11 +105,11 @@ def test_pareto_figure_says_what_it_shows(points):
         assert label in text, label
     # without surrogate points the legend must not claim there are some
     measured = points.assign(accuracy_source="measured")
-    assert "surrogate" not in _texts(pareto_figure(measured, OBJECTIVES))
+    assert "surrogate" not in _texts(pareto_figure(measured, objectives=OBJECTIVES))
 
 
 def test_pareto_figure_front_line_is_the_two_objective_front(points):
-    fig = pareto_figure(points, OBJECTIVES)
+    fig = pareto_figure(points, objectives=OBJECTIVES)
     ax = fig.axes[0]
     steps = [ln for ln in ax.get_lines() if ln.get_drawstyle() == "steps-post"]
     assert len(steps) == 1
@@ -95,7 +124,7 @@ def test_pareto_figure_front_line_is_the_two_objective_front(points):
 def test_one_row_of_panels_per_task(points):
     two = pd.concat([points, points.assign(task="rte", accuracy=points["accuracy"] - 0.2,
                                            accuracy_dense=points["accuracy_dense"] - 0.2)])
-    fig = pareto_figure(two.reset_index(drop=True), OBJECTIVES)
+    fig = pareto_figure(two.reset_index(drop=True), objectives=OBJECTIVES)
     assert len(fig.axes) == 4
     assert fig.axes[2].get_ylabel() == "RTE accuracy (dev)"
     text = render_report(two.reset_index(drop=True), STUDY)
@@ -111,7 +140,7 @@ def test_colours_are_consistent_per_shape():
 
 
 def test_speedup_figure_has_ideal_line_and_one_panel_per_strategy(points):
-    fig = speedup_figure(points, STUDY)
+    fig = speedup_figure(points, study=STUDY)
     assert [ax.get_title() for ax in fig.axes] == ["sparse strategy: tile-skip",
                                                    "sparse strategy: compact"]
     assert "ideal: speedup = compression" in _texts(fig)
@@ -251,10 +280,48 @@ def test_plot_study_reads_study_yaml_next_to_the_figures(points, tmp_path):
 
 def test_a_loose_accuracy_floor_is_noted_not_drawn(points):
     loose = {**STUDY, "constraints": {"max_accuracy_drop": 50.0, "fits_board": True}}
-    fig = pareto_figure(points, OBJECTIVES, study=loose)
+    fig = pareto_figure(points, objectives=OBJECTIVES, study=loose)
     ax = fig.axes[0]
     assert ax.get_ylim()[0] > 0.5  # the axis is not stretched down to the floor
     assert any("is below every point" in t.get_text() for t in ax.texts)
-    tight = pareto_figure(points, OBJECTIVES, study=STUDY)
+    tight = pareto_figure(points, objectives=OBJECTIVES, study=STUDY)
     floors = [ln for ln in tight.axes[0].get_lines() if ln.get_linestyle() == ":"]
     assert floors and np.isclose(floors[0].get_ydata()[0], 0.91 - 0.01)
+
+
+def _table(text: str) -> list[dict[str, str]]:
+    """The first markdown table after '## Pareto set' as {header: cell} rows."""
+    body = text.split("## Pareto set", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in body.splitlines() if line.startswith("| ")]
+    cells = [[c.strip() for c in line.strip("|").split(" | ")] for line in lines]
+    return [dict(zip(cells[0], row)) for row in cells[1:]]
+
+
+def test_cli_pareto_table_rows_are_the_points_csv_rows(tmp_path):
+    marked = make_points()
+    marked.loc[[0, 5, 12, 21, 30], "pareto"] = True
+    folder = write_results_dir(tmp_path / "res", marked)
+    result = CliRunner().invoke(main, ["pareto", str(folder), "--no-plots"])
+    assert result.exit_code == 0, result.output
+    stored = pd.read_csv(folder / "points.csv")
+    expected = stored.loc[stored["pareto"]].sort_values("latency_ms", kind="mergesort")
+    rows = _table(result.output)
+    assert len(rows) == len(expected) == 5
+    latency = "latency_ms (simulated: analytical/0.1)"
+    for row, (_, point) in zip(rows, expected.iterrows()):
+        meets = bool(point["fits"]) and 100 * (point["accuracy_dense"] - point["accuracy"]) <= 1
+        assert row == {
+            "block shape": point["block_shape"], "compression": f"{point['compression']:.3g}x",
+            "dataflow": point["dataflow"], "array": point["array"],
+            "sparse strategy": point["sparse_strategy"], latency: f"{point['latency_ms']:.4g}",
+            "speedup vs dense": row["speedup vs dense"], "energy_mj": f"{point['energy_mj']:.4g}",
+            "accuracy": f"{point['accuracy']:.4g}",
+            "accuracy source (fidelity)": row["accuracy source (fidelity)"],
+            "meets constraints": "yes" if meets else "no"}
+        source = row["accuracy source (fidelity)"]
+        assert source.startswith(point["accuracy_source"])
+        assert source.endswith("dense fine-tuned" if point["block_shape"] == "dense"
+                               else point["accuracy_fidelity"])
+        dense = stored.loc[(stored["block_shape"] == "dense")
+                           & (stored["array"] == point["array"]), "latency_ms"].iloc[0]
+        assert row["speedup vs dense"] == f"{dense / point['latency_ms']:.3g}x"

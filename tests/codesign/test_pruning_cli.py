@@ -1,4 +1,5 @@
-"""`codesign prune` and `codesign masks` end to end (tiny runs on the built-in MiniLM)."""
+"""`codesign prune` and `codesign masks` end to end (tiny runs on the built-in MiniLM): files,
+printed lines and one-line errors. The pipeline itself is tested in test_pruning_checkpoint.py."""
 from __future__ import annotations
 
 import json
@@ -64,6 +65,12 @@ def test_prune_oneshot_without_training(tmp_path, glue_dir):
     info = json.loads((out / "prune.json").read_text())
     assert set(info["stage_seconds"]) == {"prune"}
     assert load_masks(out / "masks.safetensors").block_shape == (256, 1)
+    lines = result.output.splitlines()
+    assert lines[0] == ("pruned builtin:minilm-l6 (bert) on sst2: method oneshot, block 256x1, "
+                        "ratio 0.3, 16 training examples")
+    assert lines[1].startswith("stages: prune ") and lines[1].endswith("; device cpu")
+    assert lines[-1] == (f"wrote {out} (sha256 {info['checkpoint_sha256'][:16]}...), "
+                         f"{out / 'masks.safetensors'}, {out / 'prune.json'}")
 
 
 @pytest.mark.parametrize("args,needle", [

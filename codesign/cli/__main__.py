@@ -1,0 +1,4 @@
+"""`python -m codesign.cli ...`: the same as the `codesign` command."""
+from codesign.cli import main
+
+main()

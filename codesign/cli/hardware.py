@@ -1,0 +1,151 @@
+"""Hardware-model commands: `codesign simulate-gemm` (one GEMM) and `codesign simulate` (a whole
+encoder, optionally with block masks). No torch: both import hwmodels and codesign.workload only.
+"""
+from __future__ import annotations
+
+import click
+
+from codesign.cli.common import CodesignError, block_option
+
+
+def _hw_board(board: str, overrides: dict):
+    import hwmodels
+
+    try:
+        return hwmodels.load_board(board, overrides)
+    except ValueError as err:  # BoardError, ResourceError: already one line
+        raise CodesignError(str(err)) from None
+
+
+def _hw_summary(report) -> dict:
+    """The JSON summary keys shared by simulate-gemm and simulate."""
+    return {
+        "cycles": report.total_cycles, "latency_ms": report.latency_ms,
+        "compute_cycles": report.compute_cycles, "fill_drain_cycles": report.fill_drain_cycles,
+        "stall_cycles": report.stall_cycles, "index_overhead_cycles": report.index_overhead_cycles,
+        "vector_cycles": report.vector_cycles, "dram_bytes": report.dram_bytes,
+        "index_bytes": report.index_bytes, "energy_pj": report.total_energy_pj,
+        "energy_mj": report.energy_mj, "energy_pj_by_component": report.energy_pj,
+        "utilization": report.utilization, "effective_utilization": report.effective_utilization,
+        "load_imbalance": report.load_imbalance, "resources": report.resources,
+        "fits": report.fits, "engine": report.engine, "hw_source": report.hw_source,
+    }
+
+
+def _hw_common(fn):
+    fn = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")(fn)
+    fn = click.option("--engine", type=click.Choice(["analytical", "event"]),
+                      default="analytical", show_default=True,
+                      help="analytical: closed forms (fast); event: simpy tile-level "
+                           "simulation (the reference).")(fn)
+    fn = click.option("--board", default="zcu102", show_default=True,
+                      help="Board preset (zcu102, ultra96v2) or a board YAML file.")(fn)
+    return fn
+
+
+@click.command("simulate-gemm")
+@click.option("--m", "m", type=click.IntRange(min=1), default=128, show_default=True,
+              help="Rows of X and Y (tokens x batch).")
+@click.option("--k", "k", type=click.IntRange(min=1), default=768, show_default=True,
+              help="Reduction dim = the weight's in_features.")
+@click.option("--n", "n", type=click.IntRange(min=1), default=768, show_default=True,
+              help="Output dim = the weight's out_features.")
+@click.option("--array", default=None, help="PE array RxC, e.g. 32x32 (default: the board's).")
+@click.option("--dataflow", type=click.Choice(["ws", "os"]), default=None,
+              help="Weight or output stationary (default: the board's).")
+@click.option("--block", default=None,
+              help="Weight block shape BHxBW (rows = output features); with --density makes a "
+                   "random block mask.")
+@click.option("--density", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+              help="Fraction of blocks kept (with --block).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random mask.")
+@click.option("--sparse-strategy", type=click.Choice(["dense", "tile-skip", "compact"]),
+              default=None, help="How the array exploits the mask (default: the board's).")
+@_hw_common
+def simulate_gemm(m, k, n, array, dataflow, block, density, seed, sparse_strategy, board, engine,
+                  as_json) -> None:
+    """Simulate one GEMM Y[M,N] = X[M,K] @ W[K,N] (W = weight.T), dense or block-sparse."""
+    import json
+
+    import hwmodels
+
+    overrides: dict = {}
+    if array:
+        try:
+            rows, cols = hwmodels.parse_dims(array, "PE array")
+        except ValueError as err:
+            raise CodesignError(f"--array: {err}") from None
+        overrides["pe_array"] = {"rows": rows, "cols": cols}
+    if dataflow:
+        overrides["dataflow"] = dataflow
+    if sparse_strategy:
+        overrides["sparse_strategy"] = sparse_strategy
+    acc = _hw_board(board, overrides)
+    workload = hwmodels.gemm_workload(m, k, n)
+    masks = None
+    if block:
+        shape = block_option(block)
+        masks = {"gemm.weight": hwmodels.BlockMask.random(shape, (n, k), density, seed)}
+    report = hwmodels.simulate(workload, acc, masks, engine=engine)
+    if as_json:
+        out = _hw_summary(report)
+        out.update(m=m, k=k, n=n, array=f"{acc.pe_array.rows}x{acc.pe_array.cols}",
+                   dataflow=acc.dataflow, board=acc.name, block=block,
+                   density=masks["gemm.weight"].density if masks else 1.0,
+                   sparse_strategy=acc.sparse_strategy if masks else "dense",
+                   load_imbalance=report.load_imbalance,
+                   tiles_skipped=report.ops[0].tiles_skipped, tiles_total=report.ops[0].tiles_total)
+        click.echo(json.dumps(out, indent=2))
+        return
+    click.echo(report.table(per_op=False))
+    op = report.ops[0]
+    click.echo(f"  array {acc.pe_array.rows}x{acc.pe_array.cols} {acc.dataflow}, "
+               f"{op.folds:,} folds"
+               + (f", mask {block} density {op.density:.3f} ({op.strategy}: "
+                  f"{op.tiles_skipped:,}/{op.tiles_total:,} tiles skipped)" if masks else ""))
+
+
+@click.command("simulate")
+@click.option("--model", default="bert-base", show_default=True,
+              help="bert-base, distilbert, minilm-l6, or a Hugging Face checkpoint folder "
+                   "(only its config.json is read).")
+@click.option("--seq-len", type=click.IntRange(min=1), default=128, show_default=True,
+              help="Tokens per sequence.")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Sequences per inference (weight GEMMs get M = seq-len x batch).")
+@click.option("--masks", "masks_path", type=click.Path(dir_okay=False), default=None,
+              help="Block-mask file (safetensors, keys = checkpoint parameter names).")
+@_hw_common
+def simulate_model(model, seq_len, batch, masks_path, board, engine, as_json) -> None:
+    """Simulate a whole BERT-family encoder (optionally with block masks) on a board."""
+    import json
+
+    import hwmodels
+
+    from codesign.workload import ModelConfigError, encoder_workload, model_config
+
+    try:
+        config = model_config(model)
+    except ModelConfigError as err:
+        raise CodesignError(f"--model {err}") from None
+    acc = _hw_board(board, {})
+    masks = None
+    if masks_path:
+        from codesign.masks import load_masks
+
+        try:
+            masks = dict(load_masks(masks_path).masks)
+        except (OSError, ValueError) as err:
+            raise CodesignError(f"--masks {masks_path}: {err}") from None
+    try:
+        workload = encoder_workload(config, seq_len, batch, mask_names=masks, name=model)
+        report = hwmodels.simulate(workload, acc, masks, engine=engine)
+    except ValueError as err:
+        raise CodesignError(str(err)) from None
+    if as_json:
+        out = _hw_summary(report)
+        out.update(model=model, seq_len=seq_len, batch=batch, board=acc.name,
+                   masks=masks_path, report=report.to_dict())
+        click.echo(json.dumps(out, indent=2))
+        return
+    click.echo(report.table())

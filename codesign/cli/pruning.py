@@ -1,0 +1,165 @@
+"""Pruning commands: `codesign prune` (a GLUE task, a block shape, a ratio -> a pruned checkpoint
+and its masks, through codesign.pruning.prune_checkpoint) and `codesign masks` (the masks and
+statistics of any checkpoint, through codesign.masks). torch is imported inside `prune` only.
+"""
+from __future__ import annotations
+
+import click
+
+from codesign.cli.common import CodesignError, block_option, first_line
+
+
+@click.command("prune")
+@click.option("--model", default="minilm-l6", show_default=True,
+              help="Built-in name (minilm-l6), local checkpoint folder, or hub id (online only).")
+@click.option("--task", required=True, help="GLUE task: sst2, cola, mrpc, stsb, rte.")
+@click.option("--block", "block", required=True,
+              help="Block shape BHxBW in the weight's orientation (rows = output features), "
+                   "e.g. 16x16, 256x1; shapes that do not divide are zero-padded.")
+@click.option("--ratio", type=float, required=True,
+              help="Fraction of blocks pruned in every prunable matrix (compression 1/(1-r)).")
+@click.option("--ratios", "ratios_file", type=click.Path(dir_okay=False), default=None,
+              help="YAML/JSON per-layer ratios {layer|role|name|default: r}; --ratio is the "
+                   "default.")
+@click.option("--method", type=click.Choice(["rgl", "oneshot"]), default="rgl", show_default=True,
+              help="rgl: reweighted group Lasso training, hard prune, masked retraining; "
+                   "oneshot: dense fine-tuning, block-magnitude prune, optional retraining.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for the pruned checkpoint (save_pretrained) and masks.safetensors.")
+@click.option("--glue-dir", type=click.Path(file_okay=False), default=None,
+              help="GLUE folder (official TSV layout); default $CODESIGN_GLUE_DIR.")
+@click.option("--examples", type=int, default=None,
+              help="Training examples (seeded random subset); default the whole train split.")
+@click.option("--epochs", type=int, default=3, show_default=True,
+              help="Stage-1 epochs (RGL training, or dense fine-tuning for oneshot; 0 = none).")
+@click.option("--retrain-epochs", type=int, default=None,
+              help="Masked retraining epochs [default: 3 for rgl, 0 for oneshot].")
+@click.option("--lr", type=float, default=2e-5, show_default=True, help="Stage-1 learning rate.")
+@click.option("--retrain-lr", type=float, default=2e-5, show_default=True,
+              help="Masked retraining learning rate.")
+@click.option("--lambda", "lambda_", type=float, default=1e-4, show_default=True,
+              help="RGL penalty weight for every matrix.")
+@click.option("--lambdas", "lambdas_file", type=click.Path(dir_okay=False), default=None,
+              help="YAML/JSON per-layer lambdas {layer|role|name|default: value}.")
+@click.option("--eps", type=float, default=1e-3, show_default=True,
+              help="RGL reweighting: alpha = 1/(||W_g|| + eps).")
+@click.option("--milestones", default="4,8,12,16", show_default=True,
+              help="Epochs (or steps, with --reweight-unit step) at which alpha is recomputed.")
+@click.option("--reweight-unit", type=click.Choice(["epoch", "step"]), default="epoch",
+              show_default=True, help="Unit of --milestones and --reweight-every.")
+@click.option("--reweight-every", type=int, default=None,
+              help="Also recompute alpha every N epochs/steps (short runs never reach the "
+                   "milestone epochs).")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--max-seq-len", type=int, default=128, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--eval-examples", type=int, default=None,
+              help="Dev examples to evaluate the pruned model on (default all; 0 = skip).")
+@click.option("--threads", type=int, default=None, help="torch threads (default: torch's).")
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="Training progress bars (stderr).")
+def prune_cmd(model, task, block, ratio, ratios_file, method, out_dir, glue_dir, examples,
+              epochs, retrain_epochs, lr, retrain_lr, lambda_, lambdas_file, eps, milestones,
+              reweight_unit, reweight_every, batch_size, max_seq_len, seed, eval_examples,
+              threads, progress):
+    """Block-prune a BERT-family model on a GLUE task; write the checkpoint and its masks.
+
+    Writes OUT/ (config.json, model.safetensors, tokenizer files: loadable with
+    AutoModelForSequenceClassification.from_pretrained), OUT/masks.safetensors and
+    OUT/prune.json (recipe, per-stage seconds, dev metric).
+    """
+    from codesign.pruning import read_per_matrix_file
+
+    block_shape = block_option(block)
+    try:
+        ratio_spec = ratio if ratios_file is None else read_per_matrix_file(
+            ratios_file, default=ratio, what="--ratios")
+        lambda_spec = None if lambdas_file is None else read_per_matrix_file(
+            lambdas_file, default=lambda_, what="--lambdas")
+    except ValueError as err:
+        raise CodesignError(str(err)) from None
+    try:
+        marks = tuple(int(x) for x in milestones.split(",") if x.strip())
+    except ValueError:
+        raise CodesignError(f"--milestones {milestones!r}: write integers separated by commas, "
+                            "e.g. 4,8,12,16") from None
+    if not 0.0 <= ratio <= 1.0:
+        raise CodesignError(f"--ratio {ratio}: must lie in [0, 1]")
+    if retrain_epochs is None:
+        retrain_epochs = 3 if method == "rgl" else 0
+    try:
+        from codesign.pruning import prune_checkpoint
+        from codesign.pruning.rgl import RGLConfig
+        from codesign.pruning.train import TrainConfig
+
+        common = dict(batch_size=batch_size, max_seq_len=max_seq_len, seed=seed, threads=threads)
+        rgl = None if method != "rgl" else RGLConfig(
+            lambda_=lambda_, lambdas=lambda_spec, eps=eps, milestones=marks,
+            reweight_every=reweight_every, schedule_unit=reweight_unit)
+        done = prune_checkpoint(
+            model=model, task=task, block_shape=block_shape, ratio=ratio_spec, method=method,
+            out_dir=out_dir, train=TrainConfig(epochs=epochs, lr=lr, **common),
+            retrain=TrainConfig(epochs=retrain_epochs, lr=retrain_lr, **common), rgl=rgl,
+            glue_dir=glue_dir, examples=examples, eval_examples=eval_examples,
+            progress=progress)
+    except ValueError as err:  # CheckpointError, GlueDataError, MaskFileError are ValueErrors
+        raise CodesignError(first_line(err)) from None
+    _print_pruned(done, ratio)
+
+
+def _print_pruned(done, ratio: float) -> None:
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in done.stage_seconds.items())
+    click.echo(f"pruned {done.source} ({done.architecture}) on {done.task}: method "
+               f"{done.method}, block {done.block_shape}, ratio {ratio}, {done.train_examples} "
+               "training examples")
+    click.echo(f"stages: {stages}; device {done.devices}")
+    click.echo(f"density {done.stats.density:.4f} (block density {done.stats.block_density:.4f}),"
+               f" compression {done.stats.compression:.3f}x over {done.n_matrices} matrices")
+    if done.dev_metrics is not None:
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in done.dev_metrics.items())
+        click.echo(f"dev ({done.dev_examples} examples): {shown} "
+                   f"[headline: {done.headline_metric}]")
+    click.echo(f"wrote {done.checkpoint} (sha256 {done.sha256[:16]}...), "
+               f"{done.masks_path}, {done.info_path}")
+
+
+@click.command("masks")
+@click.argument("checkpoint")
+@click.option("--block", "block", required=True,
+              help="Block shape BHxBW in the weight's orientation, e.g. 16x16, 32x1.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the extracted masks to this safetensors file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the statistics as one JSON object.")
+@click.option("--include-heads", is_flag=True, help="Also the pooler and classifier matrices.")
+def masks_cmd(checkpoint, block, out_path, as_json, include_heads):
+    """Extract the block masks of a pruned checkpoint and report their statistics.
+
+    CHECKPOINT: a save_pretrained folder, a single .safetensors/.bin weights file, or a built-in
+    model name. A block is pruned where all its weights are exactly zero; kept blocks that still
+    hold zeros are reported as partially zero. Prints per-matrix block counts and densities, the
+    spread of kept blocks per block-row and block-column (load imbalance), per-layer and overall
+    density.
+    """
+    import json
+
+    block_shape = block_option(block)
+    try:
+        from codesign.masks import extract_masks, save_masks
+
+        extraction = extract_masks(checkpoint, block_shape, include_heads=include_heads)
+        written = None
+        if out_path:
+            written = save_masks(out_path, extraction.masks, extraction.metadata)
+    except ValueError as err:  # CheckpointError / MaskFileError are ValueErrors
+        raise CodesignError(first_line(err)) from None
+    if as_json:
+        payload = extraction.stats.to_dict()
+        payload["source_checkpoint"] = extraction.metadata["source_checkpoint"]
+        payload["source_sha256"] = extraction.metadata["source_sha256"]
+        payload["masks_file"] = None if written is None else str(written)
+        click.echo(json.dumps(payload))
+        return
+    click.echo(f"{checkpoint} (sha256 {extraction.metadata['source_sha256'][:16]}...)")
+    click.echo(extraction.stats.table())
+    if written is not None:
+        click.echo(f"wrote {written}")

@@ -1,0 +1,157 @@
+"""Prune a checkpoint end to end: GLUE data in, a pruned checkpoint folder with its masks out.
+
+What is modelled: the whole `codesign prune` pipeline as one call. It loads the task's train
+split (and, unless asked not to, its dev split), loads the model with a classification head for
+the task, runs the chosen pipeline (`rgl`: reweighted group Lasso training, hard pruning, masked
+retraining; `oneshot`: optional dense fine-tuning, block-magnitude pruning, optional masked
+retraining), evaluates the pruned model on the dev split, and writes OUT/ (config.json,
+model.safetensors, tokenizer files: loadable with AutoModelForSequenceClassification
+.from_pretrained), OUT/masks.safetensors and OUT/prune.json (recipe, per-stage seconds, dev
+metrics, density, hashes).
+
+What is ignored: nothing is cached (every call trains again; `codesign.accuracy` caches);
+errors are the ValueErrors of the parts (CheckpointError, GlueDataError, MaskFileError), one
+line each. torch is imported only when the function runs.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hwmodels import BlockShape
+
+from codesign.pruning import PerMatrix
+
+if TYPE_CHECKING:  # pragma: no cover - annotations only; importing them loads torch
+    from codesign.masks import MaskStats
+    from codesign.pruning.rgl import RGLConfig
+    from codesign.pruning.train import TrainConfig
+
+METHODS = ("rgl", "oneshot")
+
+
+@dataclass(frozen=True)
+class PrunedCheckpoint:
+    """What `prune_checkpoint` wrote and measured."""
+
+    source: str                      # the parent checkpoint, as loaded ("builtin:minilm-l6", ...)
+    architecture: str                # its ModelStructure ("bert", "roberta", ...)
+    task: str
+    method: str                      # "rgl" or "oneshot"
+    block_shape: BlockShape
+    ratio: PerMatrix                 # a number, or the per-matrix mapping
+    train_examples: int
+    dev_examples: int | None         # None: not evaluated
+    stage_seconds: dict[str, float]  # {"rgl"|"finetune": s, "prune": s, "retrain": s}
+    devices: str                     # the devices the training stages ran on, e.g. "cpu"
+    dev_metrics: dict[str, float] | None
+    headline_metric: str             # the task's official metric name
+    stats: MaskStats                 # density, block density, compression of the masks
+    n_matrices: int                  # matrices pruned
+    checkpoint: Path                 # OUT/
+    masks_path: Path                 # OUT/masks.safetensors
+    sha256: str                      # of the saved pruned weights
+    info_path: Path                  # OUT/prune.json
+
+
+def prune_checkpoint(*, model: str, task: str, block_shape: BlockShape, ratio: PerMatrix,
+                     method: str, out_dir: str | Path, train: TrainConfig,
+                     retrain: TrainConfig | None, rgl: RGLConfig | None = None,
+                     glue_dir: str | Path | None = None, examples: int | None = None,
+                     eval_examples: int | None = None, progress: bool = True
+                     ) -> PrunedCheckpoint:
+    """Block-prune `model` on GLUE `task` and write the pruned checkpoint to `out_dir`.
+
+    `ratio` is the fraction of blocks pruned per matrix (a number, or a per-matrix mapping, see
+    `codesign.pruning.per_matrix_value`). `train` is stage 1 (RGL training, or dense fine-tuning
+    for oneshot; 0 epochs = none), `retrain` the masked retraining (None or 0 epochs = none);
+    the data subset seed, sequence length and batch size are `train`'s. `rgl` configures the
+    penalty (default RGLConfig()). `examples` takes a seeded random subset of the train split;
+    `eval_examples` of the dev split (0 = do not evaluate).
+    """
+    from codesign.checkpoints import load_model
+    from codesign.glue import headline_metric, load_split
+
+    if method not in METHODS:
+        raise ValueError(f"method {method!r}: use one of {', '.join(METHODS)}")
+    train_split = load_split(task, "train", glue_dir=glue_dir, limit=examples, seed=train.seed)
+    dev_split = None
+    if eval_examples != 0:
+        dev_split = load_split(task, "dev", glue_dir=glue_dir, limit=eval_examples,
+                               seed=train.seed)
+    loaded = load_model(model, task=task)
+    start = time.perf_counter()
+    result = _run_pipeline(loaded, train_split, block_shape=block_shape, ratio=ratio,
+                           method=method, train=train, retrain=retrain, rgl=rgl,
+                           progress=progress)
+    metrics = _evaluate(loaded, task, dev_split, train)
+    seconds = time.perf_counter() - start
+    loaded.model.to("cpu")
+    saved, stats = _save(out_dir, loaded, result, task=task, ratio=ratio)
+    info = {"model": loaded.source, "model_sha256": loaded.sha256, "task": task,
+            "method": method, "block_shape": str(block_shape), "ratio": ratio,
+            "train_examples": len(train_split), "dev_examples":
+                None if dev_split is None else len(dev_split),
+            "stage_seconds": result.stage_seconds, "seconds": seconds,
+            "settings": result.settings, "reweight_points": list(result.reweight_points),
+            "dev_metrics": metrics, "density": stats.density,
+            "compression": stats.compression, "checkpoint_sha256": saved["sha256"]}
+    info_path = saved["checkpoint"] / "prune.json"
+    with open(info_path, "w", encoding="utf-8") as fh:
+        json.dump(info, fh, indent=2, default=str)
+    devices = {s.device for s in result.stage_stats.values() if s is not None}
+    return PrunedCheckpoint(
+        source=loaded.source, architecture=loaded.structure.architecture, task=task,
+        method=method, block_shape=block_shape, ratio=ratio,
+        train_examples=len(train_split), dev_examples=info["dev_examples"],
+        stage_seconds=dict(result.stage_seconds), devices=", ".join(sorted(devices)) or "cpu",
+        dev_metrics=metrics, headline_metric=headline_metric(task), stats=stats,
+        n_matrices=len(result.masks), checkpoint=saved["checkpoint"], masks_path=saved["masks"],
+        sha256=saved["sha256"], info_path=info_path)
+
+
+def _run_pipeline(loaded: Any, train_split: Any, *, block_shape: BlockShape, ratio: PerMatrix,
+                  method: str, train: TrainConfig, retrain: TrainConfig | None,
+                  rgl: RGLConfig | None, progress: bool) -> Any:
+    """The chosen pipeline on the loaded model (in place); returns its rgl.PruneResult."""
+    from codesign.pruning.rgl import RGLConfig, oneshot_pipeline, rgl_prune
+
+    if method == "rgl":
+        return rgl_prune(loaded.model, loaded.tokenizer, loaded.structure, train_split,
+                         block_shape, ratio, rgl=rgl or RGLConfig(), train=train,
+                         retrain=retrain, progress=progress)
+    return oneshot_pipeline(loaded.model, loaded.tokenizer, loaded.structure, train_split,
+                            block_shape, ratio, train=train, retrain=retrain, progress=progress)
+
+
+def _evaluate(loaded: Any, task: str, dev_split: Any | None,
+              train: TrainConfig) -> dict[str, float] | None:
+    """The task's official metrics of the pruned model on `dev_split` (None when not given)."""
+    if dev_split is None:
+        return None
+    from codesign.glue import compute_metrics
+    from codesign.pruning.train import evaluate
+
+    preds = evaluate(loaded.model, loaded.tokenizer, dev_split, max_seq_len=train.max_seq_len,
+                     batch_size=max(64, train.batch_size))
+    return compute_metrics(task, preds, dev_split.labels)
+
+
+def _save(out_dir: str | Path, loaded: Any, result: Any, *, task: str,
+          ratio: PerMatrix) -> tuple[dict[str, Any], MaskStats]:
+    """save_pruned (checkpoint + masks.safetensors) and the statistics of the masks."""
+    from codesign.masks import mask_statistics
+    from codesign.pruning import save_pruned
+
+    saved = save_pruned(out_dir, loaded.model, loaded.tokenizer, loaded.structure, result.masks,
+                        {"method": result.method, "ratio": ratio, "task": task,
+                         "parent_checkpoint": loaded.source, "parent_sha256": loaded.sha256})
+    roles = {n: (layer, r) for n, layer, r in loaded.structure.prunable(
+        list(result.masks), include_heads=True)}
+    return saved, mask_statistics(result.masks, roles=roles)
+
+
+__all__ = ["METHODS", "PrunedCheckpoint", "prune_checkpoint"]
