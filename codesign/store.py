@@ -68,7 +68,7 @@ def open_storage(out_dir: Path, url: str | None = None):
 class ResultsStore:
     """Read and write the evaluated design points of one study (see the module docstring)."""
 
-    def __init__(self, out_dir: str | Path, study_name: str, directions: Sequence[str],
+    def __init__(self, out_dir: str | Path, study_name: str, directions: Sequence[str], *,
                  storage: str | None = None, sampler=None):
         import optuna
 
@@ -91,7 +91,7 @@ class ResultsStore:
                              "another --out folder")
 
     # --- writing -----------------------------------------------------------------------------
-    def add(self, record: dict[str, Any], params: dict[str, Any], distributions: dict,
+    def add(self, record: dict[str, Any], *, params: dict[str, Any], distributions: dict,
             values: Sequence[float], constraints: dict[str, float], context: str) -> None:
         """Store one evaluated point as a single finished trial."""
         import optuna
@@ -104,7 +104,7 @@ class ResultsStore:
             constraints={k: float(v) for k, v in constraints.items()})
         self.study.add_trial(trial)
 
-    def tell(self, trial, record: dict[str, Any], values: Sequence[float],
+    def tell(self, trial, record: dict[str, Any], *, values: Sequence[float],
              constraints: dict[str, float], context: str) -> None:
         """Finish an asked (NSGA-II) trial (an optuna.trial.Trial from `study.ask`): its named
         constraints (feasible <= 0) and attributes first, then its state in one tell."""

@@ -27,14 +27,14 @@ from codesign.sweep.hardware import HardwareJob, MaskSource, evaluate_hardware
 from codesign.sweep.measurements import AccuracyProvider, AccuracyResult
 from codesign.sweep.progress import Progress
 from codesign.sweep.promotion import select_promoted
-from codesign.sweep.records import constraints, feasible, objective_values
+from codesign.sweep.records import constraint_values, constraints, feasible, objective_values
 from codesign.sweep.space import (DENSE, DesignPoint, DesignSpace, context_hash, context_of,
                                   distributions, hw_column, json_hash)
 
 __all__ = [
     "AccuracyProvider", "AccuracyResult", "DENSE", "DesignPoint", "DesignSpace", "HardwareJob",
     "MaskSource", "Progress", "SweepInterrupted", "SweepResult", "accuracy_seconds",
-    "constraints", "context_hash", "context_of", "describe", "distributions",
+    "constraint_values", "constraints", "context_hash", "context_of", "describe", "distributions",
     "evaluate_hardware", "feasible", "hw_column", "json_hash", "objective_values",
     "points_table", "run_sweep", "select_promoted", "write_outputs",
 ]

@@ -85,9 +85,10 @@ def _time_one(study: Study, space: DesignSpace) -> float:
     fails)."""
     try:
         resolved = resolve(study, space.choices[0])
-        job = HardwareJob(model_config(study.model.name), study.model.seq_len,
-                          study.model.batch, resolved.accelerator, resolved.fit,
-                          study.hardware.engine, MaskSource("none"))
+        job = HardwareJob(config=model_config(study.model.name), seq_len=study.model.seq_len,
+                          batch=study.model.batch, accelerator=resolved.accelerator,
+                          fit=resolved.fit, engine=study.hardware.engine,
+                          masks=MaskSource("none"))
         t = time.perf_counter()
         evaluate_hardware(job)
         return time.perf_counter() - t

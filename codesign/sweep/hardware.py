@@ -33,7 +33,7 @@ class MaskSource:
     path: str | None = None
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class HardwareJob:
     """One hardware evaluation, picklable for process pools and dask."""
 

@@ -17,21 +17,29 @@ from codesign.sweep.measurements import AccuracyResult
 from codesign.sweep.space import DesignPoint
 
 
-def constraints(study: Study, rec: Mapping[str, Any]) -> dict[str, float]:
-    """optuna's named constraints, feasible <= 0: accuracy drop over the limit (points), board
-    fit (an unknown accuracy counts as feasible: hardware-only studies)."""
+def constraint_values(rec: Mapping[str, Any], *, max_accuracy_drop: float | None,
+                      fits_board: bool) -> dict[str, float]:
+    """optuna's named constraints of a record, feasible <= 0: the accuracy drop over the limit
+    (points; an unknown accuracy counts as feasible: hardware-only studies) and not fitting the
+    board when `fits_board` is required. Plain values, so a table read back from points.csv and
+    study.yaml can use the same rule."""
     out = {}
-    limit = study.constraints.max_accuracy_drop
-    if limit is not None:
+    if max_accuracy_drop is not None:
         drop = rec.get("accuracy_drop")
-        out["accuracy_drop"] = float(drop) - limit if drop is not None and math.isfinite(
-            drop) else 0.0
-    out["fits"] = 0.0 if rec.get("fits", True) or not study.constraints.fits_board else 1.0
+        out["accuracy_drop"] = float(drop) - max_accuracy_drop if drop is not None and \
+            math.isfinite(drop) else 0.0
+    out["fits"] = 0.0 if rec.get("fits", True) or not fits_board else 1.0
     return out
 
 
+def constraints(study: Study, rec: Mapping[str, Any]) -> dict[str, float]:
+    """The study's constraints of a record (see `constraint_values`)."""
+    return constraint_values(rec, max_accuracy_drop=study.constraints.max_accuracy_drop,
+                             fits_board=study.constraints.fits_board)
+
+
 def feasible(study: Study, rec: Mapping[str, Any]) -> bool:
-    """Whether a record meets every constraint of the study."""
+    """Whether a record meets every constraint of the study: THE feasibility rule."""
     return all(c <= 0 for c in constraints(study, rec).values())
 
 
@@ -44,7 +52,7 @@ def objective_values(study: Study, rec: Mapping[str, Any]) -> list[float]:
     return out
 
 
-def build_record(study: Study, point: DesignPoint, resolved: ResolvedChoice,
+def build_record(study: Study, point: DesignPoint, *, resolved: ResolvedChoice,
                  acc: AccuracyResult, hwres: Mapping[str, Any], stage: int) -> dict[str, Any]:
     """The points.csv row of one evaluation (the column order is the table's)."""
     rec: dict[str, Any] = {"point_id": point.point_id, "task": point.task,

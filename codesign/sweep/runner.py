@@ -132,8 +132,9 @@ class Runner:
         else:  # ratio 0 with a block shape: all blocks kept
             masks = MaskSource("dense", block=point.block)
         resolved = resolve(self.study, point.accelerator)
-        return HardwareJob(self.config, self.study.model.seq_len, self.study.model.batch,
-                           resolved.accelerator, resolved.fit, self.study.hardware.engine, masks)
+        return HardwareJob(config=self.config, seq_len=self.study.model.seq_len,
+                           batch=self.study.model.batch, accelerator=resolved.accelerator,
+                           fit=resolved.fit, engine=self.study.hardware.engine, masks=masks)
 
     def _collect(self, block: bool) -> None:
         for (ev, acc), hwres, exc in self.executor.drain(block):
@@ -152,14 +153,14 @@ class Runner:
 
     def _store(self, ev: Evaluation, acc: AccuracyResult, hwres: dict[str, Any]) -> None:
         point = ev.point
-        rec = build_record(self.study, point, resolve(self.study, point.accelerator), acc,
-                           hwres, ev.stage)
+        rec = build_record(self.study, point, resolved=resolve(self.study, point.accelerator),
+                           acc=acc, hwres=hwres, stage=ev.stage)
         with shielded():  # the write and its bookkeeping happen together or not at all
             if ev.trial is None:
                 params = point.params()
-                self.store.add(rec, {k: params[k] for k in self.dist}, self.dist,
-                               objective_values(self.study, rec),
-                               constraints(self.study, rec), self.context)
+                self.store.add(rec, params={k: params[k] for k in self.dist},
+                               distributions=self.dist, values=objective_values(self.study, rec),
+                               constraints=constraints(self.study, rec), context=self.context)
             else:
                 self._tell(ev.trial, rec)
             self.done[(point.point_id, rec["accuracy_fidelity"])] = rec
@@ -171,8 +172,8 @@ class Runner:
 
     # --- optuna trials of a search ------------------------------------------------------------
     def _tell(self, trial, rec: dict[str, Any]) -> None:
-        self.store.tell(trial, rec, objective_values(self.study, rec),
-                        constraints(self.study, rec), self.context)
+        self.store.tell(trial, rec, values=objective_values(self.study, rec),
+                        constraints=constraints(self.study, rec), context=self.context)
 
     def tell_stored(self, trial, rec: dict[str, Any]) -> None:
         """Finish an asked trial with a record already stored (no new evaluation)."""

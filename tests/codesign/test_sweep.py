@@ -228,11 +228,13 @@ def test_store_survives_a_torn_last_journal_line(tmp_path):
         return {"point_id": pid, "accuracy_fidelity": "oneshot", "latency_ms": 1.0}
 
     store = ResultsStore(tmp_path, "s", ["min"])
-    store.add(rec("p1"), {"x": "a"}, dist, [1.0], {"fits": 0.0}, "ctx")
+    store.add(rec("p1"), params={"x": "a"}, distributions=dist, values=[1.0],
+              constraints={"fits": 0.0}, context="ctx")
     with open(tmp_path / "optuna.journal", "ab") as f:
         f.write(b'{"op_code": 5, "worker_id": "w", "study_id": 0, "datetime_sta')
     store = ResultsStore(tmp_path, "s", ["min"])
-    store.add(rec("p2"), {"x": "b"}, dist, [2.0], {"fits": 0.0}, "ctx")
+    store.add(rec("p2"), params={"x": "b"}, distributions=dist, values=[2.0],
+              constraints={"fits": 0.0}, context="ctx")
     again = ResultsStore(tmp_path, "s", ["min"])
     assert [r["point_id"] for r in again.records("ctx")] == ["p1", "p2"]
     assert set(again.done("ctx")) == {("p1", "oneshot"), ("p2", "oneshot")}

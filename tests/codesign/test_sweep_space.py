@@ -128,8 +128,9 @@ def test_a_choice_is_resolved_once(tiny_space, monkeypatch):
 
 def test_the_worker_job_is_frozen_and_picklable(tiny_space):
     resolved = resolve(tiny_space.study, tiny_space.choices[1])
-    job = HardwareJob({"hidden_size": 384}, 32, 1, resolved.accelerator, resolved.fit,
-                      "analytical", MaskSource("dense", block=BlockShape(16, 16)))
+    job = HardwareJob(config={"hidden_size": 384}, seq_len=32, batch=1,
+                      accelerator=resolved.accelerator, fit=resolved.fit, engine="analytical",
+                      masks=MaskSource("dense", block=BlockShape(16, 16)))
     with pytest.raises(AttributeError):
         job.batch = 2  # type: ignore[misc]
     back = pickle.loads(pickle.dumps(job))
