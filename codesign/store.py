@@ -68,7 +68,7 @@ def open_storage(out_dir: Path, url: str | None = None):
 class ResultsStore:
     """Read and write the evaluated design points of one study (see the module docstring)."""
 
-    def __init__(self, out_dir: str | Path, study_name: str, directions: Sequence[str],
+    def __init__(self, out_dir: str | Path, study_name: str, directions: Sequence[str], *,
                  storage: str | None = None, sampler=None):
         import optuna
 
@@ -91,40 +91,39 @@ class ResultsStore:
                              "another --out folder")
 
     # --- writing -----------------------------------------------------------------------------
-    def add(self, record: dict[str, Any], params: dict[str, Any], distributions: dict,
+    def add(self, record: dict[str, Any], *, params: dict[str, Any], distributions: dict,
             values: Sequence[float], constraints: dict[str, float], context: str) -> None:
         """Store one evaluated point as a single finished trial."""
         import optuna
 
-        attrs = {POINT_ATTR: record["point_id"], FIDELITY_ATTR: record["accuracy_fidelity"],
-                 CONTEXT_ATTR: context, RECORD_ATTR: json.dumps(_jsonable(record))}
-        bad = [v for v in values if v is None or not math.isfinite(v)]
-        state = optuna.trial.TrialState.FAIL if bad else optuna.trial.TrialState.COMPLETE
+        bad = _bad_values(values)
         trial = optuna.trial.create_trial(
-            state=state, values=None if bad else [float(v) for v in values],
-            params=params, distributions=distributions, user_attrs=attrs,
+            state=optuna.trial.TrialState.FAIL if bad else optuna.trial.TrialState.COMPLETE,
+            values=None if bad else [float(v) for v in values],
+            params=params, distributions=distributions, user_attrs=_attrs(record, context),
             constraints={k: float(v) for k, v in constraints.items()})
         self.study.add_trial(trial)
 
-    def tell(self, trial_number: int, record: dict[str, Any], values: Sequence[float],
+    def tell(self, trial, record: dict[str, Any], *, values: Sequence[float],
              constraints: dict[str, float], context: str) -> None:
-        """Finish an asked (NSGA-II) trial: attributes first, then its state in one tell."""
+        """Finish an asked (NSGA-II) trial (an optuna.trial.Trial from `study.ask`): its named
+        constraints (feasible <= 0) and attributes first, then its state in one tell."""
         import optuna
 
-        attrs = {POINT_ATTR: record["point_id"], FIDELITY_ATTR: record["accuracy_fidelity"],
-                 CONTEXT_ATTR: context, RECORD_ATTR: json.dumps(_jsonable(record))}
-        storage = self.study._storage
-        trial_id = storage.get_trial_id_from_study_id_trial_number(self.study._study_id,
-                                                                   trial_number)
-        for key, value in constraints.items():  # optuna 5's named constraints (feasible <= 0)
-            storage.set_trial_system_attr(trial_id, f"constraints:{key}", float(value))
-        for key, value in attrs.items():
-            storage.set_trial_user_attr(trial_id, key, value)
-        bad = [v for v in values if v is None or not math.isfinite(v)]
-        if bad:
-            self.study.tell(trial_number, state=optuna.trial.TrialState.FAIL)
+        for key, value in constraints.items():
+            trial.set_constraint(key, float(value))
+        for key, value in _attrs(record, context).items():
+            trial.set_user_attr(key, value)
+        if _bad_values(values):
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
         else:
-            self.study.tell(trial_number, [float(v) for v in values])
+            self.study.tell(trial, [float(v) for v in values])
+
+    def fail(self, trial) -> None:
+        """Finish an asked trial as failed (its evaluation failed)."""
+        import optuna
+
+        self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
     def fail_running(self) -> int:
         """Mark trials left RUNNING by an interrupted process as FAIL; returns how many."""
@@ -189,13 +188,26 @@ class ResultsStore:
         return len(self.trials(context))
 
 
+def _attrs(record: dict[str, Any], context: str) -> dict[str, Any]:
+    """The user attributes of a stored evaluation (the record as JSON, and its keys)."""
+    return {POINT_ATTR: record["point_id"], FIDELITY_ATTR: record["accuracy_fidelity"],
+            CONTEXT_ATTR: context, RECORD_ATTR: json.dumps(_jsonable(record))}
+
+
+def _bad_values(values: Sequence[float]) -> bool:
+    return any(v is None or not math.isfinite(v) for v in values)
+
+
 def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
+    """A record as JSON-ready values: numpy scalars as Python ones, NaN as null. Infinities are
+    kept (JSON `Infinity`, read back as float inf) so a record round-trips through the store
+    with numeric columns intact."""
     out = {}
     for key, value in record.items():
         if hasattr(value, "item"):  # numpy scalar
             value = value.item()
-        if isinstance(value, float) and not math.isfinite(value):
-            value = None if math.isnan(value) else value
+        if isinstance(value, float) and math.isnan(value):
+            value = None
         out[key] = value
     return out
 
@@ -234,20 +246,3 @@ def export_points(df, out_dir: str | Path) -> list[Path]:
     df.to_parquet(pq, index=False)
     paths.append(pq)
     return paths
-
-
-def load_points(results_dir: str | Path):
-    """The points table of a finished results folder (parquet if present, else CSV)."""
-    import pandas as pd
-
-    results_dir = Path(results_dir)
-    if (results_dir / "points.parquet").exists():
-        try:
-            return pd.read_parquet(results_dir / "points.parquet")
-        except ImportError:
-            pass
-    path = results_dir / "points.csv"
-    if not path.exists():
-        raise StoreError(f"{results_dir}: no points.csv here; run `codesign sweep STUDY.yaml "
-                         f"--out {results_dir}` first")
-    return pd.read_csv(path)

@@ -182,3 +182,35 @@ def test_dry_run_prints_design_space(tmp_path):
     assert "design points: 20 (0 already stored" in proc.stdout, proc.stdout
     assert "pe_array: 16x16, 32x32" in proc.stdout
     assert not (tmp_path / "out").exists()  # a dry run writes nothing
+
+
+def test_fit_of_reports_the_board_check_with_its_numbers(monkeypatch):
+    """fit_of: hwmodels' structured fit (assess_fit) when hwmodels has it, else check_fit."""
+    import dataclasses
+
+    from hwmodels import resources
+    from hwmodels.boards import load_board
+
+    from codesign.study import fit_of
+
+    small = load_board("zcu102", {"pe_array": {"rows": 16, "cols": 16}}, check_fit=False)
+    big = load_board("zcu102", {"pe_array": {"rows": 128, "cols": 128}}, check_fit=False)
+    ok, bad = fit_of(small), fit_of(big)
+    assert ok.fits and ok.message == "" and ok.resources["dsp"]["used"] < 2520
+    assert not bad.fits and bad.resources["dsp"]["used"] > bad.resources["dsp"]["available"]
+    assert bad.message.startswith("DSP needs") and "zcu102" not in bad.message.lower()
+
+    @dataclasses.dataclass(frozen=True)
+    class FakeCheck:  # the shape of hwmodels.resources.FitCheck
+        fits: bool
+        problems: tuple
+        estimate: object
+
+    def assess_fit(acc):
+        est = resources.estimate(acc)
+        return FakeCheck(False, ("DSP needs many",), est)
+
+    monkeypatch.setattr(resources, "assess_fit", assess_fit, raising=False)
+    structured = fit_of(big)
+    assert (structured.fits, structured.message) == (False, "DSP needs many")
+    assert structured.resources == bad.resources

@@ -148,21 +148,48 @@ def test_dask_local_cluster_equals_local_run(reference, study, cache, tmp_path):
     pd.testing.assert_frame_equal(_table(result.points), _table(reference.points))
 
 
-def test_nsga2_search_stays_in_the_space_and_resumes(study, cache, tmp_path):
+def test_nsga2_search_spends_its_budget_applies_constraints_and_resumes(study, cache,
+                                                                         tmp_path):
+    """8 asked trials exactly; a 128x128 array does not fit the ZCU102 (8,192 DSP for int8), so
+    its points are infeasible, and every stored trial carries the constraint values NSGA-II
+    reads (optuna's named constraints, feasible <= 0)."""
+    import optuna
+
     from codesign.sweep import run_sweep
 
     search = study.model_copy(update={
+        # seed 1: the first generation visits both arrays and asks one point twice
         "search": study.search.model_copy(update={"method": "nsga2", "trials": 8,
-                                                  "population": 4}),
-        "accuracy": study.accuracy.model_copy(update={"stages": study.accuracy.stages[:1]})})
+                                                  "population": 4, "seed": 1}),
+        "accuracy": study.accuracy.model_copy(update={"stages": study.accuracy.stages[:1]}),
+        "hardware": study.hardware.model_copy(update={"pe_array": ["16x16", "128x128"]})})
     first = run_sweep(search, tmp_path, cache=cache)
     df = first.points
     assert df["point_id"].is_unique and len(df) >= 1
     assert set(df["block_shape"]) <= {"dense", "16x16", "32x32"}
-    assert set(df["array"]) <= {"16x16", "32x32"}
+    assert set(df["array"]) == {"16x16", "128x128"}
     # every accelerator visited has its dense baseline
     for arr in df["array"].unique():
         assert ((df["array"] == arr) & (df["block_shape"] == "dense")).any()
+    # the trial budget: exactly 8 trials asked and told, nothing left running
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "optuna.journal")))
+    trials = optuna.load_study(study_name=study.name, storage=storage).get_trials()
+    asked = [t for t in trials if any(k.endswith(":generation") for k in t.system_attrs)]
+    assert len(asked) == 8
+    assert all(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
+               for t in trials)
+    # constraints: accuracy drop over the 50-point limit, and the board fit
+    limit = study.constraints.max_accuracy_drop
+    for t in trials:
+        rec = json.loads(t.user_attrs["record"])
+        drop = rec["accuracy_drop"]
+        assert t.constraints == {"accuracy_drop": (drop - limit) if drop is not None else 0.0,
+                                 "fits": 0.0 if rec["fits"] else 1.0}
+    big = df["array"] == "128x128"
+    assert not df.loc[big, "fits"].any() and df.loc[~big, "fits"].all()
+    assert not df.loc[big, "feasible"].any() and not df.loc[big, "pareto"].any()
+    assert df.loc[~big, "feasible"].all()  # the tiny study's drops are far below 50 points
     again = run_sweep(search, tmp_path, cache=cache)
     assert again.n_new == 0  # the trial budget is already spent: nothing recomputed
     assert len(again.points) == len(df)
@@ -201,11 +228,13 @@ def test_store_survives_a_torn_last_journal_line(tmp_path):
         return {"point_id": pid, "accuracy_fidelity": "oneshot", "latency_ms": 1.0}
 
     store = ResultsStore(tmp_path, "s", ["min"])
-    store.add(rec("p1"), {"x": "a"}, dist, [1.0], {"fits": 0.0}, "ctx")
+    store.add(rec("p1"), params={"x": "a"}, distributions=dist, values=[1.0],
+              constraints={"fits": 0.0}, context="ctx")
     with open(tmp_path / "optuna.journal", "ab") as f:
         f.write(b'{"op_code": 5, "worker_id": "w", "study_id": 0, "datetime_sta')
     store = ResultsStore(tmp_path, "s", ["min"])
-    store.add(rec("p2"), {"x": "b"}, dist, [2.0], {"fits": 0.0}, "ctx")
+    store.add(rec("p2"), params={"x": "b"}, distributions=dist, values=[2.0],
+              constraints={"fits": 0.0}, context="ctx")
     again = ResultsStore(tmp_path, "s", ["min"])
     assert [r["point_id"] for r in again.records("ctx")] == ["p1", "p2"]
     assert set(again.done("ctx")) == {("p1", "oneshot"), ("p2", "oneshot")}

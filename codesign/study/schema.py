@@ -1,4 +1,4 @@
-"""The study file: a YAML description of a co-design sweep, validated with pydantic.
+"""The study schema: a YAML description of a co-design sweep as pydantic models.
 
 What is modelled: one study = one model (built-in name or checkpoint folder) at one sequence
 length and batch, one or more GLUE tasks, a pruning method with its block shapes and compression
@@ -7,34 +7,25 @@ one for the points promoted from on/near the Pareto front), an accelerator (a bo
 hwmodels plus overrides, where a list means "sweep these"), the objectives and constraints, the
 search (full grid, or NSGA-II with a trial budget) and the output folder.
 
-Errors are one line, `FILE:LINE key.path: what is wrong; allowed: ...`, located in the YAML text
-through the node marks of `yaml.compose`, never a traceback. Hardware points that do not fit the
-board are rejected with the numbers of hwmodels' own resource check.
-
-What is ignored: YAML anchors/merge keys are resolved by PyYAML as usual but errors inside a merged
-mapping point at the alias, not at the anchor. No torch import here (the CLI imports this module).
+Validators raise ValueError with one line; codesign.study.loading locates it in the YAML text.
+A list item's error carries its index as an `@INDEX@ ` prefix that the loader moves into the key
+path. What is ignored: nothing here reads files or builds accelerators (see
+codesign.study.loading and codesign.study.hardware). No torch import (the CLI imports this).
 """
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
-import json
 import math
-import os
-import re
 from pathlib import Path
 from typing import Any, Literal, Union
 
-import yaml
 from hwmodels import BlockShape, parse_dims
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
-                      model_validator)
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-FIDELITIES = ("oneshot", "retrain", "rgl")
-PRUNING_METHODS = ("magnitude", "rgl")
+from codesign.accuracy import FIDELITIES
+
 DATAFLOWS = ("ws", "os")
 SPARSE_STRATEGIES = ("tile-skip", "compact")
-SEARCH_METHODS = ("grid", "nsga2")
 PRECISIONS = ("int8", "int16", "fp16")
 BUFFERS = ("weight", "input", "output")
 # Metrics a study may optimise; each stored per point in points.csv.
@@ -43,15 +34,6 @@ OBJECTIVE_METRICS = {
     "accuracy_drop": "min", "utilization": "max", "dsp_fraction": "min", "bram_fraction": "min",
     "compression": "max",
 }
-
-
-class StudyError(ValueError):
-    """A study file is invalid: one line naming the file, the line, the key and what is allowed."""
-
-    def __init__(self, file: str, line: int | None, key: str, message: str):
-        self.file, self.line, self.key, self.message = str(file), line, key, message
-        where = f"{self.file}:{line}" if line else self.file
-        super().__init__(f"{where} {key}: {message}" if key else f"{where}: {message}")
 
 
 def _as_list(value: Any) -> list:
@@ -150,6 +132,11 @@ class PruningSpec(_Strict):
         else:
             vals = [1.0 - 1.0 / c for c in self.compression]  # type: ignore[union-attr]
         return sorted({round(r, 6) for r in vals})
+
+    @property
+    def shapes(self) -> tuple[BlockShape, ...]:
+        """The block shapes as typed values, in the study's order (from the validated text)."""
+        return tuple(BlockShape.parse(s) for s in self.block_shapes)
 
 
 RECIPE_PRESETS = ("default", "quick", "paper")
@@ -414,276 +401,3 @@ class Study(_Strict):
         return data
 
 
-# --- locating errors in the YAML text -------------------------------------------------------
-def _loc_to_key(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
-def _clean_loc(loc: tuple) -> tuple:
-    """Drop pydantic's union/branch markers (e.g. 'str', 'list[str]', 'function-after[...]')."""
-    out = []
-    for part in loc:
-        if isinstance(part, str) and ("[" in part or part in
-                                      ("str", "float", "int", "bool", "dict", "list")):
-            continue
-        out.append(part)
-    return tuple(out)
-
-
-def node_line(root: yaml.Node | None, loc: tuple) -> int | None:
-    """1-based line of the YAML node at `loc` (or of the deepest ancestor found)."""
-    node = root
-    line = (node.start_mark.line + 1) if node is not None else None
-    for part in loc:
-        child = None
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                if isinstance(k, yaml.ScalarNode) and k.value == str(part):
-                    # the value's line, unless it is a block collection starting further down
-                    line = k.start_mark.line + 1
-                    child = v
-                    break
-            if child is None and part == "tasks":  # `task:` alias
-                return node_line(node, ("task",))
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if 0 <= part < len(node.value):
-                child = node.value[part]
-                line = child.start_mark.line + 1
-        if child is None:
-            return line
-        node = child
-    return line
-
-
-def _allowed_hint(err: dict) -> str:
-    ctx = err.get("ctx") or {}
-    if err["type"] == "literal_error" and "expected" in ctx:
-        return f"; allowed: {ctx['expected'].replace(chr(39), '')}"
-    if err["type"] == "extra_forbidden":
-        return ""
-    return ""
-
-
-def _message(err: dict, parent_fields: list[str] | None) -> str:
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        hint = f"; allowed keys here: {', '.join(parent_fields)}" if parent_fields else ""
-        return f"unknown key{hint}"
-    if kind == "missing":
-        return "required key is missing"
-    if kind == "literal_error":
-        expected = (err.get("ctx") or {}).get("expected", "")
-        allowed = ", ".join(x.strip(" '") for x in re.split(r",| or ", expected) if x.strip())
-        return f"{err.get('input')!r} is not allowed; allowed: {allowed}"
-    msg = err["msg"]
-    msg = re.sub(r"^(Value error|Assertion failed), ", "", msg)
-    given = err.get("input")
-    if kind not in ("value_error",) and not isinstance(given, (dict, list)):
-        msg = f"{given!r}: {msg}"
-    return msg + _allowed_hint(err)
-
-
-def _fields_at(loc: tuple) -> list[str] | None:
-    """The keys allowed in the mapping that holds `loc`'s last part."""
-    model: Any = Study
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
-            return None
-        ann = field.annotation
-        # unwrap list[Model] / Model | None
-        for cand in getattr(ann, "__args__", ()) or (ann,):
-            cand = getattr(cand, "__args__", (cand,))[0] if hasattr(cand, "__origin__") else cand
-            if isinstance(cand, type) and issubclass(cand, BaseModel):
-                model = cand
-                break
-        else:
-            if isinstance(ann, type) and issubclass(ann, BaseModel):
-                model = ann
-            else:
-                return None
-    fields = list(getattr(model, "model_fields", {}))
-    if model is Study:
-        fields.append("task")
-    return fields
-
-
-def load_study(path: str | Path, *, check_fit: bool = True) -> Study:
-    """Read and validate a study file; raise StudyError (one line) on any problem."""
-    path = Path(path)
-    shown = os.path.relpath(path) if not str(path).startswith("..") else str(path)
-    if len(shown) > len(str(path)):
-        shown = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise StudyError(shown, None, "", f"cannot read the study file ({exc.strerror})")
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else None
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise StudyError(shown, line, "", f"not valid YAML ({problem})")
-    if not isinstance(data, dict):
-        raise StudyError(shown, 1, "", "a study is a YAML mapping with keys name, model, tasks, "
-                         "pruning, hardware, objectives (see README)")
-    try:
-        study = Study.model_validate(data)
-    except ValidationError as exc:
-        err = dict(exc.errors()[0])
-        loc = _clean_loc(tuple(err["loc"]))
-        # list-item errors carry their index (and buffer name) in the text: "@1@ ..."
-        msg = re.sub(r"^(Value error|Assertion failed), ", "", err["msg"])
-        while (m := re.match(r"^@([^@]+)@ ", msg)):
-            part = m.group(1)
-            msg = msg[m.end():]
-            loc = loc + (int(part) if part.isdigit() else part,)
-        err["msg"] = msg
-        raise StudyError(shown, node_line(root, loc), _loc_to_key(loc),
-                         _message(err, _fields_at(loc)))
-    _check_semantics(study, shown, root)
-    if check_fit:
-        check_hardware(study, shown, root)
-    return study
-
-
-def _check_semantics(study: Study, shown: str, root: yaml.Node) -> None:
-    """Checks that need the file system or other packages (model folder, board name)."""
-    name = study.model.name
-    from codesign.checkpoints import builtin_models
-
-    if name not in builtin_models():
-        folder = Path(name)
-        if not (folder / "config.json").exists():
-            raise StudyError(shown, node_line(root, ("model", "name")), "model.name",
-                             f"{name!r} is neither a built-in model "
-                             f"({', '.join(builtin_models())})"
-                             " nor a checkpoint folder with a config.json")
-    from hwmodels.boards import list_boards
-
-    boards = list(list_boards())
-    board = study.hardware.board
-    if board not in boards and not Path(board).is_file():
-        raise StudyError(shown, node_line(root, ("hardware", "board")), "hardware.board",
-                         f"{board!r} is not a board preset or YAML file; allowed: "
-                         f"{', '.join(boards)}")
-
-
-# --- a study's hardware choice as an hwmodels Accelerator -------------------------------------
-@dataclass(frozen=True)
-class Fit:
-    """hwmodels' resource check of one accelerator: fits or not, and its numbers."""
-
-    fits: bool
-    message: str
-    resources: dict[str, Any] = field(default_factory=dict)
-
-
-def board_overrides(study: Study, combo: dict[str, Any]) -> dict[str, Any]:
-    """The `hwmodels.load_board` overrides of one accelerator choice (study keys -> the board
-    YAML layout: pe_array.rows/cols/precision, buffers.NAME.capacity_bytes, top-level keys)."""
-    over = json.loads(json.dumps(study.hardware.overrides))  # deep copy
-    for key, value in combo.items():
-        if key.startswith("buffers_kib."):
-            name = key.split(".", 1)[1]
-            over.setdefault("buffers", {}).setdefault(name, {})["capacity_bytes"] = \
-                int(round(float(value) * 1024))
-        elif key == "pe_array":
-            rows, cols = parse_dims(value, "PE array")
-            over.setdefault("pe_array", {}).update({"rows": rows, "cols": cols})
-        elif key == "precision":
-            over.setdefault("pe_array", {})["precision"] = value
-        else:  # clock_mhz, dataflow, sparse_strategy, double_buffering
-            over[key] = value
-    return over
-
-
-def accelerator_for(study: Study, combo: dict[str, Any]):
-    """(Accelerator, Fit) of one accelerator choice, built by hwmodels.load_board."""
-    from hwmodels.boards import load_board
-
-    acc = load_board(study.hardware.board, board_overrides(study, combo), check_fit=False)
-    return acc, fit_of(acc)
-
-
-def fit_of(acc) -> Fit:
-    """hwmodels' own resource check (hwmodels.resources.check_fit) with its numbers."""
-    from hwmodels import resources
-
-    try:
-        est = resources.check_fit(acc)
-    except resources.ResourceError as exc:
-        est = resources.estimate(acc)
-        msg = str(exc)
-        # drop the "label: design does not fit PART: " prefix, keep the numbers
-        msg = msg.split("does not fit", 1)[-1].split(":", 1)[-1].strip() if "does not fit" \
-            in msg else msg
-        return Fit(False, msg, est.as_dict(acc))
-    return Fit(True, "", est.as_dict(acc))
-
-
-def check_hardware(study: Study, shown: str, root: yaml.Node | None) -> None:
-    """Build every accelerator choice with hwmodels and run its resource check."""
-    swept = study.hardware.swept()
-    for combo in study.hardware.combinations():
-        try:
-            acc, fit = accelerator_for(study, combo)
-        except (ValueError, TypeError, KeyError) as exc:
-            key, loc = _blame(combo, swept, str(exc))
-            raise StudyError(shown, node_line(root, loc), key, _one_line(exc))
-        if study.constraints.fits_board and not fit.fits:
-            key, loc = _blame(combo, swept, fit.message, prefer="pe_array")
-            raise StudyError(shown, node_line(root, loc), key,
-                             f"{_describe(combo)} does not fit {study.hardware.board}: "
-                             f"{fit.message}; use smaller values, or set "
-                             "constraints.fits_board: false to keep them as infeasible points")
-
-
-def _describe(combo: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in combo.items() if k in
-                     ("pe_array", "precision", "clock_mhz") or k.startswith("buffers_kib"))
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
-
-
-def _blame(combo: dict, swept: dict[str, list], message: str,
-           prefer: str | None = None) -> tuple[str, tuple]:
-    """Which study key to blame for a combination that fails: the one named in the message,
-    else the preferred key; list entries are named by their index."""
-    lowered = message.lower()
-    order = [k for k in combo if k.split(".")[-1].split("_")[0] in lowered]
-    if prefer and prefer in combo and not order:
-        order = [prefer]
-    if not order:
-        order = list(combo)[:1]
-    if not order:
-        return "hardware.board", ("hardware", "board")
-    key = order[0]
-    parts = ("hardware",) + tuple(key.split("."))
-    values = swept[key]
-    shown = "hardware." + key
-    if len(values) > 1:
-        idx = values.index(combo[key])
-        parts = parts + (idx,)
-        shown += f"[{idx}]"
-    return shown, parts
-
-
-def study_hash(study: Study) -> str:
-    """A stable hash of the validated study (stored with the results)."""
-    import hashlib
-
-    blob = json.dumps(study.to_plain(), sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]

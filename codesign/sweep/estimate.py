@@ -1,0 +1,96 @@
+"""The dry run: what a sweep would do and a rough estimate of its wall time.
+
+What is modelled: the design space's size, how much of it is stored already, the time of one
+hardware evaluation (timed), and accuracy measurement times scaled from codesign.accuracy's
+documented figures. What is ignored: machine load, a warm accuracy cache (the estimate assumes
+a cold one).
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from codesign.study import Study, build_recipe, resolve
+from codesign.sweep.hardware import HardwareJob, MaskSource, evaluate_hardware
+from codesign.sweep.space import DesignSpace
+from codesign.workload import model_config
+
+
+def accuracy_seconds(study: Study) -> dict[str, float]:
+    """Rough wall time of one accuracy measurement per fidelity on 2 CPU cores, scaled from the
+    figures codesign.accuracy documents for its default recipe (dense fine-tuning of 2,000
+    examples ~50 s, dev evaluation ~5 s, masked retraining of 512 examples ~15 s) plus ~10 s of
+    model loading per measurement. An estimate for the dry run, not a measurement."""
+    try:
+        r = build_recipe(study.accuracy.recipe)
+    except Exception:  # noqa: BLE001
+        return {"dense": 120.0, "oneshot": 10.0, "retrain": 30.0, "rgl": 60.0}
+    seq = r.max_seq_len / 64.0
+    ev = 5.0 * (r.eval_examples or 872) / 872 * seq
+    dense = 50.0 * (r.dense_examples or 67349) / 2000 * r.dense_epochs * seq + ev + 10.0
+    retrain = 15.0 * (r.retrain_examples or 67349) / 512 * r.retrain_epochs * seq
+    rgl = 15.0 * (r.rgl_examples or 67349) / 512 * r.rgl_epochs * seq
+    return {"dense": dense, "oneshot": ev + 5.0, "retrain": ev + 5.0 + retrain,
+            "rgl": ev + 5.0 + retrain + rgl}
+
+
+def describe(study: Study, out_dir: str | Path | None = None,
+             time_one: bool = True) -> dict[str, Any]:
+    """What a sweep would do: the design space, how much is stored already, an estimate."""
+    space = DesignSpace.of(study)
+    points = space.points() if study.search.method == "grid" else []
+    out = study.output_dir(out_dir)
+    stored = _stored(study, out, space.context, points)
+    n_acc = len(study.tasks) * len(study.pruning.block_shapes) * len(
+        [r for r in study.pruning.ratios if r > 0])
+    hw_seconds = _time_one(study, space) if time_one and space.choices else math.nan
+    n_points = len(points) if points else (study.search.trials or 0)
+    secs = accuracy_seconds(study)
+    est = len(study.tasks) * secs["dense"]
+    if study.accuracy.measure:
+        est += min(n_acc, n_points) * secs[study.accuracy.stages[0].fidelity]
+        for st in study.accuracy.stages[1:]:
+            k = st.max_configs or max(1, n_acc // 4)
+            est += min(k, n_acc) * secs[st.fidelity]
+    else:
+        est += n_acc * 5.0
+    if math.isfinite(hw_seconds):
+        est += (n_points - stored) * hw_seconds * 2.0  # sparse points cost more than dense
+    return {"points": points, "n_points": n_points, "stored": stored,
+            "accelerators": len(space.choices), "swept": study.hardware.swept(),
+            "accuracy_configs": n_acc, "hw_seconds_per_point": hw_seconds,
+            "accuracy_seconds": secs,
+            "estimate_s": est, "out_dir": out}
+
+
+def _stored(study: Study, out: Path, context: str, points: list) -> int:
+    """How many of the points (or, for a search, of the trials) the store holds already."""
+    if not ((out / "optuna.journal").exists() or study.storage):
+        return 0
+    try:
+        from codesign.store import ResultsStore
+
+        store = ResultsStore(out, study.name, [o.direction for o in study.objectives],
+                             storage=study.storage)
+        done = {pid for pid, _ in store.done(context)}
+        return sum(1 for p in points if p.point_id in done) if points else len(done)
+    except Exception:  # noqa: BLE001 - a dry run only reports
+        return 0
+
+
+def _time_one(study: Study, space: DesignSpace) -> float:
+    """Seconds of one dense hardware evaluation on the first accelerator choice (NaN if it
+    fails)."""
+    try:
+        resolved = resolve(study, space.choices[0])
+        job = HardwareJob(config=model_config(study.model.name), seq_len=study.model.seq_len,
+                          batch=study.model.batch, accelerator=resolved.accelerator,
+                          fit=resolved.fit, engine=study.hardware.engine,
+                          masks=MaskSource("none"))
+        t = time.perf_counter()
+        evaluate_hardware(job)
+        return time.perf_counter() - t
+    except Exception:  # noqa: BLE001
+        return math.nan

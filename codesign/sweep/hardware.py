@@ -1,0 +1,124 @@
+"""Hardware evaluation of one design point: the pure function the workers run.
+
+What is modelled: a `HardwareJob` holds everything a worker needs, as frozen values: the model
+config, sequence length and batch, the `hwmodels.Accelerator` itself (resolved once per choice by
+codesign.study.resolve, so no worker reads the board YAML), its resource fit, the engine and where
+the masks come from (`MaskSource`: none for the dense baseline, all-kept blocks of one shape for
+ratio 0, or a mask file). `evaluate_hardware` simulates it with hwmodels.simulate on the encoder
+workload named as the masks are keyed (codesign.workload.encoder_workload) and returns the
+hardware columns of points.csv.
+
+What is ignored: accuracy (measured in the main process); a mask file is read once per worker
+process (memoised by path).
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping
+
+from hwmodels import BlockShape
+
+from codesign.study import Fit
+
+
+@dataclass(frozen=True)
+class MaskSource:
+    """Where a job's masks come from: `none` (dense baseline), `dense` (all blocks of `block`
+    kept: the sparse format's cost at compression 1x) or `file` (a mask file at `path`)."""
+
+    kind: Literal["none", "dense", "file"]
+    block: BlockShape | None = None
+    path: str | None = None
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class HardwareJob:
+    """One hardware evaluation, picklable for process pools and dask."""
+
+    config: Mapping[str, Any]
+    seq_len: int
+    batch: int
+    accelerator: Any  # hwmodels.Accelerator (frozen)
+    fit: Fit
+    engine: str
+    masks: MaskSource
+
+
+@functools.lru_cache(maxsize=16)
+def load_mask_file(path: str):
+    """The masks of a mask file (memoised per process)."""
+    from codesign.masks import load_masks
+
+    return load_masks(path).masks
+
+
+def _dense_masks(workload, block: BlockShape) -> dict[str, Any]:
+    """All-kept masks of a block shape (compression 1x: the sparse format's cost only)."""
+    import hwmodels
+
+    out = {}
+    for op in workload.ops:
+        if getattr(op, "weight_name", None):
+            # parameter orientation (out, in) = (N, K)
+            out[op.weight_name] = hwmodels.BlockMask.dense(block, (op.n, op.k))
+    return out
+
+
+def evaluate_hardware(job: HardwareJob, masks: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Simulate one design point; a pure function of its arguments (safe for any worker).
+
+    `masks` given explicitly (dask: a scattered dict of BlockMask) replaces the mask file.
+    Returns the hardware columns of points.csv.
+    """
+    import hwmodels
+
+    from codesign.workload import encoder_workload
+
+    if masks is None and job.masks.kind == "file":
+        masks = load_mask_file(job.masks.path)
+    workload = encoder_workload(job.config, job.seq_len, job.batch,
+                                mask_names=list(masks) if masks else None)
+    if job.masks.kind == "dense":
+        masks = _dense_masks(workload, job.masks.block)
+    report = hwmodels.simulate(workload, job.accelerator, masks=masks or None, engine=job.engine)
+    res = report.resources or job.fit.resources
+    latency = float(report.latency_ms)
+    return {
+        "latency_ms": latency,
+        "energy_mj": float(report.energy_mj),
+        # TODO(lead): hwmodels.Report gets a batch throughput property (hwmodels developer);
+        # use it here, keeping this value (batch * 1e3 / latency_ms, inferences per second).
+        "throughput_inf_s": job.batch * 1000.0 / latency if latency > 0 else math.nan,
+        "utilization": float(report.utilization),
+        "dsp_fraction": _fraction(res, "dsp"),
+        "bram_fraction": _fraction(res, "bram"),
+        "fits": bool(job.fit.fits),
+        "compression": _compression(masks),
+        "hw_source": f"simulated:{report.engine}/{report.engine_version}",
+        "total_cycles": float(report.total_cycles),
+        "dram_bytes": float(report.dram_bytes),
+    }
+
+
+def _compression(masks: dict[str, Any] | None) -> float:
+    """All weights of the masked matrices / kept weights (1 without masks)."""
+    kept = total = 0.0
+    for m in (masks or {}).values():
+        size = float(m.matrix_shape[0] * m.matrix_shape[1])
+        total += size
+        kept += m.density * size
+    return total / kept if kept > 0 else (1.0 if not masks else math.inf)
+
+
+def _fraction(resources: dict[str, Any], prefix: str) -> float:
+    """The largest used fraction among the resources whose name starts with `prefix`."""
+    best = math.nan
+    for name, entry in resources.items():
+        if str(name).lower().startswith(prefix):
+            frac = entry.get("fraction") if isinstance(entry, dict) else getattr(
+                entry, "fraction", None)
+            if frac is not None:
+                best = float(frac) if math.isnan(best) else max(best, float(frac))
+    return best

@@ -1,0 +1,97 @@
+"""A design point's record (one points.csv row), its constraints and THE feasibility rule.
+
+What is modelled: the record of an evaluated point joins its parameters, the hardware columns of
+codesign.sweep.hardware, the accuracy columns (drop in points: 100 x (dense - pruned)) and a
+provenance JSON. Constraints follow optuna's convention (feasible <= 0): the accuracy drop over
+the study's limit, and not fitting the board when the study requires it; an unknown accuracy
+(hardware-only studies) counts as feasible. `feasible` is the one feasibility rule of the tool.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Mapping
+
+from codesign.study import ResolvedChoice, Study
+from codesign.sweep.measurements import AccuracyResult
+from codesign.sweep.space import DesignPoint
+
+
+def constraint_values(rec: Mapping[str, Any], *, max_accuracy_drop: float | None,
+                      fits_board: bool) -> dict[str, float]:
+    """optuna's named constraints of a record, feasible <= 0: the accuracy drop over the limit
+    (points; an unknown accuracy counts as feasible: hardware-only studies) and not fitting the
+    board when `fits_board` is required. Plain values, so a table read back from points.csv and
+    study.yaml can use the same rule."""
+    out = {}
+    if max_accuracy_drop is not None:
+        drop = rec.get("accuracy_drop")
+        out["accuracy_drop"] = float(drop) - max_accuracy_drop if drop is not None and \
+            math.isfinite(drop) else 0.0
+    out["fits"] = 0.0 if rec.get("fits", True) or not fits_board else 1.0
+    return out
+
+
+def constraints(study: Study, rec: Mapping[str, Any]) -> dict[str, float]:
+    """The study's constraints of a record (see `constraint_values`)."""
+    return constraint_values(rec, max_accuracy_drop=study.constraints.max_accuracy_drop,
+                             fits_board=study.constraints.fits_board)
+
+
+def feasible(study: Study, rec: Mapping[str, Any]) -> bool:
+    """Whether a record meets every constraint of the study: THE feasibility rule."""
+    return all(c <= 0 for c in constraints(study, rec).values())
+
+
+def objective_values(study: Study, rec: Mapping[str, Any]) -> list[float]:
+    """The record's objective values in the study's order (NaN when missing)."""
+    out = []
+    for o in study.objectives:
+        v = rec.get(o.metric)
+        out.append(math.nan if v is None else float(v))
+    return out
+
+
+def build_record(study: Study, point: DesignPoint, *, resolved: ResolvedChoice,
+                 acc: AccuracyResult, hwres: Mapping[str, Any], stage: int) -> dict[str, Any]:
+    """The points.csv row of one evaluation (the column order is the table's)."""
+    rec: dict[str, Any] = {"point_id": point.point_id, "task": point.task,
+                           "model": study.model.name, "seq_len": study.model.seq_len,
+                           "batch": study.model.batch, "board": study.hardware.board}
+    rec.update(point.params())
+    rec["sparse_strategy"] = point.sparse_strategy
+    rec.update({k: v for k, v in hwres.items() if k != "hw_source"})
+    drop = 100.0 * (acc.dense - acc.accuracy) if math.isfinite(acc.accuracy) else math.nan
+    rec.update({"accuracy": acc.accuracy, "accuracy_metric": acc.metric,
+                "accuracy_dense": acc.dense, "accuracy_drop": drop,
+                "accuracy_fidelity": acc.fidelity, "accuracy_source": acc.source,
+                "hw_source": hwres["hw_source"], "stage": stage})
+    rec["provenance"] = json.dumps({"accuracy": acc.provenance,
+                                    "hardware": {"source": hwres["hw_source"],
+                                                 "board": study.hardware.board,
+                                                 "overrides": resolved.overrides}},
+                                   sort_keys=True, default=str)
+    rec["feasible"] = feasible(study, rec)
+    return rec
+
+
+class BestTracker:
+    """The best feasible value of the study's first objective so far, as a short text."""
+
+    def __init__(self, study: Study):
+        self.objective = study.objectives[0]
+        self.value: float | None = None
+        self.text = ""
+
+    def note(self, rec: Mapping[str, Any]) -> None:
+        if not rec.get("feasible"):
+            return
+        v = rec.get(self.objective.metric)
+        if v is None or not math.isfinite(v):
+            return
+        if self.value is None or (v < self.value if self.objective.direction == "min"
+                                  else v > self.value):
+            self.value = v
+            self.text = (f"{self.objective.metric}={v:.4g} ({rec['block_shape']} "
+                         f"x{rec['compression']:.2f} {rec.get('array', '')} "
+                         f"{rec.get('dataflow', '')} {rec['sparse_strategy']})")

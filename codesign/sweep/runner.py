@@ -1,0 +1,194 @@
+"""One run of a study: evaluate design points and store each as it finishes.
+
+What is modelled: an `Evaluation` is one (design point, accuracy fidelity, stage[, optuna trial])
+to compute. The `Runner` measures accuracy in the main process once per (task, block, ratio,
+fidelity), hands the hardware job to the executor, and writes each result to the results store
+(codesign.store) as one storage operation shielded from Ctrl-C, so the store never holds half a
+point. Only the main process writes the store.
+
+What is ignored: a failed hardware evaluation is counted and stored as failed (for an optuna
+trial), never retried within the run.
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from codesign.store import ResultsStore
+from codesign.study import Study, resolve
+from codesign.sweep.executors import make_executor
+from codesign.sweep.hardware import HardwareJob, MaskSource
+from codesign.sweep.measurements import AccuracyProvider, AccuracyResult
+from codesign.sweep.progress import Progress
+from codesign.sweep.records import BestTracker, build_record, constraints, objective_values
+from codesign.sweep.space import DesignPoint, DesignSpace, distributions
+from codesign.workload import model_config
+
+
+@dataclass(frozen=True, eq=False)
+class Evaluation:
+    """One design point to evaluate at one fidelity; `trial` is the asked optuna trial of a
+    search (None: the grid and promotions, written as finished trials)."""
+
+    point: DesignPoint
+    fidelity: str
+    stage: int = 0
+    trial: Any = None
+
+
+@contextlib.contextmanager
+def shielded():
+    """Defer Ctrl-C while one point is written, so the store never holds half a write."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list = []
+    previous = signal.signal(signal.SIGINT, lambda *a: got.append(a))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if got:
+            raise KeyboardInterrupt
+
+
+class Runner:
+    """The state of one run shared by the grid, the search and the promotion stages."""
+
+    def __init__(self, space: DesignSpace, out_dir: Path, *, workers: int, dask: str | None,
+                 progress: Progress | None, cache, stop_after: int | None):
+        study = space.study
+        self.study, self.space, self.context = study, space, space.context
+        self.config = model_config(study.model.name)
+        self.progress, self.stop_after = progress, stop_after
+        self.workers, self.dask = workers, dask
+        sampler = None
+        if study.search.method == "nsga2":
+            import optuna
+
+            # constraints reach NSGA-II as the trials' named constraints (optuna 5)
+            sampler = optuna.samplers.NSGAIISampler(population_size=study.search.population,
+                                                    seed=study.search.seed)
+        self.store = ResultsStore(out_dir, study.name, [o.direction for o in study.objectives],
+                                  storage=study.storage, sampler=sampler)
+        self.store.fail_running()
+        self.done = self.store.done(self.context)
+        self.accuracy = AccuracyProvider(study, cache)
+        self.executor = None  # lazily: a fully stored study starts no process, no dask client
+        self.n_new = self.n_failed = 0
+        self.best = BestTracker(study)
+        self.dist = distributions(study)
+
+    # --- what is stored -----------------------------------------------------------------------
+    def cheap_fidelity(self) -> str:
+        return self.study.accuracy.stages[0].fidelity if self.study.accuracy.measure else "none"
+
+    def stored(self, point: DesignPoint, fidelity: str) -> bool:
+        return self.stored_record(point, fidelity) is not None
+
+    def stored_record(self, point: DesignPoint, fidelity: str) -> dict[str, Any] | None:
+        """The stored record of `point` at `fidelity`; dense points have one accuracy whatever
+        the stage, so any stored fidelity serves them."""
+        rec = self.done.get((point.point_id, fidelity))
+        if rec is None and point.block is None:
+            rec = next((self.done[(point.point_id, f)] for f in ("oneshot", "retrain", "rgl",
+                                                                "none")
+                        if (point.point_id, f) in self.done), None)
+        return rec
+
+    # --- evaluating -------------------------------------------------------------------------
+    def evaluate(self, evaluations: list[Evaluation]) -> None:
+        """Accuracy in the main process grouped by (task, block, ratio, fidelity), hardware in
+        the executor, results stored as they come."""
+        if self.executor is None:
+            self.executor = make_executor(workers=self.workers, dask=self.dask)
+        groups: dict[tuple, list[Evaluation]] = {}
+        for ev in evaluations:
+            groups.setdefault(ev.point.accuracy_key + (ev.fidelity,), []).append(ev)
+        for group in groups.values():
+            first = group[0].point
+            task, block, ratio, fidelity = first.task, first.block, first.prune_ratio, \
+                group[0].fidelity
+            if self.progress and (block is not None and ratio > 0):
+                self.progress.note(f"accuracy {task} {block} ratio {ratio:g} ({fidelity})")
+            acc = self.accuracy.get(task, block, ratio, fidelity)
+            for ev in group:
+                self.executor.submit(self._job(ev.point, acc), (ev, acc))
+            self._collect(block=False)
+        while self.executor.pending():
+            self._collect(block=True)
+        self._collect(block=False)
+
+    def _job(self, point: DesignPoint, acc: AccuracyResult) -> HardwareJob:
+        if point.block is None:
+            masks = MaskSource("none")
+        elif acc.masks_path:
+            masks = MaskSource("file", path=acc.masks_path)
+        else:  # ratio 0 with a block shape: all blocks kept
+            masks = MaskSource("dense", block=point.block)
+        resolved = resolve(self.study, point.accelerator)
+        return HardwareJob(config=self.config, seq_len=self.study.model.seq_len,
+                           batch=self.study.model.batch, accelerator=resolved.accelerator,
+                           fit=resolved.fit, engine=self.study.hardware.engine, masks=masks)
+
+    def _collect(self, block: bool) -> None:
+        for (ev, acc), hwres, exc in self.executor.drain(block):
+            if hwres is None:
+                self._failed(ev, exc)
+            else:
+                self._store(ev, acc, hwres)
+
+    def _failed(self, ev: Evaluation, exc: BaseException | None) -> None:
+        self.n_failed += 1
+        if self.progress:
+            self.progress.note(f"point {ev.point.point_id} failed: {' '.join(str(exc).split())}")
+        if ev.trial is not None:
+            self.fail_trial(ev.trial)
+        self.advance()
+
+    def _store(self, ev: Evaluation, acc: AccuracyResult, hwres: dict[str, Any]) -> None:
+        point = ev.point
+        rec = build_record(self.study, point, resolved=resolve(self.study, point.accelerator),
+                           acc=acc, hwres=hwres, stage=ev.stage)
+        with shielded():  # the write and its bookkeeping happen together or not at all
+            if ev.trial is None:
+                params = point.params()
+                self.store.add(rec, params={k: params[k] for k in self.dist},
+                               distributions=self.dist, values=objective_values(self.study, rec),
+                               constraints=constraints(self.study, rec), context=self.context)
+            else:
+                self._tell(ev.trial, rec)
+            self.done[(point.point_id, rec["accuracy_fidelity"])] = rec
+            self.n_new += 1
+        self.best.note(rec)
+        self.advance()
+        if self.stop_after is not None and self.n_new >= self.stop_after:
+            raise KeyboardInterrupt  # test hook: behaves exactly like Ctrl-C here
+
+    # --- optuna trials of a search ------------------------------------------------------------
+    def _tell(self, trial, rec: dict[str, Any]) -> None:
+        self.store.tell(trial, rec, values=objective_values(self.study, rec),
+                        constraints=constraints(self.study, rec), context=self.context)
+
+    def tell_stored(self, trial, rec: dict[str, Any]) -> None:
+        """Finish an asked trial with a record already stored (no new evaluation)."""
+        with shielded():
+            self._tell(trial, rec)
+
+    def fail_trial(self, trial) -> None:
+        with shielded():
+            self.store.fail(trial)
+
+    def advance(self) -> None:
+        if self.progress:
+            self.progress.advance(1, self.best.text)
+
+    def close(self, cancel: bool = False) -> None:
+        if self.executor is not None:
+            self.executor.close(cancel=cancel)
+            self.executor = None

@@ -1,0 +1,176 @@
+"""The design space of a study and the identity of its design points.
+
+What is modelled: a design point is (task, block shape or None for the dense baseline, prune
+ratio, one accelerator choice). The grid is enumerated deterministically (per task: the dense
+baseline of each accelerator, then block shapes x ratios x accelerators) and every point is keyed
+by `point_id`, a hash of its parameters (block shape as its text "16x16" or "dense", the ratio
+rounded to 6 digits, the hardware as sorted (study key, value) pairs) and of the study's
+evaluation context (model, sequence length, batch, board, fixed overrides, engine, method,
+accuracy recipe). The hashed content is a storage contract: stored studies resume by these ids.
+
+What is ignored: nothing is evaluated here; optuna sees the space as categorical distributions.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from hwmodels import BlockShape
+
+from codesign.study import AcceleratorChoice, Study, accelerator_choices
+
+DENSE = "dense"
+# hardware keys of the study file -> column names of points.csv
+HW_COLUMNS = {"pe_array": "array"}
+
+
+def hw_column(key: str) -> str:
+    """The points.csv column of a study hardware key (`buffers_kib.weight` ->
+    `buffer_weight_kib`, `pe_array` -> `array`)."""
+    if key.startswith("buffers_kib."):
+        return f"buffer_{key.split('.', 1)[1]}_kib"
+    return HW_COLUMNS.get(key, key)
+
+
+def json_hash(data: Any, n: int = 16) -> str:
+    """The first `n` hex digits of the sha256 of `data` as compact, key-sorted JSON."""
+    blob = json.dumps(data, sort_keys=True, default=str, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:n]
+
+
+def context_of(study: Study) -> dict[str, Any]:
+    """Everything besides a point's own parameters that changes its results."""
+    return {"model": study.model.name, "seq_len": study.model.seq_len,
+            "batch": study.model.batch, "board": study.hardware.board,
+            "overrides": study.hardware.overrides, "engine": study.hardware.engine,
+            "method": study.pruning.method,
+            "recipe": study.accuracy.recipe if study.accuracy.measure else None,
+            "measure": study.accuracy.measure}
+
+
+def context_hash(study: Study) -> str:
+    return json_hash(context_of(study))
+
+
+@dataclass(frozen=True)
+class DesignPoint:
+    """One design point: `block` None is the dense baseline (ratio 0, sparse strategy dense)."""
+
+    task: str
+    block: BlockShape | None
+    prune_ratio: float
+    accelerator: AcceleratorChoice
+    point_id: str
+
+    @property
+    def block_shape(self) -> str:
+        """The block shape as points.csv writes it: "16x16" or "dense"."""
+        return DENSE if self.block is None else str(self.block)
+
+    @property
+    def hardware(self) -> tuple[tuple[str, Any], ...]:
+        return self.accelerator.pairs()
+
+    @property
+    def sparse_strategy(self) -> str:
+        return self.accelerator.sparse_strategy or "tile-skip"
+
+    @property
+    def accuracy_key(self) -> tuple[str, str, float]:
+        """(task, block shape text, ratio): one accuracy per key, shared by every accelerator."""
+        return (self.task, self.block_shape, self.prune_ratio)
+
+    def params(self) -> dict[str, Any]:
+        """Flat parameters (points.csv names)."""
+        out: dict[str, Any] = {"task": self.task, "block_shape": self.block_shape,
+                               "prune_ratio": self.prune_ratio}
+        for key, value in self.hardware:
+            out[hw_column(key)] = value
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class DesignSpace:
+    """The typed design space of one study, built once from the validated study."""
+
+    study: Study
+    context: str
+    shapes: tuple[BlockShape, ...]
+    choices: tuple[AcceleratorChoice, ...]
+    _by_values: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def of(cls, study: Study) -> DesignSpace:
+        choices = tuple(accelerator_choices(study))
+        by_values = {}
+        for c in choices + tuple(c.with_strategy(DENSE) for c in choices):
+            by_values[c.pairs()] = c
+        return cls(study, context_hash(study), study.pruning.shapes, choices, by_values)
+
+    def point(self, task: str, block: BlockShape | None, ratio: float,
+              accelerator: AcceleratorChoice) -> DesignPoint:
+        """A design point with its id; the dense baseline has ratio 0 and sparse strategy
+        dense."""
+        if block is None:
+            ratio = 0.0
+            accelerator = accelerator.with_strategy(DENSE)
+        ratio = round(float(ratio), 6)
+        pid = json_hash({"context": self.context, "task": task,
+                         "block_shape": DENSE if block is None else str(block),
+                         "prune_ratio": ratio, "hardware": accelerator.pairs()})
+        return DesignPoint(task, block, ratio, accelerator, pid)
+
+    def points(self) -> list[DesignPoint]:
+        """The grid, deterministic: per task, the dense baseline of each accelerator, then block
+        shapes x ratios x accelerators. Duplicates (e.g. one baseline for several strategies)
+        are removed keeping the first."""
+        out: dict[str, DesignPoint] = {}
+        for task in self.study.tasks:
+            candidates = [self.point(task, None, 0.0, c) for c in self.choices]
+            candidates += [self.point(task, block, ratio, c) for block in self.shapes
+                           for ratio in self.study.pruning.ratios for c in self.choices]
+            for p in candidates:
+                out.setdefault(p.point_id, p)
+        return list(out.values())
+
+    # --- from stored text (records, optuna parameters) back to typed values -------------------
+    def shape_of(self, text: str) -> BlockShape | None:
+        """The block shape named `text` ("dense" -> None); the study's own shapes are looked up,
+        a shape only a store written by an earlier study holds is parsed."""
+        if text == DENSE:
+            return None
+        for shape in self.shapes:
+            if str(shape) == text:
+                return shape
+        return BlockShape.parse(text)
+
+    def choice_of(self, values: Mapping[str, Any]) -> AcceleratorChoice:
+        """The accelerator choice of study key -> value (looked up in the space; converted by
+        codesign.study when a store holds a choice the study no longer lists)."""
+        hit = self._by_values.get(tuple(sorted(values.items())))
+        return hit if hit is not None else AcceleratorChoice.from_study_values(values)
+
+    def point_of_record(self, rec: Mapping[str, Any], dense: bool = False) -> DesignPoint:
+        """The design point of a stored record (or of its accelerator's dense baseline)."""
+        values = {k: rec[hw_column(k)] for k in self.study.hardware.swept()}
+        block = None if dense else self.shape_of(rec["block_shape"])
+        return self.point(rec["task"], block, 0.0 if dense else rec["prune_ratio"],
+                          self.choice_of(values))
+
+
+def distributions(study: Study, include_dense: bool = True) -> dict[str, Any]:
+    """The design space as optuna categorical distributions (points.csv column names)."""
+    from optuna.distributions import CategoricalDistribution
+
+    dist = {"task": CategoricalDistribution(list(study.tasks)),
+            "block_shape": CategoricalDistribution(
+                ([DENSE] if include_dense else []) + list(study.pruning.block_shapes)),
+            "prune_ratio": CategoricalDistribution(sorted(set([0.0] + study.pruning.ratios)))}
+    for key, values in study.hardware.swept().items():
+        choices = list(values)
+        if key == "sparse_strategy":
+            choices = [DENSE] + choices
+        dist[hw_column(key)] = CategoricalDistribution(choices)
+    return dist
