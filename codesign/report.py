@@ -72,23 +72,23 @@ def accuracy_drop_points(points: pd.DataFrame) -> pd.Series:
     return pd.Series(np.nan, index=points.index)
 
 
-# TODO(merge): import feasible from codesign.sweep.records (the sweep's copy of this rule)
 def feasible_mask(points: pd.DataFrame, study: Mapping) -> np.ndarray:
     """Rows meeting the study's constraints with a finite latency: the sweep's own `feasible`
-    column when the table has one, else max_accuracy_drop (points) and fits_board checked here.
-    A NaN accuracy fails an accuracy constraint."""
-    cons = _constraints(study)
+    column when the table has one, else the sweep's rule (codesign.sweep.records) applied here
+    to max_accuracy_drop (points) and fits_board."""
+    from codesign.sweep.records import constraint_values
+
     ok = np.isfinite(pd.to_numeric(points.get("latency_ms"), errors="coerce")
                      .to_numpy(dtype=float))
     if "feasible" in points:
         return ok & _truthy(points["feasible"])
-    if cons.get("fits_board", True):
-        ok &= _fits(points)
-    max_drop = cons.get("max_accuracy_drop")
-    if max_drop is not None:
-        drop = accuracy_drop_points(points).to_numpy(dtype=float)
-        ok &= np.nan_to_num(drop, nan=np.inf) <= float(max_drop) + 1e-9
-    return ok
+    cons = _constraints(study)
+    table = points.assign(accuracy_drop=accuracy_drop_points(points), fits=_fits(points))
+    rule = [all(v <= 0 for v in constraint_values(
+        row, max_accuracy_drop=cons.get("max_accuracy_drop"),
+        fits_board=bool(cons.get("fits_board", True))).values())
+        for row in table.to_dict("records")]
+    return ok & np.asarray(rule, dtype=bool)
 
 
 def _accel_text(row: Mapping, keys: Sequence[str]) -> str:

@@ -135,7 +135,7 @@ def resolve(study: Study, choice: AcceleratorChoice) -> ResolvedChoice:
     key = (study.hardware.board, fixed, choice)
     hit = _MEMO.get(key)
     if hit is None:
-        from hwmodels.boards import load_board
+        from hwmodels import load_board
 
         over = board_overrides(study, choice)
         acc = load_board(study.hardware.board, over, check_fit=False)
@@ -147,28 +147,8 @@ _MEMO: dict[tuple[str, str, AcceleratorChoice], ResolvedChoice] = {}
 
 
 def fit_of(acc) -> Fit:
-    """hwmodels' own resource check of `acc` with its numbers."""
-    return _assess_fit(acc)
+    """hwmodels' own resource check of `acc` (hwmodels.assess_fit) with its numbers."""
+    import hwmodels
 
-
-def _assess_fit(acc) -> Fit:
-    """Fit from hwmodels.resources.assess_fit (structured) when hwmodels has it."""
-    from hwmodels import resources
-
-    assess = getattr(resources, "assess_fit", None)
-    if assess is not None:
-        check = assess(acc)
-        message = str(check.problems[0]) if check.problems else ""
-        return Fit(bool(check.fits), message, check.estimate.as_dict(acc))
-    # TODO(lead, at merge): delete this fallback (it parses check_fit's error text) once
-    # hwmodels.resources.assess_fit is merged; keep only the branch above.
-    try:
-        est = resources.check_fit(acc)
-    except resources.ResourceError as exc:
-        est = resources.estimate(acc)
-        msg = str(exc)
-        # drop the "label: design does not fit PART: " prefix, keep the numbers
-        msg = msg.split("does not fit", 1)[-1].split(":", 1)[-1].strip() if "does not fit" \
-            in msg else msg
-        return Fit(False, msg, est.as_dict(acc))
-    return Fit(True, "", est.as_dict(acc))
+    check = hwmodels.assess_fit(acc)
+    return Fit(bool(check.fits), check.message, check.as_dict())

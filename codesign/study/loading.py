@@ -186,7 +186,7 @@ def _check_semantics(study: Study, shown: str, root: yaml.Node) -> None:
                              f"{name!r} is neither a built-in model "
                              f"({', '.join(builtin_models())})"
                              " nor a checkpoint folder with a config.json")
-    from hwmodels.boards import list_boards
+    from hwmodels import list_boards
 
     boards = list(list_boards())
     board = study.hardware.board

@@ -30,7 +30,7 @@ PRECISIONS = ("int8", "int16", "fp16")
 BUFFERS = ("weight", "input", "output")
 # Metrics a study may optimise; each stored per point in points.csv.
 OBJECTIVE_METRICS = {
-    "latency_ms": "min", "energy_mj": "min", "accuracy": "max", "throughput_inf_s": "max",
+    "latency_ms": "min", "energy_mj": "min", "accuracy": "max", "sequences_per_s": "max",
     "accuracy_drop": "min", "utilization": "max", "dsp_fraction": "min", "bram_fraction": "min",
     "compression": "max",
 }

@@ -88,9 +88,7 @@ def evaluate_hardware(job: HardwareJob, masks: dict[str, Any] | None = None) -> 
     return {
         "latency_ms": latency,
         "energy_mj": float(report.energy_mj),
-        # TODO(lead): hwmodels.Report gets a batch throughput property (hwmodels developer);
-        # use it here, keeping this value (batch * 1e3 / latency_ms, inferences per second).
-        "throughput_inf_s": job.batch * 1000.0 / latency if latency > 0 else math.nan,
+        "sequences_per_s": float(report.sequences_per_s),
         "utilization": float(report.utilization),
         "dsp_fraction": _fraction(res, "dsp"),
         "bram_fraction": _fraction(res, "bram"),

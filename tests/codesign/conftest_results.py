@@ -60,7 +60,7 @@ def make_points(*, shapes=SHAPES, ratios=RATIOS, arrays=ARRAYS, strategies=STRAT
                 point_id=pid, task=task, model="minilm-l6", block_shape=shape,
                 prune_ratio=ratio, compression=comp, sparse_strategy=strategy, dataflow="ws",
                 array=array, clock_mhz=200.0, precision="int8",
-                latency_ms=lat, energy_mj=energy, throughput_inf_s=1000.0 / lat,
+                latency_ms=lat, energy_mj=energy, sequences_per_s=1000.0 / lat,
                 utilization=0.5, dsp_fraction=side * side / 2520, bram_fraction=0.4,
                 fits=not (side == 32 and shape == "1x16" and ratio == 0.5),
                 accuracy=acc, accuracy_metric="accuracy", accuracy_dense=acc_dense,

@@ -25,7 +25,7 @@ TINY = ROOT / "studies" / "tiny.yaml"
 # columns every points table must have (the contract) and the ones compared between runs
 CONTRACT = ["point_id", "task", "model", "block_shape", "prune_ratio", "compression",
             "sparse_strategy", "dataflow", "array", "latency_ms", "energy_mj",
-            "throughput_inf_s", "utilization", "dsp_fraction", "bram_fraction", "fits",
+            "sequences_per_s", "utilization", "dsp_fraction", "bram_fraction", "fits",
             "accuracy", "accuracy_metric", "accuracy_dense", "accuracy_drop",
             "accuracy_fidelity", "accuracy_source", "hw_source", "provenance", "pareto"]
 COMPARED = ["point_id", "block_shape", "prune_ratio", "compression", "array", "sparse_strategy",

@@ -109,11 +109,11 @@ def test_choices_round_trip_through_study_values(tiny_space):
 
 
 def test_a_choice_is_resolved_once(tiny_space, monkeypatch):
-    import hwmodels.boards
+    import hwmodels
 
     calls = []
-    real = hwmodels.boards.load_board
-    monkeypatch.setattr(hwmodels.boards, "load_board",
+    real = hwmodels.load_board
+    monkeypatch.setattr(hwmodels, "load_board",
                         lambda *a, **k: calls.append(a) or real(*a, **k))
     choice = tiny_space.choices[0].with_strategy("compact")  # not resolved by anyone yet
     first = resolve(tiny_space.study, choice)
