@@ -6,13 +6,17 @@ a row B when A is at least as good as B on every objective and strictly better o
 in any objective is never on the front and never dominates another row: an unknown accuracy must
 not hide a measured design. Exact ties are not dominance, so identical rows are all on the front.
 
-What is ignored: constraints (filter the frame first, e.g. on `fits` or `accuracy_drop`),
+`constraint_values` is THE feasibility rule of the tool (the sweep stores its result as the
+`feasible` column; the report applies it to tables that lack the column).
+
+What is ignored by the fronts: constraints (filter the frame first, e.g. on `feasible`),
 uncertainty of surrogate figures, and epsilon-dominance. The sort is an exact O(n^2 k) pairwise
 comparison in numpy, done in row chunks so memory stays ~O(chunk * n * k) booleans; that is
 instant for the few thousand points a study holds.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,6 +38,21 @@ _DIRECTIONS = {
 # Cap on the pairwise comparison block (rows x rows x objectives booleans) so a big table does
 # not allocate n^2 at once.
 _BLOCK_ELEMENTS = 4_000_000
+
+
+def constraint_values(rec: Mapping[str, Any], *, max_accuracy_drop: float | None,
+                      fits_board: bool) -> dict[str, float]:
+    """optuna's named constraints of a record, feasible <= 0: the accuracy drop over the limit
+    (points; an unknown accuracy counts as feasible: hardware-only studies) and not fitting the
+    board when `fits_board` is required. Plain values, so a table read back from points.csv and
+    study.yaml can use the same rule."""
+    out = {}
+    if max_accuracy_drop is not None:
+        drop = rec.get("accuracy_drop")
+        out["accuracy_drop"] = float(drop) - max_accuracy_drop if drop is not None and \
+            math.isfinite(drop) else 0.0
+    out["fits"] = 0.0 if rec.get("fits", True) or not fits_board else 1.0
+    return out
 
 
 def _direction(value: Any, where: str) -> str:

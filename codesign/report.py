@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from codesign.pareto import (DEFAULT_OBJECTIVES, accelerator_columns, is_dense, points_column,
-                             with_speedup)
+from codesign.pareto import (DEFAULT_OBJECTIVES, accelerator_columns, constraint_values,
+                             is_dense, points_column, with_speedup)
 from codesign.plots import _fits, _truthy, shape_order, source_label, study_pareto_mask, task_label
 
 
@@ -76,8 +76,6 @@ def feasible_mask(points: pd.DataFrame, study: Mapping) -> np.ndarray:
     """Rows meeting the study's constraints with a finite latency: the sweep's own `feasible`
     column when the table has one, else the sweep's rule (codesign.sweep.records) applied here
     to max_accuracy_drop (points) and fits_board."""
-    from codesign.sweep.records import constraint_values
-
     ok = np.isfinite(pd.to_numeric(points.get("latency_ms"), errors="coerce")
                      .to_numpy(dtype=float))
     if "feasible" in points:

@@ -12,24 +12,10 @@ import json
 import math
 from typing import Any, Mapping
 
+from codesign.pareto import constraint_values
 from codesign.study import ResolvedChoice, Study
 from codesign.sweep.measurements import AccuracyResult
 from codesign.sweep.space import DesignPoint
-
-
-def constraint_values(rec: Mapping[str, Any], *, max_accuracy_drop: float | None,
-                      fits_board: bool) -> dict[str, float]:
-    """optuna's named constraints of a record, feasible <= 0: the accuracy drop over the limit
-    (points; an unknown accuracy counts as feasible: hardware-only studies) and not fitting the
-    board when `fits_board` is required. Plain values, so a table read back from points.csv and
-    study.yaml can use the same rule."""
-    out = {}
-    if max_accuracy_drop is not None:
-        drop = rec.get("accuracy_drop")
-        out["accuracy_drop"] = float(drop) - max_accuracy_drop if drop is not None and \
-            math.isfinite(drop) else 0.0
-    out["fits"] = 0.0 if rec.get("fits", True) or not fits_board else 1.0
-    return out
 
 
 def constraints(study: Study, rec: Mapping[str, Any]) -> dict[str, float]:
