@@ -7,15 +7,17 @@ start with a UTF-8 byte-order mark; RTE/QNLI labels are strings; STS-B labels ar
 and the official metrics (accuracy; F1 + accuracy for MRPC; Matthews correlation for CoLA;
 Pearson + Spearman for STS-B) computed with scikit-learn / scipy.
 
-What is ignored: test splits (no labels), MNLI/QQP/WNLI (not carried), and an online fallback
-through the `datasets` library (not installed here): with no folder given the reader raises
-GlueDataError saying how to point at one.
+What is ignored: test splits (no labels), MNLI/QQP/WNLI (not carried), and any online fallback:
+with no folder given the reader raises GlueDataError saying how to point at one. To make such a
+folder from the Hugging Face copy of GLUE, see codesign.glue_fetch (`codesign glue fetch DIR`).
+`check_glue_dir` checks a folder holds every file a study will read, before any training.
 
 No torch import here: the CLI imports this module at top level.
 """
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,7 +97,8 @@ def resolve_glue_dir(explicit: str | Path | None = None) -> Path:
     else:
         raise GlueDataError(
             "no GLUE folder given: pass --glue-dir DIR, set the study key 'glue_dir', or export "
-            f"{GLUE_DIR_ENV}=DIR (a folder with SST-2/, CoLA/, MRPC/, ... in the official TSV layout)")
+            f"{GLUE_DIR_ENV}=DIR (a folder with SST-2/, CoLA/, MRPC/, ... in the official TSV layout;"
+            " `codesign glue fetch DIR` writes one when online)")
     if not path.is_dir():
         raise GlueDataError(f"{origin} {path} is not a folder: point --glue-dir or "
                             f"{GLUE_DIR_ENV} at the folder holding SST-2/, CoLA/, MRPC/, ...")
@@ -117,6 +120,37 @@ class GlueSplit:
         return len(self.text_a)
 
 
+def split_path(root: Path, task: str | TaskSpec, split: str) -> Path:
+    """`root/<folder>/<split>.tsv` if that file exists, else a one-line GlueDataError naming the
+    folder, the missing file and the fixes."""
+    spec = get_task(task)
+    if split not in ("train", "dev"):
+        raise GlueDataError(f"split {split!r} of {spec.name}: use 'train' or 'dev' "
+                            "(test splits carry no labels)")
+    if split not in spec.splits:
+        raise GlueDataError(f"{spec.name} has no {split} split here (only {', '.join(spec.splits)})")
+    path = root / spec.folder / f"{split}.tsv"
+    if not path.is_file():
+        raise GlueDataError(
+            f"GLUE folder {root} has no {spec.folder}/{split}.tsv: set ${GLUE_DIR_ENV} or the "
+            f"study's glue_dir to a folder that holds it, or run `codesign glue fetch {root}`")
+    return path
+
+
+def check_glue_dir(glue_dir: str | Path | None, tasks: Iterable[str | TaskSpec],
+                   splits: Iterable[str] = ("train", "dev")) -> Path:
+    """The GLUE folder (as `resolve_glue_dir` finds it), once every task's split files exist.
+
+    For a study's validation: checks that the files are there, not their content (read errors
+    still surface when a split is loaded). Raises the first missing file's one-line GlueDataError.
+    """
+    root = resolve_glue_dir(glue_dir)
+    for task in tasks:
+        for split in splits:
+            split_path(root, task, split)
+    return root
+
+
 def _read_rows(path: Path) -> list[list[str]]:
     # utf-8-sig drops MRPC's byte-order mark and is harmless elsewhere; no csv quoting because
     # sentences contain unbalanced quotes (MRPC: `"The foodservice pie business ...`).
@@ -128,15 +162,7 @@ def load_split(task: str | TaskSpec, split: str = "train", glue_dir: str | Path 
                limit: int | None = None, seed: int = 0) -> GlueSplit:
     """Read one split; `limit` keeps a seeded random subset (in file order) for small runs."""
     spec = get_task(task)
-    if split not in ("train", "dev"):
-        raise GlueDataError(f"split {split!r} of {spec.name}: use 'train' or 'dev' "
-                            "(test splits carry no labels)")
-    if split not in spec.splits:
-        raise GlueDataError(f"{spec.name} has no {split} split here (only {', '.join(spec.splits)})")
-    root = resolve_glue_dir(glue_dir)
-    path = root / spec.folder / f"{split}.tsv"
-    if not path.is_file():
-        raise GlueDataError(f"{path} not found: the GLUE folder must hold {spec.folder}/{split}.tsv")
+    path = split_path(resolve_glue_dir(glue_dir), spec, split)
     rows = _read_rows(path)
     if spec.has_header:
         rows = rows[1:]

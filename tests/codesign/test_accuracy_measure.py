@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from codesign import accuracy as acc
+from codesign.accuracy import measurement
 from codesign.accuracy import AccuracyCache, AccuracyError, Recipe, measure, oneshot_masks
 from codesign.masks import load_masks
 
@@ -69,8 +70,8 @@ def test_cache_serves_repeat_without_recomputing(cache, glue_dir, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("recomputed a cached point")
 
-    monkeypatch.setattr(acc, "_prune", boom)
-    monkeypatch.setattr(acc, "dense_checkpoint", boom)
+    monkeypatch.setattr(measurement, "_prune", boom)
+    monkeypatch.setattr(measurement, "dense_checkpoint", boom)
     t0 = time.perf_counter()
     # a fresh cache object on the same file: what another run or study sees
     again = measure(MODEL, "sst2", (16, 16), 0.5, "retrain", RECIPE, glue_dir=glue_dir,
@@ -99,7 +100,7 @@ def test_interrupted_measurement_leaves_no_entry(cache, glue_dir, monkeypatch):
         calls.append(1)
         raise KeyboardInterrupt("simulated interruption")
 
-    monkeypatch.setattr(acc, "_evaluate", evaluate_then_die)
+    monkeypatch.setattr(measurement, "evaluate_dev", evaluate_then_die)
     with pytest.raises(KeyboardInterrupt):
         measure(MODEL, "sst2", "16x16", 0.25, "retrain", RECIPE, glue_dir=glue_dir, cache=cache)
     assert calls and len(cache) == before

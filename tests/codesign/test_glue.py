@@ -157,3 +157,34 @@ def test_glue_module_does_not_import_torch():
     code = "import sys, codesign.glue; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# --- the folder check a study runs before any training ------------------------------------------
+
+def test_check_glue_dir_names_folder_missing_file_and_fixes(tmp_path):
+    (tmp_path / "SST-2").mkdir()
+    (tmp_path / "SST-2" / "dev.tsv").write_text("sentence\tlabel\ngood\t1\n")
+    with pytest.raises(GlueDataError) as err:
+        glue.check_glue_dir(tmp_path, ["sst2"])
+    msg = str(err.value)
+    assert "\n" not in msg and str(tmp_path) in msg and "SST-2/train.tsv" in msg
+    assert "CODESIGN_GLUE_DIR" in msg and "glue_dir" in msg and "codesign glue fetch" in msg
+    # dev alone is enough when only dev is asked for; the next task's missing folder is named
+    assert glue.check_glue_dir(tmp_path, ["sst2"], splits=("dev",)) == tmp_path
+    with pytest.raises(GlueDataError, match="RTE/dev.tsv"):
+        glue.check_glue_dir(tmp_path, ["sst2", "rte"], splits=("dev",))
+
+
+def test_check_glue_dir_on_the_real_folder_and_unknown_task(glue_dir, monkeypatch):
+    assert glue.check_glue_dir(glue_dir, ["sst2", "mrpc", "SST-2"]) == glue_dir
+    monkeypatch.setenv(glue.GLUE_DIR_ENV, str(glue_dir))
+    assert glue.check_glue_dir(None, ["rte"]) == glue_dir
+    with pytest.raises(GlueDataError, match="no train split"):
+        glue.check_glue_dir(glue_dir, ["qnli"])  # studies fine-tune: train must exist
+    with pytest.raises(GlueDataError, match="unknown GLUE task"):
+        glue.check_glue_dir(glue_dir, ["mnli"])
+
+
+def test_load_split_missing_file_same_error_as_the_check(tmp_path):
+    with pytest.raises(GlueDataError, match=r"has no CoLA/dev.tsv: set \$CODESIGN_GLUE_DIR"):
+        load_split("cola", "dev", glue_dir=tmp_path)

@@ -1,0 +1,251 @@
+"""The accuracy cache: measured points (AccuracyRecord) keyed by what determines them.
+
+What is modelled: one SQLite file (default ``$CODESIGN_CACHE_DIR/accuracy.sqlite``, else
+``~/.cache/codesign/accuracy.sqlite``), keyed by (base checkpoint sha256, task, block shape,
+ratio, fidelity, hash of the recipe fields that fidelity uses), with the dense checkpoints
+(``dense/``) and mask files (``masks/``) beside it. An entry is written in one transaction only
+after its measurement completed; ``export_csv(path)`` writes every entry.
+
+What is ignored: the GLUE data files (not part of the key), and entries of another
+PROCEDURE_VERSION (never served: their keys differ). The key derivation below is fixed: the
+cache keeps serving entries written by earlier versions of this code only while it is unchanged.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import fcntl
+import json
+import math
+import os
+import sqlite3
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from codesign.accuracy.recipe import AccuracyError, Recipe
+from codesign.glue import get_task
+from codesign.hashing import short_hash
+from hwmodels import BlockShape
+
+CACHE_ENV = "CODESIGN_CACHE_DIR"
+
+
+def block_text(block_shape: Any) -> str | None:
+    """A block shape as the cache keys spell it, ``str(BlockShape)`` ("16x16"); None for dense.
+
+    The keys hold text, not a BlockShape: every key written so far used this spelling, so it
+    must stay ``str(BlockShape.parse(...))``. Accepts what BlockShape.parse accepts.
+    """
+    if block_shape is None or block_shape == "dense":
+        return None
+    try:
+        return str(BlockShape.parse(block_shape))
+    except (TypeError, ValueError) as err:
+        raise AccuracyError(str(err)) from None
+
+
+# --- records -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccuracyRecord:
+    """One measured point: the dense baseline and the pruned model's dev metrics, with provenance."""
+
+    task: str
+    metric: str  # headline metric name
+    dense: float  # headline metric of the dense fine-tuned model
+    pruned: float  # headline metric after pruning (== dense at ratio 0)
+    metrics: dict[str, float]  # every official metric of the pruned model
+    fidelity: str
+    recipe: dict[str, Any]  # the recipe fields this fidelity used (what the key hashes)
+    seconds: float  # wall time of this point (excluding the cached dense fine-tuning)
+    masks_path: str | None  # mask file of the pruned model (None for the dense model)
+    key: str
+    model: str = ""
+    model_sha256: str = ""
+    block_shape: str | None = None
+    ratio: float = 0.0
+    seed: int = 0
+    dense_metrics: dict[str, float] = field(default_factory=dict)
+    dense_seconds: float = 0.0  # wall time of the dense fine-tuning (paid once per task)
+    dense_checkpoint: str = ""
+    density: float = 1.0  # kept weights / weights over the prunable matrices
+    dev_examples: int = 0
+    device: str = ""
+    created: str = ""
+    source: str = "measured"
+    from_cache: bool = False
+
+    @property
+    def compression(self) -> float:
+        """Prunable weights / kept weights (1.0 for dense)."""
+        return 1.0 / self.density if self.density > 0 else math.inf
+
+    @property
+    def drop(self) -> float:
+        return self.dense - self.pruned
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["compression"] = self.compression
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "AccuracyRecord":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def record_key(model_sha256: str, task: str, block_shape: str | None, ratio: float,
+               fidelity: str, recipe: Recipe) -> str:
+    """The cache key of a point (ratio 0 is the dense model whatever the block shape/fidelity).
+
+    `block_shape` is the text of `block_text` (or None). Fixed: changing the hashed dict would
+    orphan every cached entry (tests/codesign/test_accuracy_keys.py pins its values).
+    """
+    ratio = float(ratio)
+    if ratio == 0.0:
+        block_shape, fidelity = None, "oneshot"  # every dense point is the same measurement
+    return short_hash({"model": model_sha256, "task": get_task(task).name, "block": block_shape,
+                       "ratio": round(ratio, 9), "fidelity": fidelity,
+                       "recipe": recipe.hash(fidelity)}, n=24)
+
+
+# --- cache -------------------------------------------------------------------------------------
+
+_COLUMNS = ("key", "model", "model_sha256", "task", "block_shape", "ratio", "fidelity",
+            "recipe_hash", "metric", "dense", "pruned", "density", "seconds", "masks_path",
+            "created", "record")
+
+
+def default_cache_path() -> Path:
+    """``$CODESIGN_CACHE_DIR/accuracy.sqlite``, else ``~/.cache/codesign/accuracy.sqlite``."""
+    base = os.environ.get(CACHE_ENV)
+    root = Path(base).expanduser() if base else Path.home() / ".cache" / "codesign"
+    return root / "accuracy.sqlite"
+
+
+class AccuracyCache:
+    """SQLite file of measured points, plus the dense checkpoints and mask files beside it.
+
+    `path`: the SQLite file, or a folder (then `<folder>/accuracy.sqlite`); None = the default
+    (`$CODESIGN_CACHE_DIR/accuracy.sqlite` or `~/.cache/codesign/accuracy.sqlite`). Safe to share
+    between processes (SQLite WAL, busy timeout; dense fine-tuning under a file lock).
+    """
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        p = default_cache_path() if path is None else Path(path).expanduser()
+        if p.suffix not in (".sqlite", ".db", ".sqlite3") or p.is_dir():
+            p = p / "accuracy.sqlite"
+        self.path = p
+        self.root = p.parent
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise AccuracyError(f"accuracy cache folder {self.root}: cannot create it ({err}); "
+                                f"pass --cache DIR or set {CACHE_ENV}") from None
+        with contextlib.closing(self._connect()) as conn, conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS accuracy (key TEXT PRIMARY KEY, model TEXT, "
+                "model_sha256 TEXT, task TEXT, block_shape TEXT, ratio REAL, fidelity TEXT, "
+                "recipe_hash TEXT, metric TEXT, dense REAL, pruned REAL, density REAL, "
+                "seconds REAL, masks_path TEXT, created TEXT, record TEXT NOT NULL)")
+
+    def __repr__(self) -> str:
+        return f"AccuracyCache({str(self.path)!r})"
+
+    @property
+    def dense_dir(self) -> Path:
+        return self.root / "dense"
+
+    @property
+    def masks_dir(self) -> Path:
+        return self.root / "masks"
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=60.0)
+
+    def get(self, key: str) -> AccuracyRecord | None:
+        with contextlib.closing(self._connect()) as conn:
+            row = conn.execute("SELECT record FROM accuracy WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        rec = AccuracyRecord.from_dict(json.loads(row[0]))
+        if rec.masks_path and not Path(rec.masks_path).is_file():
+            return None  # its mask file was deleted: measure again rather than serve a dangling path
+        return dataclasses.replace(rec, from_cache=True)
+
+    def put(self, record: AccuracyRecord) -> None:
+        """Write one complete record in a single transaction."""
+        data = record.to_dict()
+        data["from_cache"] = False
+        values = (record.key, record.model, record.model_sha256, record.task, record.block_shape,
+                  record.ratio, record.fidelity, short_hash(record.recipe), record.metric,
+                  record.dense, record.pruned, record.density, record.seconds, record.masks_path,
+                  record.created, json.dumps(data, sort_keys=True))
+        with contextlib.closing(self._connect()) as conn, conn:
+            conn.execute(f"INSERT OR REPLACE INTO accuracy ({', '.join(_COLUMNS)}) VALUES "
+                         f"({', '.join('?' * len(_COLUMNS))})", values)
+
+    def records(self) -> list[AccuracyRecord]:
+        with contextlib.closing(self._connect()) as conn:
+            rows = conn.execute("SELECT record FROM accuracy ORDER BY task, model, block_shape, "
+                                "fidelity, ratio").fetchall()
+        return [AccuracyRecord.from_dict(json.loads(r[0])) for r in rows]
+
+    def __len__(self) -> int:
+        with contextlib.closing(self._connect()) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM accuracy").fetchone()[0])
+
+    def export_csv(self, path: str | Path) -> Path:
+        """Every entry as one CSV row (metrics and recipe as JSON columns)."""
+        path = Path(path)
+        cols = ["key", "source", "model", "model_sha256", "task", "metric", "block_shape", "ratio",
+                "density", "compression", "fidelity", "dense", "pruned", "drop", "metrics",
+                "dense_metrics", "recipe", "seed", "seconds", "dense_seconds", "dev_examples",
+                "device", "masks_path", "dense_checkpoint", "created"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=cols)
+            writer.writeheader()
+            for rec in self.records():
+                row = rec.to_dict()
+                row["drop"] = rec.drop
+                for k in ("metrics", "dense_metrics", "recipe"):
+                    row[k] = json.dumps(row[k], sort_keys=True)
+                writer.writerow({c: row.get(c) for c in cols})
+        return path
+
+    @contextlib.contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """An exclusive inter-process lock (so two workers never fine-tune the same model)."""
+        lock_dir = self.root / "locks"
+        lock_dir.mkdir(exist_ok=True)
+        with open(lock_dir / f"{name}.lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# --- the base checkpoint's identity -------------------------------------------------------------
+
+_SHA_MEMO: dict[str, str] = {}
+
+
+def model_sha256(model: str) -> str:
+    """sha256 of a checkpoint's weights, without loading it (memoised per process)."""
+    if model not in _SHA_MEMO:
+        from codesign.checkpoints import checkpoint_sha256, load_model, resolve_checkpoint
+
+        folder, _ = resolve_checkpoint(model)
+        _SHA_MEMO[model] = checkpoint_sha256(folder) if folder is not None else \
+            load_model(model).sha256
+    return _SHA_MEMO[model]
+
+
