@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from codesign.accuracy.recipe import FIDELITIES
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
 
@@ -35,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tasks", default="sst2,mrpc,rte")
     ap.add_argument("--blocks", default="1x1,16x16,256x1")
     ap.add_argument("--compressions", default="1.5,2,3,5")
-    ap.add_argument("--fidelity", default="retrain", choices=["oneshot", "retrain", "rgl"])
+    ap.add_argument("--fidelity", default="retrain", choices=FIDELITIES)
     ap.add_argument("--model", default="minilm-l6")
     ap.add_argument("--glue-dir", default=os.environ.get("CODESIGN_GLUE_DIR")
                     or str(ROOT.parent / "shared" / "data" / "glue"),

@@ -29,6 +29,7 @@ import pandas as pd
 
 from hwmodels import BlockShape
 
+from codesign.accuracy.recipe import FIDELITIES
 from codesign.pareto import (DEFAULT_OBJECTIVES, accelerator_columns, is_dense,
                              normalize_objectives, pareto_mask, pareto_mask_array,
                              with_speedup)
@@ -288,7 +289,7 @@ def pareto_figure(points: pd.DataFrame, *, objectives: Any = DEFAULT_OBJECTIVES,
             ax.set_ylabel(task_label(task, metric) if task else "accuracy")
             ax.set_title(f"{x_titles[x].split(' per')[0]} vs accuracy: up-left is better",
                          fontsize=10)
-    fids = [f for f in ("oneshot", "retrain", "rgl") if "accuracy_fidelity" in points
+    fids = [f for f in FIDELITIES if "accuracy_fidelity" in points
             and (points["accuracy_fidelity"].astype(str) == f).any()]
     fids += sorted({str(f) for f in points.get("accuracy_fidelity", pd.Series(dtype=str))
                     .dropna() if str(f) not in _FIDELITY_MARKERS and str(f) != "dense"})

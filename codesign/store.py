@@ -21,13 +21,15 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from codesign.accuracy.recipe import FIDELITIES
+
 JOURNAL_NAME = "optuna.journal"
 RECORD_ATTR = "record"
 POINT_ATTR = "point_id"
 FIDELITY_ATTR = "fidelity"
 CONTEXT_ATTR = "context"
 # Cheap to expensive; a point's row shows its most expensive evaluation.
-FIDELITY_RANK = {"none": 0, "oneshot": 1, "retrain": 2, "rgl": 3}
+FIDELITY_RANK = {"none": 0, **{f: i + 1 for i, f in enumerate(FIDELITIES)}}
 
 
 class StoreError(ValueError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from codesign.accuracy.recipe import FIDELITIES
 from codesign.cli.common import CodesignError, first_line
 
 
@@ -36,7 +37,7 @@ def _parse_recipe_overrides(items: tuple[str, ...]) -> dict:
               "orientation (rows = output features), e.g. 16x16, 256x1; 1x1 = unstructured.")
 @click.option("--ratio", type=float, default=0.0, show_default=True,
               help="Fraction of blocks pruned in every encoder matrix (0 = the dense model).")
-@click.option("--fidelity", type=click.Choice(["oneshot", "retrain", "rgl"]), default="retrain",
+@click.option("--fidelity", type=click.Choice(FIDELITIES), default="retrain",
               show_default=True)
 @click.option("--model", default="minilm-l6", show_default=True,
               help="Built-in name, checkpoint folder or hub id.")

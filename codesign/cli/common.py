@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import click
 
+from codesign.errors import first_line, one_line
+
 
 class CodesignError(click.ClickException):
     """A user-facing one-line error (bad file, bad key, missing data)."""
-
-
-def first_line(err: BaseException) -> str:
-    """The first line of an error's text, or its type name when it has no text."""
-    text = str(err)
-    return text.splitlines()[0] if text else type(err).__name__
-
-
-def one_line(err: BaseException) -> str:
-    """An error's whole text on one line (runs of white space, newlines included, folded)."""
-    return " ".join(str(err).split())
 
 
 def block_option(text: str, option: str = "--block"):

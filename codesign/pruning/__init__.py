@@ -17,6 +17,8 @@ from typing import Any
 
 from hwmodels.sparsity import BlockMask
 
+from codesign.errors import first_line
+
 PerMatrix = float | Mapping[Any, float]
 
 
@@ -53,7 +55,7 @@ def read_per_matrix_file(path: str | Path, *, default: float, what: str) -> dict
         raise ValueError(f"{what} file {path}: {err.strerror}") from None
     except yaml.YAMLError as err:
         raise ValueError(f"{what} file {path}: not valid YAML/JSON "
-                         f"({str(err).splitlines()[0]})") from None
+                         f"({first_line(err)})") from None
     if not isinstance(data, dict) or not all(isinstance(v, (int, float)) for v in data.values()):
         raise ValueError(f"{what} file {path}: expected a mapping of layer index, role or "
                          "parameter name (or 'default') to a number")

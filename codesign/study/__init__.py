@@ -8,14 +8,14 @@ from codesign.study.hardware import (AcceleratorChoice, Fit, ResolvedChoice, acc
                                      board_overrides, fit_of, resolve)
 from codesign.study.loading import StudyError, check_hardware, load_study, node_line
 from codesign.study.schema import (BUFFERS, DATAFLOWS, OBJECTIVE_METRICS, PRECISIONS,
-                                   RECIPE_PRESETS, SPARSE_STRATEGIES, AccuracySpec,
+                                   SPARSE_STRATEGIES, AccuracySpec,
                                    ConstraintSpec, HardwareSpec, ModelSpec, ObjectiveSpec,
-                                   PruningSpec, SearchSpec, StageSpec, Study, build_recipe)
+                                   PruningSpec, SearchSpec, StageSpec, Study)
 
 __all__ = [
     "AcceleratorChoice", "AccuracySpec", "BUFFERS", "ConstraintSpec", "DATAFLOWS", "Fit",
     "HardwareSpec", "ModelSpec", "OBJECTIVE_METRICS", "ObjectiveSpec", "PRECISIONS",
-    "PruningSpec", "RECIPE_PRESETS", "ResolvedChoice", "SPARSE_STRATEGIES", "SearchSpec",
+    "PruningSpec", "ResolvedChoice", "SPARSE_STRATEGIES", "SearchSpec",
     "StageSpec", "Study", "StudyError", "accelerator_choices", "board_overrides",
-    "build_recipe", "check_hardware", "fit_of", "load_study", "node_line", "resolve",
+    "check_hardware", "fit_of", "load_study", "node_line", "resolve",
 ]

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from codesign.errors import one_line
 from codesign.study.hardware import accelerator_choices, resolve
 from codesign.study.schema import Study
 
@@ -133,8 +134,12 @@ def _fields_at(loc: tuple) -> list[str] | None:
     return fields
 
 
-def load_study(path: str | Path, *, check_fit: bool = True) -> Study:
-    """Read and validate a study file; raise StudyError (one line) on any problem."""
+def load_study(path: str | Path, *, check_fit: bool = True, check_data: bool = True) -> Study:
+    """Read and validate a study file; raise StudyError (one line) on any problem.
+
+    `check_fit`: every accelerator choice fits the board (when the study requires it);
+    `check_data`: the GLUE folder holds every task's train and dev files, so a missing file
+    stops the dry run and the sweep before any training, not after stage 1 has started."""
     path = Path(path)
     shown = os.path.relpath(path) if not str(path).startswith("..") else str(path)
     if len(shown) > len(str(path)):
@@ -169,9 +174,22 @@ def load_study(path: str | Path, *, check_fit: bool = True) -> Study:
         raise StudyError(shown, node_line(root, loc), _loc_to_key(loc),
                          _message(err, _fields_at(loc)))
     _check_semantics(study, shown, root)
+    if check_data:
+        _check_glue(study, shown, root)
     if check_fit:
         check_hardware(study, shown, root)
     return study
+
+
+def _check_glue(study: Study, shown: str, root: yaml.Node) -> None:
+    """The GLUE folder (the study's glue_dir, else $CODESIGN_GLUE_DIR) has every task's files."""
+    from codesign.glue import GlueDataError, check_glue_dir
+
+    try:
+        check_glue_dir(study.glue_dir, study.tasks)
+    except GlueDataError as exc:
+        key = ("glue_dir",) if study.glue_dir else ("tasks",)
+        raise StudyError(shown, node_line(root, key), key[0], one_line(exc)) from None
 
 
 def _check_semantics(study: Study, shown: str, root: yaml.Node) -> None:
@@ -205,7 +223,7 @@ def check_hardware(study: Study, shown: str, root: yaml.Node | None) -> None:
             fit = resolve(study, choice).fit
         except (ValueError, TypeError, KeyError) as exc:
             key, loc = _blame(combo, swept, str(exc))
-            raise StudyError(shown, node_line(root, loc), key, _one_line(exc))
+            raise StudyError(shown, node_line(root, loc), key, one_line(exc))
         if study.constraints.fits_board and not fit.fits:
             key, loc = _blame(combo, swept, fit.message, prefer="pe_array")
             raise StudyError(shown, node_line(root, loc), key,
@@ -217,10 +235,6 @@ def check_hardware(study: Study, shown: str, root: yaml.Node | None) -> None:
 def _describe(combo: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in combo.items() if k in
                      ("pe_array", "precision", "clock_mhz") or k.startswith("buffers_kib"))
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
 
 
 def _blame(combo: dict, swept: dict[str, list], message: str,

@@ -22,7 +22,7 @@ from typing import Any, Literal, Union
 from hwmodels import BlockShape, parse_dims
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from codesign.accuracy import FIDELITIES
+from codesign.accuracy.recipe import FIDELITIES, Recipe
 
 DATAFLOWS = ("ws", "os")
 SPARSE_STRATEGIES = ("tile-skip", "compact")
@@ -139,30 +139,10 @@ class PruningSpec(_Strict):
         return tuple(BlockShape.parse(s) for s in self.block_shapes)
 
 
-RECIPE_PRESETS = ("default", "quick", "paper")
-
-
-def build_recipe(spec: str | dict[str, Any]):
-    """codesign.accuracy.Recipe from a preset name or {base: PRESET, FIELD: value, ...}."""
-    from codesign.accuracy import Recipe
-
-    data = {"base": spec} if isinstance(spec, str) else dict(spec)
-    base = data.pop("base", "default")
-    if base not in RECIPE_PRESETS:
-        raise ValueError(f"recipe {base!r} unknown; allowed: {', '.join(RECIPE_PRESETS)}")
-    preset = {"default": Recipe(), "quick": Recipe.quick(), "paper": Recipe.paper()}[base]
-    known = set(preset.to_dict())
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"recipe field {unknown[0]!r} unknown; allowed: base, "
-                         f"{', '.join(sorted(known))}")
-    return Recipe.from_dict({**preset.to_dict(), **data})
-
-
 class StageSpec(_Strict):
     """One accuracy stage: its fidelity, and (after the first) which points get promoted."""
 
-    fidelity: Literal["oneshot", "retrain", "rgl"]
+    fidelity: Literal[FIDELITIES]  # type: ignore[valid-type]
     promote: Literal["all", "front", "near-front"] = "all"
     # near-front: points whose normalised objective distance to the front is <= tolerance
     tolerance: float = Field(0.05, ge=0.0, le=10.0)
@@ -180,7 +160,7 @@ class AccuracySpec(_Strict):
     @field_validator("recipe")
     @classmethod
     def _recipe(cls, v: Any) -> Any:
-        build_recipe(v)  # AccuracyError is a ValueError: reported with the recipe's line
+        Recipe.from_spec(v)  # AccuracyError is a ValueError: reported with the recipe's line
         return v
 
     @model_validator(mode="after")

@@ -29,12 +29,12 @@ from codesign.sweep.progress import Progress
 from codesign.sweep.promotion import select_promoted
 from codesign.sweep.records import constraint_values, constraints, feasible, objective_values
 from codesign.sweep.space import (DENSE, DesignPoint, DesignSpace, context_hash, context_of,
-                                  distributions, hw_column, json_hash)
+                                  distributions, hw_column)
 
 __all__ = [
     "AccuracyProvider", "AccuracyResult", "DENSE", "DesignPoint", "DesignSpace", "HardwareJob",
     "MaskSource", "Progress", "SweepInterrupted", "SweepResult", "accuracy_seconds",
     "constraint_values", "constraints", "context_hash", "context_of", "describe", "distributions",
-    "evaluate_hardware", "feasible", "hw_column", "json_hash", "objective_values",
+    "evaluate_hardware", "feasible", "hw_column", "objective_values",
     "points_table", "run_sweep", "select_promoted", "write_outputs",
 ]

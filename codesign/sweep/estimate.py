@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from codesign.study import Study, build_recipe, resolve
+from codesign.accuracy.recipe import Recipe
+from codesign.study import Study, resolve
 from codesign.sweep.hardware import HardwareJob, MaskSource, evaluate_hardware
 from codesign.sweep.space import DesignSpace
 from codesign.workload import model_config
@@ -24,7 +25,7 @@ def accuracy_seconds(study: Study) -> dict[str, float]:
     examples ~50 s, dev evaluation ~5 s, masked retraining of 512 examples ~15 s) plus ~10 s of
     model loading per measurement. An estimate for the dry run, not a measurement."""
     try:
-        r = build_recipe(study.accuracy.recipe)
+        r = Recipe.from_spec(study.accuracy.recipe)
     except Exception:  # noqa: BLE001
         return {"dense": 120.0, "oneshot": 10.0, "retrain": 30.0, "rgl": 60.0}
     seq = r.max_seq_len / 64.0

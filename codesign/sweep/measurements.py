@@ -15,7 +15,8 @@ from typing import Any
 
 from hwmodels import BlockShape
 
-from codesign.study import Study, build_recipe
+from codesign.accuracy.recipe import Recipe
+from codesign.study import Study
 from codesign.sweep.space import DENSE
 
 
@@ -37,7 +38,7 @@ class AccuracyProvider:
 
     def __init__(self, study: Study, cache=None):
         self.study = study
-        self.recipe = build_recipe(study.accuracy.recipe)
+        self.recipe = Recipe.from_spec(study.accuracy.recipe)
         self._cache = cache
         self._memo: dict[tuple, AccuracyResult] = {}
         self.measured = 0  # how many calls went to codesign.accuracy this run

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from codesign.accuracy.recipe import FIDELITIES
 from codesign.store import ResultsStore
 from codesign.study import Study, resolve
 from codesign.sweep.executors import make_executor
@@ -96,8 +97,7 @@ class Runner:
         the stage, so any stored fidelity serves them."""
         rec = self.done.get((point.point_id, fidelity))
         if rec is None and point.block is None:
-            rec = next((self.done[(point.point_id, f)] for f in ("oneshot", "retrain", "rgl",
-                                                                "none")
+            rec = next((self.done[(point.point_id, f)] for f in (*FIDELITIES, "none")
                         if (point.point_id, f) in self.done), None)
         return rec
 

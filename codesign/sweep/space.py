@@ -12,13 +12,12 @@ What is ignored: nothing is evaluated here; optuna sees the space as categorical
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from hwmodels import BlockShape
 
+from codesign.hashing import short_hash
 from codesign.study import AcceleratorChoice, Study, accelerator_choices
 
 DENSE = "dense"
@@ -34,12 +33,6 @@ def hw_column(key: str) -> str:
     return HW_COLUMNS.get(key, key)
 
 
-def json_hash(data: Any, n: int = 16) -> str:
-    """The first `n` hex digits of the sha256 of `data` as compact, key-sorted JSON."""
-    blob = json.dumps(data, sort_keys=True, default=str, separators=(",", ":")).encode()
-    return hashlib.sha256(blob).hexdigest()[:n]
-
-
 def context_of(study: Study) -> dict[str, Any]:
     """Everything besides a point's own parameters that changes its results."""
     return {"model": study.model.name, "seq_len": study.model.seq_len,
@@ -51,7 +44,7 @@ def context_of(study: Study) -> dict[str, Any]:
 
 
 def context_hash(study: Study) -> str:
-    return json_hash(context_of(study))
+    return short_hash(context_of(study))
 
 
 @dataclass(frozen=True)
@@ -117,7 +110,7 @@ class DesignSpace:
             ratio = 0.0
             accelerator = accelerator.with_strategy(DENSE)
         ratio = round(float(ratio), 6)
-        pid = json_hash({"context": self.context, "task": task,
+        pid = short_hash({"context": self.context, "task": task,
                          "block_shape": DENSE if block is None else str(block),
                          "prune_ratio": ratio, "hardware": accelerator.pairs()})
         return DesignPoint(task, block, ratio, accelerator, pid)

@@ -197,3 +197,19 @@ def test_fit_of_reports_the_board_check_with_its_numbers():
     assert not bad.fits and bad.resources["dsp"]["used"] > bad.resources["dsp"]["available"]
     assert bad.message.startswith("DSP needs") and "zcu102" not in bad.message.lower()
     assert str(bad.resources["dsp"]["used"]) in bad.message.replace(",", "")
+
+
+def test_dry_run_stops_on_a_glue_folder_without_the_task(tmp_path):
+    """The GLUE folder is checked when the study is validated, before any training."""
+    (tmp_path / "glue" / "SST-2").mkdir(parents=True)
+    (tmp_path / "glue" / "SST-2" / "train.tsv").write_text("sentence\tlabel\n")  # no dev.tsv
+    path = _write(tmp_path, BASE.replace("tasks:\n", f"glue_dir: {tmp_path / 'glue'}\ntasks:\n"))
+    with pytest.raises(StudyError) as err:
+        load_study(path)
+    assert err.value.key == "glue_dir" and err.value.line == _line_of(BASE, "tasks:")
+    assert "SST-2/dev.tsv" in str(err.value) and "codesign glue fetch" in str(err.value)
+    proc = subprocess.run([sys.executable, "-m", "codesign.cli", "sweep", str(path), "--dry-run",
+                           "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode != 0 and "SST-2/dev.tsv" in proc.stderr and "design points" not in \
+        proc.stdout
