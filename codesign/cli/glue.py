@@ -7,10 +7,6 @@ import click
 
 from codesign.cli.common import CodesignError, first_line
 
-_OFFLINE_HINT = ("copy the GLUE folders (SST-2/train.tsv, ...) into a folder and point "
-                 "CODESIGN_GLUE_DIR (or --glue-dir) at it")
-
-
 @click.group("glue")
 def glue_group() -> None:
     """GLUE data: fetch the official TSV layout for the accuracy measurements."""
@@ -26,14 +22,8 @@ def fetch_command(out_dir: str, tasks: str | None) -> None:
     Downloads the Hugging Face `datasets` copy of GLUE (pip install -e .[hub]); offline it
     fails at once. Then set CODESIGN_GLUE_DIR=DIR (or pass --glue-dir DIR).
     """
-    try:
-        from codesign.glue_fetch import fetch_glue
-    except ModuleNotFoundError as err:
-        if err.name == "codesign.glue_fetch":
-            raise CodesignError(f"this install of codesign has no codesign.glue_fetch; "
-                                f"{_OFFLINE_HINT}") from None
-        raise CodesignError(f"codesign glue fetch needs the {err.name!r} package: "
-                            f"pip install -e .[hub], or {_OFFLINE_HINT}") from None
+    from codesign.glue_fetch import fetch_glue
+
     names = None if tasks is None else [t.strip() for t in tasks.split(",") if t.strip()]
     try:
         written = fetch_glue(out_dir, names)

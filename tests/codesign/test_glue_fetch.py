@@ -3,6 +3,7 @@ fixture here, never the network), and fails at once, in one line, when it cannot
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import numpy as np
 import pytest
@@ -139,3 +140,18 @@ def test_without_datasets_fails_at_once_in_one_line(tmp_path, monkeypatch):
     msg = str(err.value)
     assert "\n" not in msg and "`datasets`" in msg and ".[hub]" in msg
     assert "CODESIGN_GLUE_DIR" in msg and not (tmp_path / "g").exists()
+
+
+def test_cli_offline_says_so_in_one_line(tmp_path):
+    """`codesign glue fetch` offline: one line naming the switch and the local-folder fix."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "codesign.cli", "glue", "fetch",
+                           str(tmp_path / "glue"), "--tasks", "sst2"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode != 0 and len(lines) == 1, proc.stderr
+    assert "HF_HUB_OFFLINE" in lines[0] and "CODESIGN_GLUE_DIR" in lines[0]
+    assert not (tmp_path / "glue").exists()
