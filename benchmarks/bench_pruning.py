@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         loaded.model.to("cpu")
         save_pruned(tmp, loaded.model, loaded.tokenizer, loaded.structure, masks,
-                    {"method": "oneshot"})
+                    metadata={"method": "oneshot"})
         _, wall, cpu = timed(lambda: extract_masks(tmp, block))
         rows.append(("mask extraction (checkpoint)", 0, wall, cpu, "run"))
 

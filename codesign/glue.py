@@ -158,8 +158,8 @@ def _read_rows(path: Path) -> list[list[str]]:
     return [line.split("\t") for line in text.splitlines() if line.strip() != ""]
 
 
-def load_split(task: str | TaskSpec, split: str = "train", glue_dir: str | Path | None = None,
-               limit: int | None = None, seed: int = 0) -> GlueSplit:
+def load_split(task: str | TaskSpec, split: str = "train", *,
+               glue_dir: str | Path | None = None, limit: int | None = None, seed: int = 0) -> GlueSplit:
     """Read one split; `limit` keeps a seeded random subset (in file order) for small runs."""
     spec = get_task(task)
     path = split_path(resolve_glue_dir(glue_dir), spec, split)

@@ -6,7 +6,7 @@ bytes written to and read from each on-chip buffer x the per-byte buffer figures
 moved x `dram_pj_per_byte`, vector-unit element passes x `vector_pj`. Static power is charged
 over the op's latency. Ignored: clock tree and interconnect beyond what the static figure covers,
 data-dependent switching (a zero operand costs as much as any other), DRAM refresh/idle power.
-The default figures are estimates (see the board YAML comments and the README).
+The default figures are estimates (see the board YAML comments and docs/hardware.md).
 """
 from __future__ import annotations
 

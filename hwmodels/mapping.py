@@ -6,7 +6,7 @@ bytes the DMA must bring in before it (weights, inputs, indices) and write out a
 The engines only differ in how they overlap those transfers with compute.
 
 Weight stationary (ws), following SCALE-Sim 3.0's counting exactly (checked against SCALE-Sim
-runs, see the README): a fold holds an R(K) x C(N) weight tile; per fold R cycles of weight preload, M cycles of
+runs, see docs/validation.md): a fold holds an R(K) x C(N) weight tile; per fold R cycles of weight preload, M cycles of
 streaming X rows, R-1 cycles of input skew (fill) and C-1 cycles of partial-sum drain, i.e.
 ``2R + C + M - 2``; folds = ceil(K/R) * ceil(N/C); edge folds pay the full fill/drain. We report
 M per fold as *compute* and 2R + C - 2 as *fill/drain*. SCALE-Sim reports the index of the last

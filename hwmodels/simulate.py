@@ -120,7 +120,7 @@ def _op_report(op, sched: mapping.Schedule, timing, mask, acc: Accelerator) -> O
     )
 
 
-def gemm_workload(m: int, k: int, n: int, name: str = "gemm",
+def gemm_workload(m: int, k: int, n: int, *, name: str = "gemm",
                   weight_name: str = "gemm.weight") -> Workload:
     """A one-GEMM workload (Y[m,n] = X[m,k] @ W[k,n]); its mask key is `weight_name`."""
     op = GemmOp(name=name, m=m, k=k, n=n, weight_name=weight_name)

@@ -158,7 +158,7 @@ def _dims(config: Mapping) -> tuple[int, int, int, int]:
     return layers, hidden, heads, inter
 
 
-def bert_encoder(config: Mapping, seq_len: int, batch: int = 1,
+def bert_encoder(config: Mapping, seq_len: int, batch: int = 1, *,
                  weight_names: Callable[[int, str], str] | None = None,
                  name: str | None = None) -> Workload:
     """The encoder stack of a BERT-family model as ops (see the module docstring)."""

@@ -16,18 +16,9 @@ The modules, along the data flow:
 ``recipe`` (Recipe, its presets, FIDELITIES) -> ``cache`` (AccuracyCache, AccuracyRecord, record
 keys) -> ``dense`` (the dense fine-tuned model) -> ``measurement`` (measure, oneshot_masks).
 
-The default Recipe is sized for a 2-core CPU (no GPU). Rates measured here with the machine
-idle (all-MiniLM-L6-v2, batch 32): training ~26 examples/s at seq 64 padded (~31 at seq 32;
-SST-2's short phrases go faster with dynamic padding), evaluation ~136 dev sentences/s at seq 64.
-Measured with the default Recipe on SST-2 (whole dev split, machine at load ~3 from other jobs):
-the dense fine-tuning (2,000 examples, 1 epoch, lr 3e-4, seq 64; once per model x task, cached)
-took 183 s and reached 0.797 (majority class 0.509); at 16x16, ratio 0.5 a ``oneshot`` point took
-3.4 s (0.509), a ``retrain`` point 12.8 s (0.568), an ``rgl`` point 33.5 s (0.601); 1x1 ratio 0.5
-``retrain`` 16.1 s (0.797). A default study of ~16 (block, ratio) points at ``retrain`` thus
-needs about 4 min plus 1-3 min of dense fine-tuning per task from a cold cache (~9 min plus the
-dense model at ``rgl``). On a heavily shared machine (load ~8 on the 2 cores) we measured 3-5x
-longer. MiniLM needs a high learning rate at these budgets: dense lr 1e-4 left SST-2 at 0.56
-after 20 steps, 3e-4 reached 0.77, 5e-5 stayed at the majority class.
+The default Recipe is sized for a 2-core CPU (no GPU); its measured rates, costs and scores are
+stated once, in docs/accuracy.md ("Fidelities and default recipes"). MiniLM needs a high
+learning rate at these budgets (the recipes use 3e-4 dense, 1e-4 retraining).
 
 What is ignored / how to scale up
 ---------------------------------

@@ -90,8 +90,8 @@ def _rgl(loaded: Any, block: tuple[int, int], ratio: float, recipe: Recipe, task
     # milestone epochs [4, 8, 12, 16], which would never be reached
     cfg = RGLConfig(lambda_=recipe.rgl_lambda, eps=recipe.rgl_eps, milestones=(),
                     reweight_every=recipe.rgl_reweight_every, schedule_unit="step")
-    out = rgl_prune(loaded.model, loaded.tokenizer, loaded.structure, split, block, ratio,
-                    rgl=cfg,
+    out = rgl_prune(loaded.model, loaded.tokenizer, loaded.structure, split,
+                    block_shape=block, ratio=ratio, rgl=cfg,
                     train=train_config(recipe, recipe.rgl_examples, recipe.rgl_epochs,
                                        recipe.rgl_lr),
                     retrain=train_config(recipe, recipe.retrain_examples, recipe.retrain_epochs,

@@ -63,7 +63,7 @@ def read_per_matrix_file(path: str | Path, *, default: float, what: str) -> dict
     return data
 
 
-def oneshot_prune(model: Any, structure: Any, block_shape: tuple[int, int], ratio: PerMatrix,
+def oneshot_prune(model: Any, structure: Any, block_shape: tuple[int, int], ratio: PerMatrix, *,
                   include_heads: bool = False) -> dict[str, BlockMask]:
     """Zero, in place, the blocks with the smallest L2 norms of every prunable matrix.
 
@@ -118,7 +118,7 @@ def apply_masks(model: Any, masks: Mapping[str, BlockMask]) -> dict[str, Any]:
 
 
 def save_pruned(out_dir: Any, model: Any, tokenizer: Any, structure: Any,
-                masks: Mapping[str, BlockMask], metadata: Mapping[str, Any]) -> dict[str, Any]:
+                masks: Mapping[str, BlockMask], *, metadata: Mapping[str, Any]) -> dict[str, Any]:
     """Write a pruned checkpoint: save_pretrained model + tokenizer, and masks.safetensors.
 
     Returns {"checkpoint": folder, "masks": mask file, "sha256": sha256 of the saved weights}.

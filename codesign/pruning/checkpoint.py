@@ -121,10 +121,10 @@ def _run_pipeline(loaded: Any, train_split: Any, *, block_shape: BlockShape, rat
 
     if method == "rgl":
         return rgl_prune(loaded.model, loaded.tokenizer, loaded.structure, train_split,
-                         block_shape, ratio, rgl=rgl or RGLConfig(), train=train,
+                         block_shape=block_shape, ratio=ratio, rgl=rgl or RGLConfig(), train=train,
                          retrain=retrain, progress=progress)
     return oneshot_pipeline(loaded.model, loaded.tokenizer, loaded.structure, train_split,
-                            block_shape, ratio, train=train, retrain=retrain, progress=progress)
+                            block_shape=block_shape, ratio=ratio, train=train, retrain=retrain, progress=progress)
 
 
 def _evaluate(loaded: Any, task: str, dev_split: Any | None,
@@ -147,7 +147,7 @@ def _save(out_dir: str | Path, loaded: Any, result: Any, *, task: str,
     from codesign.pruning import save_pruned
 
     saved = save_pruned(out_dir, loaded.model, loaded.tokenizer, loaded.structure, result.masks,
-                        {"method": result.method, "ratio": ratio, "task": task,
+                        metadata={"method": result.method, "ratio": ratio, "task": task,
                          "parent_checkpoint": loaded.source, "parent_sha256": loaded.sha256})
     roles = {n: (layer, r) for n, layer, r in loaded.structure.prunable(
         list(result.masks), include_heads=True)}

@@ -149,7 +149,7 @@ def _prune_then_retrain(model, tokenizer, structure, split, block_shape, ratio,
     return masks, stats
 
 
-def rgl_prune(model: torch.nn.Module, tokenizer: Any, structure: Any, split: Any,
+def rgl_prune(model: torch.nn.Module, tokenizer: Any, structure: Any, split: Any, *,
               block_shape: tuple[int, int], ratio: PerMatrix,
               rgl: RGLConfig = RGLConfig(), train: TrainConfig = TrainConfig(),
               retrain: TrainConfig | None = TrainConfig(lr=2e-5),
@@ -170,7 +170,7 @@ def rgl_prune(model: torch.nn.Module, tokenizer: Any, structure: Any, split: Any
 
 
 def oneshot_pipeline(model: torch.nn.Module, tokenizer: Any, structure: Any, split: Any | None,
-                     block_shape: tuple[int, int], ratio: PerMatrix,
+                     *, block_shape: tuple[int, int], ratio: PerMatrix,
                      train: TrainConfig | None = None, retrain: TrainConfig | None = None,
                      include_heads: bool = False, progress: bool = True) -> PruneResult:
     """Optional dense fine-tuning, one-shot block-magnitude pruning, optional masked retraining."""

@@ -147,7 +147,7 @@ def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optim
     return torch.optim.AdamW(groups, lr=config.lr)
 
 
-def finetune(model: torch.nn.Module, tokenizer: Any, split: Any, config: TrainConfig,
+def finetune(model: torch.nn.Module, tokenizer: Any, split: Any, config: TrainConfig, *,
              regularizer: Regularizer | None = None, masks: Mapping[str, Any] | None = None,
              progress: bool = True, desc: str = "train") -> TrainStats:
     """Train `model` in place on a GlueSplit; returns what the run did.
@@ -269,7 +269,7 @@ def _mask_weights(params: Mapping[str, torch.nn.Parameter],
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, tokenizer: Any, split: Any, max_seq_len: int = 128,
+def evaluate(model: torch.nn.Module, tokenizer: Any, split: Any, *, max_seq_len: int = 128,
              batch_size: int = 64, progress: bool = False, pad_to_max: bool = False,
              ) -> np.ndarray:
     """Predictions on a split: class ids (int64), or scores (float32) for a regression head.

@@ -158,7 +158,7 @@ def load_study(path: str | Path, *, check_fit: bool = True, check_data: bool = T
         raise StudyError(shown, line, "", f"not valid YAML ({problem})")
     if not isinstance(data, dict):
         raise StudyError(shown, 1, "", "a study is a YAML mapping with keys name, model, tasks, "
-                         "pruning, hardware, objectives (see README)")
+                         "pruning, hardware, objectives (see docs/studies.md)")
     try:
         study = Study.model_validate(data)
     except ValidationError as exc:

@@ -62,7 +62,7 @@ def test_layout_names_prune_save_and_extract(tiny_folder, tmp_path):
     assert {n for n, _, _ in loaded.structure.prunable(loaded.model, include_heads=True)} \
         == set(masks)
     saved = save_pruned(tmp_path / "out", loaded.model, loaded.tokenizer, loaded.structure, masks,
-                        {"method": "oneshot", "ratio": 0.5})
+                        metadata={"method": "oneshot", "ratio": 0.5})
     file_set = load_masks(saved["masks"])
     assert file_set.masks == masks
     assert file_set.metadata["roles"][ffn_in] == (1, "ffn_in")

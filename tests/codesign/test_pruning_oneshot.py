@@ -62,7 +62,7 @@ def test_padded_shapes_on_384x384(fresh):
 def test_save_extract_reload_round_trip(fresh, tmp_path):
     masks = oneshot_prune(fresh.model, fresh.structure, (16, 16), 0.5)
     saved = save_pruned(tmp_path / "pruned", fresh.model, fresh.tokenizer, fresh.structure, masks,
-                        {"method": "oneshot", "ratio": 0.5, "parent_sha256": fresh.sha256})
+                        metadata={"method": "oneshot", "ratio": 0.5, "parent_sha256": fresh.sha256})
     # the mask file round-trips
     file_set = load_masks(saved["masks"])
     assert file_set.masks == masks
@@ -117,7 +117,7 @@ def test_masks_attach_to_the_hardware_workload_by_name(fresh, tmp_path):
 
     masks = oneshot_prune(fresh.model, fresh.structure, (16, 16), 0.5)
     saved = save_pruned(tmp_path / "p", fresh.model, fresh.tokenizer, fresh.structure, masks,
-                        {"method": "oneshot", "ratio": 0.5})
+                        metadata={"method": "oneshot", "ratio": 0.5})
     config = fresh.model.config.to_dict()
     workload = hwmodels.bert_encoder(config, 32, weight_names=fresh.structure.weight_name)
     op_names = {op.weight_name for op in workload.ops if getattr(op, "weight_name", None)}
