@@ -21,6 +21,7 @@ dataflows"):
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -32,7 +33,9 @@ from hwmodels import BlockMask
 
 from reference import DECODER_WORD_BYTES, run_reference
 
-SETTINGS = settings(max_examples=20, deadline=None, derandomize=True,
+# HW_REFERENCE_EXAMPLES=200 for a deeper (slower) run; 20 keeps the file well under a minute
+SETTINGS = settings(max_examples=int(os.environ.get("HW_REFERENCE_EXAMPLES", 20)),
+                    deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 INDEX_BYTES = 2  # the zcu102 preset's index_bytes (hwmodels/boards/zcu102.yaml)
 
