@@ -76,6 +76,8 @@ class AcceleratorSpec(_Strict):
     double_buffering: bool = True
     sparse_strategy: SparseStrategy = "tile-skip"
     index_bytes: int = Field(default=2, ge=1, le=8)
+    index_format: str = Field(default="block",
+                              pattern=r"^(block|bitmap|nm(:(2|4|8|16|32|64|128|256))?)$")
     pe_array: PEArraySpec
     buffers: BuffersSpec
     dram: DramSpec
