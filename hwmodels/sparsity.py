@@ -119,6 +119,20 @@ class BlockMask:
         flat[np.random.default_rng(seed).choice(n, size=keep, replace=False)] = True
         return cls(flat.reshape(shape), block_shape, matrix_shape)
 
+    @classmethod
+    def n_of_m(cls, n: int, m: int, matrix_shape: tuple[int, int], seed: int = 0) -> "BlockMask":
+        """An N:M mask (1x1 blocks): in every output row, each aligned group of `m` input
+        features keeps exactly `n` of them (a partial last group keeps min(n, its size)),
+        positions drawn by numpy Generator(seed)."""
+        if not 0 <= n <= m or m < 1:
+            raise ValueError(f"BlockMask.n_of_m: need 0 <= n <= m and m >= 1 (got {n}:{m})")
+        out, inp = matrix_shape
+        groups = math.ceil(inp / m)
+        scores = np.random.default_rng(seed).random((out, groups, m))
+        scores[:, -1, inp - m * (groups - 1):] = np.inf  # the padding of a partial last group
+        keep = np.argsort(scores, axis=2).argsort(axis=2) < n
+        return cls(keep.reshape(out, groups * m)[:, :inp], (1, 1), matrix_shape)
+
     # ----------------------------------------------------------------- properties
     def block_sizes(self) -> tuple[np.ndarray, np.ndarray]:
         """Real heights of the block rows and widths of the block columns (edge blocks partial)."""
@@ -317,11 +331,11 @@ class IndexFormat:
         2..256); ValueError (one line) otherwise."""
         if isinstance(text, IndexFormat):
             return text
-        kind, _, m = str(text).strip().partition(":")
-        if kind in ("block", "bitmap") and not m:
+        kind, sep, m = str(text).strip().partition(":")
+        if kind in ("block", "bitmap") and not sep:
             return cls(kind)
-        if kind == "nm" and (not m or (m.isdigit() and int(m) in _NM_GROUPS)):
-            return cls("nm", int(m) if m else 4)
+        if kind == "nm" and (not sep or (m.isdigit() and int(m) in _NM_GROUPS)):
+            return cls("nm", int(m) if sep else 4)
         raise ValueError(f"index format {text!r}: use block, bitmap, nm or nm:M with M one of "
                          f"{', '.join(map(str, _NM_GROUPS))}")
 
