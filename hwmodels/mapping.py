@@ -35,9 +35,12 @@ Block sparsity (mask in GEMM orientation, see sparsity.py):
   gets its own PE column group and gathered input stream, and the longest packed column sets the
   tile's K length (ws: ceil(K_j / R) folds; os: K_j streamed). Load imbalance =
   sum_j max packed K / sum_j mean packed K (time lost to unequal groups, not averaged away).
-  Index bytes (`index_bytes` per kept block) are fetched with the weights and occupy the weight
-  buffer. The index decoder reads one 64-bit word per cycle, overlapped with the weight preload
-  (ws) or the stream (os); only the excess is charged as index-overhead cycles.
+  Indices are stored in the accelerator's `index_format` (sparsity.IndexFormat: block indices,
+  bitmaps or N:M offsets), fetched with the weights and occupy the weight buffer; a block column
+  spanning several column tiles has its indices fetched once, with the first. The index decoder
+  reads one 64-bit word per cycle, overlapped with the weight preload (ws) or the stream (os);
+  only the excess is charged as index-overhead cycles. Indices that stay on chip with the
+  weights (W resident) are decoded in the first pass only (first M chunk / row tile).
 * A mask with every block kept through tile-skip gives the dense schedule exactly; through
   compact it gives the dense fold structure plus index bytes (and index cycles, if any).
 
