@@ -1,4 +1,4 @@
-"""SCALE-Sim 3.0.0's N:M sparse mode on small GEMMs: the gold of tests/hwmodels/test_index_formats.py.
+"""SCALE-Sim 3.0.0's N:M sparse mode on small GEMMs (gold of tests/hwmodels/test_index_formats.py).
 
 SCALE-Sim's sparse mode (``SparsitySupport : true``, ``SparseRep : ellpack_block``,
 ``OptimizedMapping : false``, a ``N:M`` column in the GEMM topology) keeps the first N of every

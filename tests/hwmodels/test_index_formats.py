@@ -124,7 +124,8 @@ def test_a_wide_block_columns_indices_go_with_its_first_column_tile():
 
 
 def test_index_format_parses_and_rejects_in_one_line():
-    assert IndexFormat.parse("nm") == IndexFormat("nm", 4) and str(IndexFormat.parse("nm")) == "nm:4"
+    assert IndexFormat.parse("nm") == IndexFormat("nm", 4)
+    assert str(IndexFormat.parse("nm")) == "nm:4"
     assert IndexFormat.parse("bitmap") == IndexFormat("bitmap")
     assert str(IndexFormat.parse("nm:16")) == "nm:16"
     for bad in ("csr", "nm:3", "nm:", "block:2", "nm:512"):
