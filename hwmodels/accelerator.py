@@ -111,6 +111,9 @@ class Accelerator:
     energy: EnergyTable
     board: BoardResources
     source: str = ""
+    #: how compaction stores its indices: "block" | "bitmap" | "nm" | "nm:M"
+    #: (see hwmodels.sparsity.IndexFormat)
+    index_format: str = "block"
 
     # derived figures --------------------------------------------------------------
     @property

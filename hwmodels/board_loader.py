@@ -79,6 +79,7 @@ def accelerator_from_dict(data: Mapping[str, Any], label: str = "<dict>") -> Acc
                                                 label)}),
         board=BoardResources(**spec.board.model_dump()),
         source=label,
+        index_format=spec.index_format,
     )
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import difflib
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .accelerator import Dataflow, Precision, SparseStrategy
+from .sparsity import IndexFormat
 
 
 class BoardError(ValueError):
@@ -76,6 +77,14 @@ class AcceleratorSpec(_Strict):
     double_buffering: bool = True
     sparse_strategy: SparseStrategy = "tile-skip"
     index_bytes: int = Field(default=2, ge=1, le=8)
+    index_format: str = "block"  # block | bitmap | nm | nm:M (hwmodels.sparsity.IndexFormat)
+
+    @field_validator("index_format")
+    @classmethod
+    def _known_index_format(cls, value: str) -> str:
+        IndexFormat.parse(value)  # a one-line ValueError naming the choices
+        return value
+
     pe_array: PEArraySpec
     buffers: BuffersSpec
     dram: DramSpec

@@ -26,16 +26,21 @@ per row tile. Outputs are written once at operand precision (no partial-sum spil
 instead; os accumulates in the PEs). Usable capacity is half the buffer with double buffering.
 
 Block sparsity (mask in GEMM orientation, see sparsity.py):
-* tile-skip: a fold's R x C weight tile (ws), or an R-long K chunk of a column slab (os), is
-  skipped - neither fetched nor computed - only when every block intersecting it is zero. Kept
-  tiles are fetched and computed densely (zeros inside them included).
+* tile-skip: a fold's R x C weight tile (ws), or a block row (bk K steps) of a column slab (os:
+  PE rows hold M, so the skip unit along K is the mask's block height, not R), is skipped -
+  neither fetched nor computed - only when every block intersecting it is zero. Kept tiles are
+  fetched and computed densely (zeros inside them included). The skip flags themselves (one bit
+  per ws tile, or per os block row and slab) are not charged.
 * compact: kept blocks are packed along K per block column, each block column of a column tile
   gets its own PE column group and gathered input stream, and the longest packed column sets the
   tile's K length (ws: ceil(K_j / R) folds; os: K_j streamed). Load imbalance =
   sum_j max packed K / sum_j mean packed K (time lost to unequal groups, not averaged away).
-  Index bytes (`index_bytes` per kept block) are fetched with the weights and occupy the weight
-  buffer. The index decoder reads one 64-bit word per cycle, overlapped with the weight preload
-  (ws) or the stream (os); only the excess is charged as index-overhead cycles.
+  Indices are stored in the accelerator's `index_format` (sparsity.IndexFormat: block indices,
+  bitmaps or N:M offsets), fetched with the weights and occupy the weight buffer; a block column
+  spanning several column tiles has its indices fetched once, with the first. The index decoder
+  reads one 64-bit word per cycle, overlapped with the weight preload (ws) or the stream (os);
+  only the excess is charged as index-overhead cycles. Indices that stay on chip with the
+  weights (W resident) are decoded in the first pass only (first M chunk / row tile).
 * A mask with every block kept through tile-skip gives the dense schedule exactly; through
   compact it gives the dense fold structure plus index bytes (and index cycles, if any).
 
@@ -52,11 +57,12 @@ import numpy as np
 
 from .accelerator import Accelerator
 from .actions import ActionCounts
-from .sparsity import (ColumnPacking, GemmBlocks, column_tile_packing, dense_gemm_blocks,
-                       edge_sizes, tile_occupancy)
+from .sparsity import (INDEX_DECODE_BITS_PER_CYCLE, ColumnPacking, GemmBlocks, IndexFormat,
+                       IndexLayout, column_tile_packing, dense_gemm_blocks, edge_sizes,
+                       index_layout, tile_occupancy)
 from .workload import GemmOp, VectorOp
 
-INDEX_PORT_BYTES = 8  # the index decoder reads one 64-bit BRAM word per cycle
+INDEX_PORT_BYTES = INDEX_DECODE_BITS_PER_CYCLE // 8  # one 64-bit BRAM word per cycle
 VECTOR_CHUNK_ELEMENTS = 8192  # a vector op streams through the buffers in chunks of this size
 
 
@@ -146,6 +152,15 @@ def _packing_imbalance(pk: ColumnPacking) -> float:
     return float(pk.packed_k.sum() / pk.mean_k[busy].sum()) if busy.any() else 1.0
 
 
+def _decode_once(index: np.ndarray, passes: int, resident: bool) -> np.ndarray:
+    """Index cycles of one pass over W repeated `passes` times (ws M chunks): indices that stay
+    on chip with the weights (`resident`) are decoded in the first pass only; the decoded gather
+    addresses (one per index entry, no larger than a block index) are kept for the others."""
+    if passes == 1 or not resident:
+        return np.tile(index, passes)
+    return np.concatenate([index, np.zeros(index.size * (passes - 1), np.int64)])
+
+
 # --------------------------------------------------------------------------- weight stationary
 @dataclass(frozen=True, eq=False)
 class _WsFolds:
@@ -172,8 +187,25 @@ class _WsFolds:
     load_imbalance: float
 
 
-def _ws_compact_folds(gb: GemmBlocks, rows: int, cols: int, ob: int, ib: int) -> _WsFolds:
+def _ws_fold_index_cycles(lay: IndexLayout, fmt: IndexFormat, jj: np.ndarray, seg: np.ndarray,
+                          frac: np.ndarray, bk: int, ib: int, rows: int) -> np.ndarray:
+    """Index-decoder cycles of each ws fold beyond its R-cycle weight preload.
+
+    block: the fold's new block columns (see `IndexLayout`) each get one index per block
+    position of the fold, in lock step (shorter groups padded), as before formats existed;
+    bitmap / nm: the tile's bit stream, split over its folds in proportion to their K."""
+    if fmt.kind == "block":
+        n_idx = lay.new_groups[jj] * np.maximum(1, -(-seg // bk))
+        cycles = -(-(n_idx * ib) // INDEX_PORT_BYTES)
+    else:
+        cycles = np.ceil(frac * lay.bits[jj] / INDEX_DECODE_BITS_PER_CYCLE).astype(np.int64)
+    return np.where(seg > 0, np.maximum(0, cycles - rows), 0)
+
+
+def _ws_compact_folds(gb: GemmBlocks, rows: int, cols: int, ob: int, ib: int,
+                      fmt: IndexFormat) -> _WsFolds:
     pk = column_tile_packing(gb, cols)
+    lay = index_layout(gb, cols, fmt, ib)
     folds_j = -(-pk.packed_k // rows)  # ceil
     # one entry per fold, plus a store-only pseudo-fold for an empty column tile
     entries_j = np.maximum(folds_j, 1)
@@ -182,9 +214,8 @@ def _ws_compact_folds(gb: GemmBlocks, rows: int, cols: int, ob: int, ib: int) ->
     real = pos < folds_j[jj]
     seg = np.where(real, np.minimum(rows, pk.packed_k[jj] - pos * rows), 0)
     frac = np.where(real, seg / np.maximum(pk.packed_k[jj], 1), 0.0)
-    w_tile_bytes = pk.kept_elems * ob + pk.kept_blocks * ib  # per column tile
-    n_idx = pk.groups[jj] * np.maximum(1, -(-seg // gb.bk))
-    index = np.where(real, np.maximum(0, -(-(n_idx * ib) // INDEX_PORT_BYTES) - rows), 0)
+    w_tile_bytes = pk.kept_elems * ob + lay.bytes  # per column tile
+    index = _ws_fold_index_cycles(lay, fmt, jj, seg, frac, gb.bk, ib, rows)
     first_j = int(np.argmax(pk.packed_k > 0)) if (pk.packed_k > 0).any() else -1
     return _WsFolds(
         compact=True, jj=jj, real=real, seg=seg, w_load=frac * w_tile_bytes[jj], index=index,
@@ -192,7 +223,7 @@ def _ws_compact_folds(gb: GemmBlocks, rows: int, cols: int, ob: int, ib: int) ->
         x_stream_k=frac * pk.used_k[jj],  # gathered K positions per fold
         exec_elems=int(pk.kept_elems.sum()), tiles_total=int(folds_j.sum()), tiles_skipped=0,
         in_read_k=int(pk.gathered_k.sum()),  # per streamed row, summed over groups
-        w_read_bytes=int(w_tile_bytes.sum()), index_bytes=int((pk.kept_blocks * ib).sum()),
+        w_read_bytes=int(w_tile_bytes.sum()), index_bytes=lay.total_bytes,
         load_imbalance=_packing_imbalance(pk))
 
 
@@ -238,7 +269,8 @@ def _ws(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str) -> Schedule
     m_lens = [int(ml) for ml in edge_sizes(M, max(1, min(M, acc.usable_bytes(
         acc.output_buffer) // (C * ab))))]
     nch = len(m_lens)
-    f = (_ws_compact_folds(gb, R, C, ob, ib) if strategy == "compact"
+    f = (_ws_compact_folds(gb, R, C, ob, ib, IndexFormat.parse(acc.index_format))
+         if strategy == "compact"
          else _ws_tile_folds(gb, strategy, R, C, ob))
     # the last entry of each column tile carries that tile's output store
     last = np.ones(f.jj.size, bool)
@@ -276,7 +308,8 @@ def _ws(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str) -> Schedule
         tiles_skipped=f.tiles_skipped * nch)
     return Schedule(
         kind="gemm", count=op.count, stream=stream, fill=np.tile(real_i * (2 * R + C - 2), nch),
-        index=np.tile(f.index.astype(np.int64), nch), weight_load=np.concatenate(w_parts),
+        index=_decode_once(f.index.astype(np.int64), nch, w_resident),
+        weight_load=np.concatenate(w_parts),
         input_load=np.concatenate(x_parts),
         store_bytes=np.concatenate([store_unit * ml for ml in m_lens]), counts=counts,
         strategy=strategy, dataflow="ws", load_imbalance=f.load_imbalance,
@@ -301,20 +334,37 @@ class _OsSlabs:
     load_imbalance: float
 
 
-def _os_compact_slabs(gb: GemmBlocks, cols: int, ob: int, ib: int) -> _OsSlabs:
+def _os_compact_slabs(gb: GemmBlocks, cols: int, ob: int, ib: int,
+                      fmt: IndexFormat) -> _OsSlabs:
+    """The decoder reads a slab's new index bits (see `IndexLayout`) while the slab streams;
+    only the excess over the stream is charged."""
     pk = column_tile_packing(gb, cols)
-    idx_bytes = pk.kept_blocks * ib
+    lay = index_layout(gb, cols, fmt, ib)
+    decode = -(-lay.bits // INDEX_DECODE_BITS_PER_CYCLE)
     return _OsSlabs(
-        streamed_k=pk.packed_k, w_bytes=pk.kept_elems * ob + idx_bytes, index_bytes=idx_bytes,
-        index_cycles=np.maximum(0, -(-idx_bytes // INDEX_PORT_BYTES) - pk.packed_k),
+        streamed_k=pk.packed_k, w_bytes=pk.kept_elems * ob + lay.bytes, index_bytes=lay.bytes,
+        index_cycles=np.maximum(0, decode - pk.packed_k),
         used_k=pk.used_k, used_k_total=pk.used_k_total, exec_per_row=pk.kept_elems,
         in_read_k=pk.gathered_k, tiles_total=int(pk.packed_k.size), tiles_skipped=0,
         load_imbalance=_packing_imbalance(pk))
 
 
+def _os_skip_step(gb: GemmBlocks, strategy: str, rows: int) -> int:
+    """K positions per skip unit of an os column slab.
+
+    In os a PE row holds one output row (M) and a PE column one output column (N); K is time:
+    at step t every column consumes W[k_t, n_j] and every row X[m_i, k_t]. A step can be skipped
+    for the whole slab exactly when W[k_t, n] = 0 for every n of the slab, so the array height R
+    plays no part; a block mask's zeros along K come in runs of its block height bk, which makes
+    one block row (bk steps) of a slab the skip unit. Without skipping: chunks of R (the count of
+    the dense schedule, unchanged)."""
+    return gb.bk if strategy == "tile-skip" else rows
+
+
 def _os_tile_slabs(gb: GemmBlocks, strategy: str, rows: int, cols: int, ob: int) -> _OsSlabs:
-    k_len, n_len = edge_sizes(gb.k, rows), edge_sizes(gb.n, cols)
-    occ = _occupancy(gb, strategy, rows, cols)
+    step = _os_skip_step(gb, strategy, rows)
+    k_len, n_len = edge_sizes(gb.k, step), edge_sizes(gb.n, cols)
+    occ = _occupancy(gb, strategy, step, cols)
     streamed = (k_len[:, None] * occ).sum(axis=0)
     none = np.zeros(n_len.size, np.int64)
     return _OsSlabs(
@@ -330,7 +380,8 @@ def _os(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str) -> Schedule
     M, K, N = op.m, op.k, op.n
     r_len, n_len = edge_sizes(M, R), edge_sizes(N, C)
     nMt, nNt = r_len.size, n_len.size
-    sl = (_os_compact_slabs(gb, C, ob, acc.index_bytes) if strategy == "compact"
+    sl = (_os_compact_slabs(gb, C, ob, acc.index_bytes, IndexFormat.parse(acc.index_format))
+          if strategy == "compact"
           else _os_tile_slabs(gb, strategy, R, C, ob))
     w_total = float(sl.w_bytes.sum())
     w_resident = nMt > 1 and w_total <= acc.usable_bytes(acc.weight_buffer)
@@ -363,7 +414,8 @@ def _os(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str) -> Schedule
     return Schedule(
         kind="gemm", count=op.count, stream=np.where(real, S[jj], 0).astype(np.int64),
         fill=np.where(real, R + C - 2, 0).astype(np.int64),
-        index=np.where(real, sl.index_cycles[jj], 0).astype(np.int64), weight_load=w_load,
+        index=np.where(real & fetch_w, sl.index_cycles[jj], 0).astype(np.int64),
+        weight_load=w_load,
         input_load=x_load, store_bytes=(r_len[aa] * n_len[jj] * ob).astype(np.float64),
         counts=counts, strategy=strategy, dataflow="os", load_imbalance=sl.load_imbalance,
         weight_slots=not w_resident, input_slots=True)

@@ -119,6 +119,20 @@ class BlockMask:
         flat[np.random.default_rng(seed).choice(n, size=keep, replace=False)] = True
         return cls(flat.reshape(shape), block_shape, matrix_shape)
 
+    @classmethod
+    def n_of_m(cls, n: int, m: int, matrix_shape: tuple[int, int], seed: int = 0) -> "BlockMask":
+        """An N:M mask (1x1 blocks): in every output row, each aligned group of `m` input
+        features keeps exactly `n` of them (a partial last group keeps min(n, its size)),
+        positions drawn by numpy Generator(seed)."""
+        if not 0 <= n <= m or m < 1:
+            raise ValueError(f"BlockMask.n_of_m: need 0 <= n <= m and m >= 1 (got {n}:{m})")
+        out, inp = matrix_shape
+        groups = math.ceil(inp / m)
+        scores = np.random.default_rng(seed).random((out, groups, m))
+        scores[:, -1, inp - m * (groups - 1):] = np.inf  # the padding of a partial last group
+        keep = np.argsort(scores, axis=2).argsort(axis=2) < n
+        return cls(keep.reshape(out, groups * m)[:, :inp], (1, 1), matrix_shape)
+
     # ----------------------------------------------------------------- properties
     def block_sizes(self) -> tuple[np.ndarray, np.ndarray]:
         """Real heights of the block rows and widths of the block columns (edge blocks partial)."""
@@ -285,6 +299,96 @@ def column_tile_packing(gb: GemmBlocks, tile_n: int) -> ColumnPacking:
     return ColumnPacking(packed_k=packed_k, mean_k=gathered / groups, used_k=used_k,
                          groups=groups, kept_elems=kept_elems, kept_blocks=kept_blocks,
                          gathered_k=gathered, used_k_total=used_total)
+
+
+# --------------------------------------------------------------------------- index formats
+#: bits of index the decoder reads per cycle: one 64-bit BRAM word (a model figure, as before)
+INDEX_DECODE_BITS_PER_CYCLE = 64
+_NM_GROUPS = (2, 4, 8, 16, 32, 64, 128, 256)
+
+
+@dataclass(frozen=True)
+class IndexFormat:
+    """How compaction stores where the kept weights sit along K, per block column (GEMM
+    orientation; a parameter block row):
+
+    * ``block``: one `index_bytes` index (the K block row) per kept block;
+    * ``bitmap``: one bit per block of the block column, kept or not;
+    * ``nm`` / ``nm:M``: N:M offsets, ceil(log2 M) bits per slot, N slots per aligned group of
+      M K positions (N = the most kept positions of any group of the matrix; shorter groups are
+      padded, as SCALE-Sim 3.0's ELLPACK-block metadata is). ``nm`` is ``nm:4`` (2:4 hardware).
+
+    A block column with no kept block stores nothing (its tiles are empty). The bits of a
+    column tile are stored contiguously (its bytes are ceil(bits / 8)).
+    """
+
+    kind: str  # "block", "bitmap" or "nm"
+    group_m: int = 0  # M of ``nm`` (0 otherwise)
+
+    @classmethod
+    def parse(cls, text: "str | IndexFormat") -> "IndexFormat":
+        """``"block"``, ``"bitmap"``, ``"nm"`` (= ``"nm:4"``) or ``"nm:M"`` (M a power of 2,
+        2..256); ValueError (one line) otherwise."""
+        if isinstance(text, IndexFormat):
+            return text
+        kind, sep, m = str(text).strip().partition(":")
+        if kind in ("block", "bitmap") and not sep:
+            return cls(kind)
+        if kind == "nm" and (not sep or (m.isdigit() and int(m) in _NM_GROUPS)):
+            return cls("nm", int(m) if sep else 4)
+        raise ValueError(f"index format {text!r}: use block, bitmap, nm or nm:M with M one of "
+                         f"{', '.join(map(str, _NM_GROUPS))}")
+
+    def __str__(self) -> str:
+        return f"nm:{self.group_m}" if self.kind == "nm" else self.kind
+
+
+def nm_slots(gb: GemmBlocks, group_m: int) -> int:
+    """N of the mask read as N:M along K: the most kept K positions of any block column in any
+    aligned group of `group_m` K positions (0 for an empty mask)."""
+    kept_k = np.repeat(gb.grid, gb.k_sizes, axis=0)  # [K, nNb] kept K positions
+    pad = (-gb.k) % group_m
+    if pad:
+        kept_k = np.pad(kept_k, ((0, pad), (0, 0)))
+    counts = kept_k.reshape(-1, group_m, kept_k.shape[1]).sum(axis=1)
+    return int(counts.max()) if counts.size else 0
+
+
+def index_bits_per_block_column(gb: GemmBlocks, fmt: IndexFormat, index_bytes: int) -> np.ndarray:
+    """int64 [nNb]: index bits each block column stores in format `fmt` (see `IndexFormat`)."""
+    kept = gb.grid.sum(axis=0).astype(np.int64)
+    if fmt.kind == "block":
+        return kept * (8 * index_bytes)
+    nonempty = (kept > 0).astype(np.int64)
+    if fmt.kind == "bitmap":
+        return nonempty * gb.grid.shape[0]
+    bits = math.ceil(math.log2(fmt.group_m))
+    return nonempty * (nm_slots(gb, fmt.group_m) * math.ceil(gb.k / fmt.group_m) * bits)
+
+
+@dataclass(frozen=True, eq=False)
+class IndexLayout:
+    """A mask's indices per column tile of `tile_n` PE columns. A block column is needed by
+    every column tile it intersects but its indices are fetched (and decoded) once, with the
+    first of them, and kept for the others (at most one block column's worth per tile edge)."""
+
+    bits: np.ndarray  # [nNt] index bits fetched with the tile
+    bytes: np.ndarray  # [nNt] ceil(bits / 8)
+    new_groups: np.ndarray  # [nNt] block columns whose first column tile this is
+
+    @property
+    def total_bytes(self) -> int:
+        return int(self.bytes.sum())
+
+
+def index_layout(gb: GemmBlocks, tile_n: int, fmt: IndexFormat, index_bytes: int) -> IndexLayout:
+    """Where the indices of `gb` in format `fmt` are fetched: see `IndexLayout`."""
+    n_tiles = math.ceil(gb.n / tile_n)
+    first = (np.arange(gb.grid.shape[1], dtype=np.int64) * gb.bn) // tile_n
+    bits = np.bincount(first, weights=index_bits_per_block_column(gb, fmt, index_bytes),
+                       minlength=n_tiles).astype(np.int64)
+    return IndexLayout(bits=bits, bytes=-(-bits // 8),
+                       new_groups=np.bincount(first, minlength=n_tiles).astype(np.int64))
 
 
 def nonzeros_per_pe_column(gb: GemmBlocks, cols: int) -> np.ndarray:

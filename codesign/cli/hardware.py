@@ -32,6 +32,14 @@ def _hw_summary(report) -> dict:
     }
 
 
+def _index_format_option(fn):
+    return click.option(
+        "--index-format", default=None,
+        help="How compaction stores its indices: block (one 2-byte index per kept block), "
+             "bitmap (one bit per block), nm or nm:M (N:M offsets, ceil(log2 M) bits per "
+             "slot; nm = nm:4). Default: the board's (block).")(fn)
+
+
 def _hw_common(fn):
     fn = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")(fn)
     fn = click.option("--engine", type=click.Choice(["analytical", "event"]),
@@ -61,9 +69,10 @@ def _hw_common(fn):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random mask.")
 @click.option("--sparse-strategy", type=click.Choice(["dense", "tile-skip", "compact"]),
               default=None, help="How the array exploits the mask (default: the board's).")
+@_index_format_option
 @_hw_common
-def simulate_gemm(m, k, n, array, dataflow, block, density, seed, sparse_strategy, board, engine,
-                  as_json) -> None:
+def simulate_gemm(m, k, n, array, dataflow, block, density, seed, sparse_strategy, index_format,
+                  board, engine, as_json) -> None:
     """Simulate one GEMM Y[M,N] = X[M,K] @ W[K,N] (W = weight.T), dense or block-sparse."""
     import json
 
@@ -80,6 +89,8 @@ def simulate_gemm(m, k, n, array, dataflow, block, density, seed, sparse_strateg
         overrides["dataflow"] = dataflow
     if sparse_strategy:
         overrides["sparse_strategy"] = sparse_strategy
+    if index_format:
+        overrides["index_format"] = index_format
     acc = _hw_board(board, overrides)
     workload = hwmodels.gemm_workload(m, k, n)
     masks = None
@@ -93,7 +104,7 @@ def simulate_gemm(m, k, n, array, dataflow, block, density, seed, sparse_strateg
                    dataflow=acc.dataflow, board=acc.name, block=block,
                    density=masks["gemm.weight"].density if masks else 1.0,
                    sparse_strategy=acc.sparse_strategy if masks else "dense",
-                   load_imbalance=report.load_imbalance,
+                   index_format=acc.index_format, load_imbalance=report.load_imbalance,
                    tiles_skipped=report.ops[0].tiles_skipped, tiles_total=report.ops[0].tiles_total)
         click.echo(json.dumps(out, indent=2))
         return
@@ -115,8 +126,10 @@ def simulate_gemm(m, k, n, array, dataflow, block, density, seed, sparse_strateg
               help="Sequences per inference (weight GEMMs get M = seq-len x batch).")
 @click.option("--masks", "masks_path", type=click.Path(dir_okay=False), default=None,
               help="Block-mask file (safetensors, keys = checkpoint parameter names).")
+@_index_format_option
 @_hw_common
-def simulate_model(model, seq_len, batch, masks_path, board, engine, as_json) -> None:
+def simulate_model(model, seq_len, batch, masks_path, index_format, board, engine,
+                   as_json) -> None:
     """Simulate a whole BERT-family encoder (optionally with block masks) on a board."""
     import json
 
@@ -128,7 +141,7 @@ def simulate_model(model, seq_len, batch, masks_path, board, engine, as_json) ->
         config = model_config(model)
     except ModelConfigError as err:
         raise CodesignError(f"--model {err}") from None
-    acc = _hw_board(board, {})
+    acc = _hw_board(board, {"index_format": index_format} if index_format else {})
     masks = None
     if masks_path:
         from codesign.masks import load_masks
