@@ -152,13 +152,8 @@ def test_analytical_equals_reference(dataflow, strategy, case):
         assert an_idx <= ref.index_cycles <= an_idx + slack
 
 
-OS_TILE_SKIP_BUG = ("issue 11: with os, hwmodels' tile-skip skips K chunks of the array height R "
-                    "(mapping._os_tile_slabs uses tile_occupancy(gb, rows, cols)) although os "
-                    "rows map M; a kept block row shorter than R keeps its pruned neighbours")
-
-
-@pytest.mark.xfail(strict=True, reason=OS_TILE_SKIP_BUG)
 def test_os_tile_skip_reproducer():
+    """Issue 11's OS tile-skip bug (skipping K in chunks of the array height), now fixed."""
     # K = 4 in blocks of 2 along K (parameter block 1x2), the second block pruned: on a 4x1
     # array hwmodels streams all 4 positions (7 cycles), the reference 2 (5 cycles); on 1x1 both 2.
     mask = BlockMask(np.array([[True, False]]), (1, 2), (1, 4))
@@ -166,8 +161,7 @@ def test_os_tile_skip_reproducer():
     assert (ref.cycles, analytical_cycles(op)) == (5, 5)
 
 
-@pytest.mark.xfail(strict=True, reason=OS_TILE_SKIP_BUG)
-@settings(SETTINGS, phases=[Phase.generate])  # the first failure is enough: no shrinking
+@settings(SETTINGS)
 @given(case=cases())
 def test_os_tile_skip_any_block_height(case):
     m, k, n, rows, cols, mask, seed = case
