@@ -12,7 +12,7 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .accelerator import Dataflow, Precision, SparseStrategy
+from .accelerator import Dataflow, Precision, SparseStrategy, VectorOverlap, WeightPreload
 
 
 class BoardError(ValueError):
@@ -76,6 +76,9 @@ class AcceleratorSpec(_Strict):
     double_buffering: bool = True
     sparse_strategy: SparseStrategy = "tile-skip"
     index_bytes: int = Field(default=2, ge=1, le=8)
+    # pipeline (see hwmodels.mapping and hwmodels.engines.fusion)
+    weight_preload: WeightPreload = "serial"
+    vector_overlap: VectorOverlap = "none"
     pe_array: PEArraySpec
     buffers: BuffersSpec
     dram: DramSpec
