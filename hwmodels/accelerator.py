@@ -18,7 +18,8 @@ SparseStrategy = Literal["dense", "tile-skip", "compact"]
 #: serial: SCALE-Sim's counting (preload and skew per fold); overlapped: double-buffered PE
 #: weights (ws) / accumulators (os), see hwmodels.mapping
 WeightPreload = Literal["serial", "overlapped"]
-#: none: vector ops run after their producer GEMM; fused: overlapped with it (hwmodels.engines.fusion)
+#: none: vector ops run after their producer GEMM; fused: overlapped with it
+#: (hwmodels.engines.fusion)
 VectorOverlap = Literal["none", "fused"]
 
 #: bytes of one operand and of one accumulator (partial sum) per precision

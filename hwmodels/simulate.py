@@ -1,10 +1,10 @@
 """`simulate(workload, accelerator, masks, engine) -> Report`: map every op, time it, price it.
 
 Ops run one after another (each op reads its operands from DRAM and writes its result back); with
-`vector_overlap: fused` a GEMM's vector ops are overlapped with it (hwmodels.engines.fusion). Masks attach to weight GEMMs by exact checkpoint
-parameter name. With `sparse_strategy: dense` a mask is accepted but ignored (a dense accelerator
-multiplies the zeros). Identical unmasked ops (attention matmuls, vector ops of every layer) are
-mapped and timed once per call.
+`vector_overlap: fused` a GEMM's vector ops are overlapped with it (hwmodels.engines.fusion).
+Masks attach to weight GEMMs by exact checkpoint parameter name. With `sparse_strategy: dense` a
+mask is accepted but ignored (a dense accelerator multiplies the zeros). Identical unmasked ops
+(attention matmuls, vector ops of every layer) are mapped and timed once per call.
 """
 from __future__ import annotations
 

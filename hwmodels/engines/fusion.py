@@ -112,7 +112,8 @@ def fused_timings(ops: Sequence[GemmOp | VectorOp], schedules: Sequence[Schedule
             key = tuple(id(x) for x in (*schedules[i:j], *timings[i:j]))
             hit = memo.get(key)
             if hit is None:
-                hit = memo[key] = fuse_group(schedules[i], timings[i], ops[i + 1:j], timings[i + 1:j])
+                hit = memo[key] = fuse_group(schedules[i], timings[i], ops[i + 1:j],
+                                             timings[i + 1:j])
             out[i + 1:j] = hit
         i = j
     return out
