@@ -189,3 +189,27 @@ def test_serial_none_is_scalesim_counting_for_a_whole_layer():
         data.pop(key)
     b = simulate(wl, hwmodels.accelerator_from_dict(data))
     assert a.total_cycles == b.total_cycles and a.fill_drain_cycles == b.fill_drain_cycles
+
+
+def test_cli_options_reach_the_model():
+    import json
+
+    from click.testing import CliRunner
+
+    from codesign.cli import main
+
+    def run(*extra):
+        res = CliRunner().invoke(main, ["simulate-gemm", "--m", "128", "--k", "768", "--n", "768",
+                                        "--array", "32x32", "--dataflow", "ws", "--json", *extra])
+        assert res.exit_code == 0, res.output
+        return json.loads(res.output)
+
+    ser = run("--weight-preload", "serial", "--vector-overlap", "none")
+    ovl = run("--weight-preload", "overlapped")
+    assert (ser["weight_preload"], ser["vector_overlap"]) == ("serial", "none")
+    assert ser["compute_cycles"] + ser["fill_drain_cycles"] == 127_872  # SCALE-Sim + 1
+    assert ovl["compute_cycles"] + ovl["fill_drain_cycles"] == 73_822 == ideal_compute_cycles(
+        128, 768, 768, 32, 32, "ws", "overlapped")  # 32 + 575 x 128 + 128 + 62
+    assert ovl["dram_bytes"] == ser["dram_bytes"]
+    bad = CliRunner().invoke(main, ["simulate-gemm", "--weight-preload", "double"])
+    assert bad.exit_code != 0 and "--weight-preload" in bad.output
