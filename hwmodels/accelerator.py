@@ -15,6 +15,12 @@ from typing import Any, Literal
 Precision = Literal["int8", "int16", "fp16"]
 Dataflow = Literal["ws", "os"]
 SparseStrategy = Literal["dense", "tile-skip", "compact"]
+#: serial: SCALE-Sim's counting (preload and skew per fold); overlapped: double-buffered PE
+#: weights (ws) / accumulators (os), see hwmodels.mapping
+WeightPreload = Literal["serial", "overlapped"]
+#: none: vector ops run after their producer GEMM; fused: overlapped with it
+#: (hwmodels.engines.fusion)
+VectorOverlap = Literal["none", "fused"]
 
 #: bytes of one operand and of one accumulator (partial sum) per precision
 OPERAND_BYTES = {"int8": 1, "int16": 2, "fp16": 2}
@@ -110,6 +116,9 @@ class Accelerator:
     vector_unit: VectorUnit
     energy: EnergyTable
     board: BoardResources
+    # pipeline (the code defaults reproduce SCALE-Sim's counting; the presets choose their own)
+    weight_preload: WeightPreload = "serial"
+    vector_overlap: VectorOverlap = "none"
     source: str = ""
     #: how compaction stores its indices: "block" | "bitmap" | "nm" | "nm:M"
     #: (see hwmodels.sparsity.IndexFormat)

@@ -12,7 +12,7 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .accelerator import Dataflow, Precision, SparseStrategy
+from .accelerator import Dataflow, Precision, SparseStrategy, VectorOverlap, WeightPreload
 from .sparsity import IndexFormat
 
 
@@ -85,6 +85,9 @@ class AcceleratorSpec(_Strict):
         IndexFormat.parse(value)  # a one-line ValueError naming the choices
         return value
 
+    # pipeline (see hwmodels.mapping and hwmodels.engines.fusion)
+    weight_preload: WeightPreload = "serial"
+    vector_overlap: VectorOverlap = "none"
     pe_array: PEArraySpec
     buffers: BuffersSpec
     dram: DramSpec

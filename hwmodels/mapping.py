@@ -14,6 +14,10 @@ cycle, so its figure is ours minus 1 per GEMM.
 Output stationary (os): a fold holds an R(M) x C(N) output tile and streams K; per fold
 ``K + R + C - 2`` (K compute, R + C - 2 fill/drain skew; SCALE-Sim does not charge a separate
 output drain); folds = ceil(M/R) * ceil(N/C).
+The two counts above are `weight_preload: serial`, SCALE-Sim's. `weight_preload: overlapped`
+(double-buffered PE registers, as TPU-style arrays do) keeps the stream of the array going from
+one fold to the next; see `pipeline_fill` for its closed form. The bytes moved are the same in
+both modes.
 
 Loop order and memory (ws): m-chunk > column tile j > k tile i. The output buffer holds the
 int32 partial sums of one column tile for `m_chunk` rows; when M x C partial sums exceed the usable
@@ -89,6 +93,10 @@ class Schedule:
     #: double buffering off) until the last fold that uses it (the folds up to the next load).
     weight_slots: bool = True
     input_slots: bool = True
+    #: GEMMs: True for a fold after which a group of complete output rows exists (ws: the end
+    #: of an M chunk; os: the last column tile of a row tile); row-wise vector work fused behind
+    #: the GEMM waits for it (hwmodels.engines.fusion). None for vector ops.
+    row_ends: np.ndarray | None = None
 
     @property
     def load_bytes(self) -> np.ndarray:
@@ -112,14 +120,54 @@ class Schedule:
         return tuple(np.tile(x, self.count) for x in arrays)
 
 
-def ideal_compute_cycles(m: int, k: int, n: int, rows: int, cols: int, dataflow: str) -> int:
-    """Dense GEMM cycles with ideal memory (compute + fill/drain) in our counting; SCALE-Sim's
-    "Total Cycles" in its ideal (CALC) mode is this minus 1."""
+def ideal_compute_cycles(m: int, k: int, n: int, rows: int, cols: int, dataflow: str,
+                         weight_preload: str = "serial") -> int:
+    """Dense GEMM cycles with ideal memory (compute + fill/drain) in our counting, one M chunk
+    (the output buffer holds M x C partial sums). Serial: SCALE-Sim's "Total Cycles" in its
+    ideal (CALC) mode is this minus 1. Overlapped: the closed form of `pipeline_fill`."""
+    if dataflow not in ("ws", "os"):
+        raise ValueError(f"dataflow {dataflow!r}: expected 'ws' or 'os'")
+    if weight_preload not in ("serial", "overlapped"):
+        raise ValueError(f"weight_preload {weight_preload!r}: expected 'serial' or 'overlapped'")
     if dataflow == "ws":
-        return math.ceil(k / rows) * math.ceil(n / cols) * (2 * rows + cols + m - 2)
-    if dataflow == "os":
-        return math.ceil(m / rows) * math.ceil(n / cols) * (k + rows + cols - 2)
-    raise ValueError(f"dataflow {dataflow!r}: expected 'ws' or 'os'")
+        folds, stream, first = math.ceil(k / rows) * math.ceil(n / cols), m, rows
+    else:
+        folds, stream, first = math.ceil(m / rows) * math.ceil(n / cols), k, 0
+    if weight_preload == "serial":
+        return folds * (stream + first + rows + cols - 2)
+    return first + (folds - 1) * max(stream, rows) + stream + rows + cols - 2
+
+
+def pipeline_fill(stream: np.ndarray, real: np.ndarray, rows: int, cols: int, dataflow: str,
+                  weight_preload: str) -> np.ndarray:
+    """Fill/drain (+ exposed weight preload) cycles per fold of one op instance.
+
+    serial (SCALE-Sim): every fold pays them in full, ws ``2R + C - 2`` (R preload, R - 1 input
+    skew, C - 1 partial-sum drain), os ``R + C - 2`` (skew).
+    overlapped, ws (double-buffered weight registers): fold i+1's R x C weights shift into the
+    shadow registers (R cycles) while fold i streams its M rows, and its first row enters right
+    behind fold i's last, so fold starts are max(M_i, R) apart and the skew/drain is paid once:
+    ``T = R + sum_{i<n-1} max(M_i, R) + M_last + R + C - 2``, i.e. ``n M + 2R + C - 2`` for
+    M >= R (serial: ``n (M + 2R + C - 2)``).
+    overlapped, os (double-buffered accumulators): tile i's R results per column shift out of
+    the shadow accumulators (R cycles) while tile i+1 accumulates its K-long stream:
+    ``T = sum_{i<n-1} max(K_i, R) + K_last + R + C - 2`` (no preload: both operands stream).
+    Per fold this is charged as: the first real fold R (ws) or 0 (os), every later real fold
+    max(0, R - stream of the previous real fold), and the last real fold R + C - 2 more.
+    Ignored: a DRAM stall before a fold also delays its shadow preload (charged as if the
+    preload had overlapped the previous fold); the pipeline drains between op instances and ops.
+    """
+    real_i = real.astype(np.int64)
+    if weight_preload == "serial":
+        return real_i * ((2 * rows if dataflow == "ws" else rows) + cols - 2)
+    fill = np.zeros(real.size, np.int64)
+    idx = np.flatnonzero(real)
+    if idx.size == 0:
+        return fill
+    fill[idx[1:]] = np.maximum(0, rows - stream[idx[:-1]])
+    fill[idx[0]] += rows if dataflow == "ws" else 0
+    fill[idx[-1]] += rows + cols - 2
+    return fill
 
 
 def _strategy(acc: Accelerator, gb: GemmBlocks | None) -> str:
@@ -306,14 +354,19 @@ def _ws(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str) -> Schedule
         output_buffer_write_bytes=float(M * ab * psum_cols),
         folds=int(np.count_nonzero(stream)), tiles_total=f.tiles_total * nch,
         tiles_skipped=f.tiles_skipped * nch)
+    real_all = np.tile(f.real, nch)
+    row_ends = np.zeros(real_all.size, bool)
+    row_ends[np.arange(1, nch + 1) * f.jj.size - 1] = True  # the end of each M chunk
     return Schedule(
-        kind="gemm", count=op.count, stream=stream, fill=np.tile(real_i * (2 * R + C - 2), nch),
+        kind="gemm", count=op.count, stream=stream,
+        fill=pipeline_fill(stream, real_all, R, C, "ws", acc.weight_preload),
         index=_decode_once(f.index.astype(np.int64), nch, w_resident),
         weight_load=np.concatenate(w_parts),
         input_load=np.concatenate(x_parts),
         store_bytes=np.concatenate([store_unit * ml for ml in m_lens]), counts=counts,
         strategy=strategy, dataflow="ws", load_imbalance=f.load_imbalance,
-        weight_slots=not w_resident, input_slots=not (x_resident_any and nch == 1))
+        weight_slots=not w_resident, input_slots=not (x_resident_any and nch == 1),
+        row_ends=row_ends)
 
 
 # --------------------------------------------------------------------------- output stationary
@@ -411,14 +464,15 @@ def _os(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str) -> Schedule
         output_buffer_read_bytes=float(out_bytes), output_buffer_write_bytes=float(out_bytes),
         folds=int(real.sum()), tiles_total=sl.tiles_total * nMt,
         tiles_skipped=sl.tiles_skipped * nMt)
+    stream = np.where(real, S[jj], 0).astype(np.int64)
     return Schedule(
-        kind="gemm", count=op.count, stream=np.where(real, S[jj], 0).astype(np.int64),
-        fill=np.where(real, R + C - 2, 0).astype(np.int64),
+        kind="gemm", count=op.count, stream=stream,
+        fill=pipeline_fill(stream, real, R, C, "os", acc.weight_preload),
         index=np.where(real & fetch_w, sl.index_cycles[jj], 0).astype(np.int64),
         weight_load=w_load,
         input_load=x_load, store_bytes=(r_len[aa] * n_len[jj] * ob).astype(np.float64),
         counts=counts, strategy=strategy, dataflow="os", load_imbalance=sl.load_imbalance,
-        weight_slots=not w_resident, input_slots=True)
+        weight_slots=not w_resident, input_slots=True, row_ends=jj == nNt - 1)
 
 
 # --------------------------------------------------------------------------- vector unit

@@ -1,10 +1,10 @@
 """`simulate(workload, accelerator, masks, engine) -> Report`: map every op, time it, price it.
 
-Ops run one after another (no overlap between ops; each op reads its operands from DRAM and
-writes its result back, no inter-op fusion). Masks attach to weight GEMMs by exact checkpoint
-parameter name. With `sparse_strategy: dense` a mask is accepted but ignored (a dense accelerator
-multiplies the zeros). Identical unmasked ops (attention matmuls, vector ops of every layer) are
-mapped and timed once per call.
+Ops run one after another (each op reads its operands from DRAM and writes its result back); with
+`vector_overlap: fused` a GEMM's vector ops are overlapped with it (hwmodels.engines.fusion).
+Masks attach to weight GEMMs by exact checkpoint parameter name. With `sparse_strategy: dense` a
+mask is accepted but ignored (a dense accelerator multiplies the zeros). Identical unmasked ops
+(attention matmuls, vector ops of every layer) are mapped and timed once per call.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from .accelerator import Accelerator
 from .energy import price
 from .engines import ENGINES
 from .engines import analytical as _analytical
+from .engines.fusion import fused_timings
 from .report import OpReport, Report, combine
 from .resources import assess_fit
 from .sparsity import BlockMask, gemm_blocks
@@ -63,7 +64,7 @@ def simulate(workload: Workload, accelerator: Accelerator,
     acc = accelerator
     bpc = acc.dram_bytes_per_cycle
     cache: dict[tuple, tuple] = {}
-    reports: list[OpReport] = []
+    mapped: list[tuple] = []  # (sched, timing, mask) per op
     for op in workload.ops:
         mask = attached.get(op.weight_name) if isinstance(op, GemmOp) else None
         key = None
@@ -82,8 +83,12 @@ def simulate(workload: Workload, accelerator: Accelerator,
             hit = (sched, timing)
             if key:
                 cache[key] = hit
-        sched, timing = hit
-        reports.append(_op_report(op, sched, timing, mask, acc))
+        mapped.append((*hit, mask))
+    timings = [t for _, t, _ in mapped]
+    if acc.vector_overlap == "fused":
+        timings = fused_timings(workload.ops, [s for s, _, _ in mapped], timings)
+    reports = [_op_report(op, sched, timing, mask, acc)
+               for op, (sched, _, mask), timing in zip(workload.ops, mapped, timings)]
     fit = assess_fit(acc)
     return combine(workload=workload.name, batch=workload.batch, accelerator=acc.name,
                    engine=engine, engine_version=ENGINES[engine], clock_mhz=acc.clock_mhz,

@@ -40,8 +40,25 @@ def _index_format_option(fn):
              "slot; nm = nm:4). Default: the board's (block).")(fn)
 
 
+def _pipeline_overrides(weight_preload: str | None, vector_overlap: str | None) -> dict:
+    """The board overrides of --weight-preload / --vector-overlap (None: the board's value)."""
+    out: dict = {}
+    if weight_preload:
+        out["weight_preload"] = weight_preload
+    if vector_overlap:
+        out["vector_overlap"] = vector_overlap
+    return out
+
+
 def _hw_common(fn):
     fn = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")(fn)
+    fn = click.option("--vector-overlap", type=click.Choice(["none", "fused"]), default=None,
+                      help="none: vector ops run after their GEMM; fused: overlapped with it "
+                           "(default: the board's).")(fn)
+    fn = click.option("--weight-preload", type=click.Choice(["serial", "overlapped"]),
+                      default=None,
+                      help="serial: SCALE-Sim's counting (preload + skew every fold); "
+                           "overlapped: double-buffered PE registers (default: the board's).")(fn)
     fn = click.option("--engine", type=click.Choice(["analytical", "event"]),
                       default="analytical", show_default=True,
                       help="analytical: closed forms (fast); event: simpy tile-level "
@@ -72,13 +89,13 @@ def _hw_common(fn):
 @_index_format_option
 @_hw_common
 def simulate_gemm(m, k, n, array, dataflow, block, density, seed, sparse_strategy, index_format,
-                  board, engine, as_json) -> None:
+                  board, engine, weight_preload, vector_overlap, as_json) -> None:
     """Simulate one GEMM Y[M,N] = X[M,K] @ W[K,N] (W = weight.T), dense or block-sparse."""
     import json
 
     import hwmodels
 
-    overrides: dict = {}
+    overrides = _pipeline_overrides(weight_preload, vector_overlap)
     if array:
         try:
             rows, cols = hwmodels.parse_dims(array, "PE array")
@@ -101,7 +118,8 @@ def simulate_gemm(m, k, n, array, dataflow, block, density, seed, sparse_strateg
     if as_json:
         out = _hw_summary(report)
         out.update(m=m, k=k, n=n, array=f"{acc.pe_array.rows}x{acc.pe_array.cols}",
-                   dataflow=acc.dataflow, board=acc.name, block=block,
+                   dataflow=acc.dataflow, weight_preload=acc.weight_preload,
+                   vector_overlap=acc.vector_overlap, board=acc.name, block=block,
                    density=masks["gemm.weight"].density if masks else 1.0,
                    sparse_strategy=acc.sparse_strategy if masks else "dense",
                    index_format=acc.index_format, load_imbalance=report.load_imbalance,
@@ -129,7 +147,7 @@ def simulate_gemm(m, k, n, array, dataflow, block, density, seed, sparse_strateg
 @_index_format_option
 @_hw_common
 def simulate_model(model, seq_len, batch, masks_path, index_format, board, engine,
-                   as_json) -> None:
+                   weight_preload, vector_overlap, as_json) -> None:
     """Simulate a whole BERT-family encoder (optionally with block masks) on a board."""
     import json
 
@@ -141,7 +159,10 @@ def simulate_model(model, seq_len, batch, masks_path, index_format, board, engin
         config = model_config(model)
     except ModelConfigError as err:
         raise CodesignError(f"--model {err}") from None
-    acc = _hw_board(board, {"index_format": index_format} if index_format else {})
+    overrides = _pipeline_overrides(weight_preload, vector_overlap)
+    if index_format:
+        overrides["index_format"] = index_format
+    acc = _hw_board(board, overrides)
     masks = None
     if masks_path:
         from codesign.masks import load_masks
@@ -158,6 +179,7 @@ def simulate_model(model, seq_len, batch, masks_path, index_format, board, engin
     if as_json:
         out = _hw_summary(report)
         out.update(model=model, seq_len=seq_len, batch=batch, board=acc.name,
+                   weight_preload=acc.weight_preload, vector_overlap=acc.vector_overlap,
                    masks=masks_path, report=report.to_dict())
         click.echo(json.dumps(out, indent=2))
         return

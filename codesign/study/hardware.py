@@ -2,8 +2,8 @@
 
 What is modelled: an accelerator choice is one combination of the swept hardware keys of a study
 (`hardware.pe_array`, `clock_mhz`, `dataflow`, `sparse_strategy`, `precision`,
-`double_buffering`, `buffers_kib.NAME`), held as a frozen `AcceleratorChoice`. It is resolved
-ONCE per distinct choice (memoised per process) into the `hwmodels.load_board` overrides, the
+`double_buffering`, `weight_preload`, `vector_overlap`, `buffers_kib.NAME`), held as a frozen
+`AcceleratorChoice`. It is resolved ONCE per distinct choice (memoised per process) into the `hwmodels.load_board` overrides, the
 `hwmodels.Accelerator` and hwmodels' resource check (`Fit`); the sweep's workers receive the
 Accelerator itself and never read the board YAML again.
 
@@ -23,7 +23,8 @@ from hwmodels import parse_dims
 from codesign.study.schema import Study
 
 # the swept keys in the study's order (buffers_kib.NAME follow, in the study's buffer order)
-_KEYS = ("pe_array", "clock_mhz", "dataflow", "sparse_strategy", "precision", "double_buffering")
+_KEYS = ("pe_array", "clock_mhz", "dataflow", "sparse_strategy", "precision", "double_buffering",
+         "weight_preload", "vector_overlap")
 _BUFFER_PREFIX = "buffers_kib."
 
 
@@ -39,6 +40,8 @@ class AcceleratorChoice:
     sparse_strategy: str | None = None
     precision: str | None = None
     double_buffering: bool | None = None
+    weight_preload: str | None = None
+    vector_overlap: str | None = None
     buffers_kib: tuple[tuple[str, float], ...] = ()
 
     @classmethod
@@ -123,7 +126,7 @@ def board_overrides(study: Study, choice: AcceleratorChoice) -> dict[str, Any]:
                                                     "cols": choice.pe_cols})
         elif key == "precision":
             over.setdefault("pe_array", {})["precision"] = value
-        else:  # clock_mhz, dataflow, sparse_strategy, double_buffering
+        else:  # clock_mhz, dataflow, sparse_strategy, double_buffering, the pipeline keys
             over[key] = value
     return over
 

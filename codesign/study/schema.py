@@ -28,6 +28,8 @@ DATAFLOWS = ("ws", "os")
 SPARSE_STRATEGIES = ("tile-skip", "compact")
 PRECISIONS = ("int8", "int16", "fp16")
 BUFFERS = ("weight", "input", "output")
+WEIGHT_PRELOADS = ("serial", "overlapped")
+VECTOR_OVERLAPS = ("none", "fused")
 # Metrics a study may optimise; each stored per point in points.csv.
 OBJECTIVE_METRICS = {
     "latency_ms": "min", "energy_mj": "min", "accuracy": "max", "sequences_per_s": "max",
@@ -185,6 +187,9 @@ class HardwareSpec(_Strict):
     precision: Union[str, list[str]] | None = None
     double_buffering: Union[bool, list[bool]] | None = None
     buffers_kib: dict[str, Union[float, list[float]]] | None = None
+    # pipeline (None: the board's value, and the key stays out of the point ids)
+    weight_preload: Union[str, list[str]] | None = None
+    vector_overlap: Union[str, list[str]] | None = None
     overrides: dict[str, Any] = Field(default_factory=dict)
     engine: Literal["analytical", "event"] = "analytical"
 
@@ -212,6 +217,16 @@ class HardwareSpec(_Strict):
     def _strategy(cls, v: Any) -> list[str]:
         return _choices(v, SPARSE_STRATEGIES, "a sparse strategy",
                         lambda x: x.lower().replace("_", "-"))
+
+    @field_validator("weight_preload", mode="before")
+    @classmethod
+    def _preload(cls, v: Any) -> Any:
+        return None if v is None else _choices(v, WEIGHT_PRELOADS, "a weight preload", str.lower)
+
+    @field_validator("vector_overlap", mode="before")
+    @classmethod
+    def _vector(cls, v: Any) -> Any:
+        return None if v is None else _choices(v, VECTOR_OVERLAPS, "a vector overlap", str.lower)
 
     @field_validator("clock_mhz", mode="before")
     @classmethod
@@ -252,7 +267,7 @@ class HardwareSpec(_Strict):
         """Every hardware key with its list of values (scalars become one-element lists)."""
         keys: dict[str, list] = {}
         for key in ("pe_array", "clock_mhz", "dataflow", "sparse_strategy", "precision",
-                    "double_buffering"):
+                    "double_buffering", "weight_preload", "vector_overlap"):
             value = getattr(self, key)
             if value is not None:
                 keys[key] = _as_list(value)

@@ -17,7 +17,8 @@ Processes and resources, per op (ops run one after another; the pipeline drains 
   given back when the tile's store has left through the DMA.
 * PE array (or vector unit): waits for its fold's weights and inputs and an output slot, holds the
   array for stream + fill + index cycles, frees its input slots and spawns its tile's store.
-One event group per fold, never per cycle.
+One event group per fold, never per cycle. The time each GEMM fold leaves the array is kept
+(`Timing.fold_end_cycles`): fused vector work (hwmodels.engines.fusion) is released at them.
 
 Differences from the analytical engine by design: the analytical engine takes the midpoint of
 an unbounded-prefetch and a one-fold-ahead bound, here the ping-pong halves bound the prefetch
@@ -27,6 +28,8 @@ cycles differ by less than 3% except when the DMA is starved and transfers are b
 case found: -4.5%, output stationary at 5 bytes/cycle; see tests/hwmodels/test_engines.py).
 """
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import simpy
@@ -76,8 +79,9 @@ def _operand(env: simpy.Environment, cyc: np.ndarray, slotted: bool, depth: int)
 
 def simulate_folds(busy: np.ndarray, w_cyc: np.ndarray, x_cyc: np.ndarray, store_cyc: np.ndarray,
                    double_buffering: bool, weight_slots: bool = True,
-                   input_slots: bool = True) -> float:
-    """Total cycles of a fold sequence in simpy (see the module docstring)."""
+                   input_slots: bool = True, fold_ends: list | None = None) -> float:
+    """Total cycles of a fold sequence in simpy (see the module docstring); `fold_ends`, if
+    given, receives the time each fold left the array."""
     n = int(busy.size)
     if n == 0:
         return 0.0
@@ -130,6 +134,8 @@ def simulate_folds(busy: np.ndarray, w_cyc: np.ndarray, x_cyc: np.ndarray, store
                 yield out_slots.get(1)
             if busy_l[i] > 0:
                 yield env.timeout(busy_l[i])
+            if fold_ends is not None:
+                fold_ends.append(env.now)
             for _, _, _, _, slots, release_at in operands:
                 if slots is not None and i in release_at:
                     slots.put(release_at[i])
@@ -152,8 +158,10 @@ def time_schedule(s: Schedule, bytes_per_cycle: float, double_buffering: bool) -
     stream, fill, index, wl, xl, store = s.repeated("stream", "fill", "index", "weight_load",
                                                     "input_load", "store_bytes")
     busy = (stream + fill + index).astype(np.float64)
+    ends: list[float] = []
     total = simulate_folds(busy, wl / bytes_per_cycle, xl / bytes_per_cycle,
                            store / bytes_per_cycle, double_buffering,
                            s.weight_slots or not double_buffering,
-                           s.input_slots or not double_buffering)
-    return Timing.split(s.kind, total, stream, fill, index)
+                           s.input_slots or not double_buffering, fold_ends=ends)
+    return replace(Timing.split(s.kind, total, stream, fill, index),
+                   fold_end_cycles=np.asarray(ends) if s.kind == "gemm" else None)

@@ -7,7 +7,7 @@ waits for memory).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -20,6 +20,9 @@ class Timing:
     index_overhead_cycles: float
     vector_cycles: float
     stall_cycles: float
+    #: when each fold (over all instances) left the array, if the engine tracked it (the event
+    #: engine does; the analytical engine's are derived in hwmodels.engines.fusion)
+    fold_end_cycles: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def split(cls, kind: str, total_cycles: float, stream: np.ndarray, fill: np.ndarray,
@@ -32,3 +35,10 @@ class Timing:
             return cls(total_cycles, 0.0, 0.0, 0.0, work, stall)
         return cls(total_cycles, float(stream.sum()), float(fill.sum()), float(index.sum()), 0.0,
                    stall)
+
+    def exposed(self, total_cycles: float) -> Timing:
+        """A vector op's timing when only `total_cycles` of it show (the rest hidden behind its
+        producer GEMM): vector cycles up to the op's own work, any excess is stall."""
+        vector = min(total_cycles, self.vector_cycles)
+        return replace(self, total_cycles=total_cycles, vector_cycles=vector,
+                       stall_cycles=total_cycles - vector, fold_end_cycles=None)

@@ -19,7 +19,7 @@ def _run(*args):
 
 def test_simulate_gemm_json_keys_and_dense_figures():
     res = _run("simulate-gemm", "--m", "128", "--k", "768", "--n", "768", "--array", "32x32",
-               "--dataflow", "ws", "--json")
+               "--dataflow", "ws", "--weight-preload", "serial", "--json")
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     for key in ("cycles", "compute_cycles", "stall_cycles", "dram_bytes", "energy_pj",

@@ -25,7 +25,9 @@ BIG = 1 << 30  # buffers that hold everything
 
 
 def _acc(r=32, c=32, df="ws", strategy="compact", cap=BIG, fmt=None):
+    # serial preload: the gold figures here are SCALE-Sim's counting
     over = {"pe_array": {"rows": r, "cols": c}, "dataflow": df, "sparse_strategy": strategy,
+            "weight_preload": "serial", "vector_overlap": "none",
             "buffers": {b: {"capacity_bytes": cap} for b in ("weight", "input", "output")}}
     if fmt is not None:
         over["index_format"] = fmt
@@ -167,6 +169,7 @@ def test_os_decodes_resident_indices_once_not_per_row_tile(w_cap, row_tiles_deco
     # tiles only; otherwise re-fetched and re-decoded for every row tile.
     mask = BlockMask.n_of_m(2, 4, (768, 768), seed=0)
     acc = board(pe_array={"rows": 32, "cols": 32}, dataflow="os", sparse_strategy="compact",
+                weight_preload="serial",  # the 42,816 below is SCALE-Sim's (serial) counting
                 buffers={"weight": {"capacity_bytes": w_cap}, "input": {"capacity_bytes": BIG},
                          "output": {"capacity_bytes": BIG}})
     s = gemm_schedule(GemmOp("g", 128, 768, 768), acc, gemm_blocks(mask))
@@ -188,6 +191,7 @@ def test_ws_decodes_resident_indices_once_not_per_m_chunk(w_cap, chunks_decoding
     # half (512 B) holds 16 rows of 8 int32 partial sums -> 4 M chunks.
     mask = BlockMask.n_of_m(2, 4, (32, 64), seed=1)
     acc = board(pe_array={"rows": 8, "cols": 8}, dataflow="ws", sparse_strategy="compact",
+                weight_preload="serial",
                 buffers={"weight": {"capacity_bytes": w_cap}, "input": {"capacity_bytes": BIG},
                          "output": {"capacity_bytes": 1024}})
     s = gemm_schedule(GemmOp("g", 64, 64, 32), acc, gemm_blocks(mask))

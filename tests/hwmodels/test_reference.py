@@ -41,9 +41,11 @@ INDEX_BYTES = 2  # the zcu102 preset's index_bytes (hwmodels/boards/zcu102.yaml)
 
 
 def ideal_accelerator(rows: int, cols: int, dataflow: str, strategy: str):
-    """Ideal memory as benchmarks/validate_scalesim.py builds it (1 TiB buffers, 1e9 GB/s)."""
+    """Ideal memory as benchmarks/validate_scalesim.py builds it (1 TiB buffers, 1e9 GB/s), in
+    serial weight preload (SCALE-Sim's counting, the one the reference implements)."""
     return hwmodels.load_board("zcu102", {
         "dataflow": dataflow, "double_buffering": True, "sparse_strategy": strategy,
+        "weight_preload": "serial", "vector_overlap": "none",
         "index_bytes": INDEX_BYTES, "pe_array": {"rows": rows, "cols": cols},
         "buffers": {b: {"capacity_bytes": 1 << 40} for b in ("weight", "input", "output")},
         "dram": {"bandwidth_gb_s": 1e9}}, check_fit=False)

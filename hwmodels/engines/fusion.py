@@ -1,0 +1,119 @@
+"""`vector_overlap: fused`: vector work overlapped with the GEMM that produces its input.
+
+What is modelled. A *fusion group* is a GEMM and the vector ops that follow it in the workload
+before the next GEMM (BERT: QK^T > softmax; attn_out > residual add > LayerNorm; ffn_in > GELU;
+ffn_out > residual add > LayerNorm). The group's vector ops share the one vector unit, which
+works on the GEMM's output as it leaves the array, in *granules*:
+* element-wise work (GELU, residual add: the GEMM epilogue) and the statistics passes of a
+  row-wise op (softmax: running max and sum of exponentials; LayerNorm: sum and sum of squares,
+  the row held in a row buffer) use each output tile as soon as the fold that completes it ends;
+* the last pass of a row-wise op (softmax's scale, LayerNorm's normalise + affine) needs whole
+  rows: it waits for a group of complete rows (`Schedule.row_ends`: in ws the end of an M chunk,
+  in os the last column tile of a row tile; per instance, e.g. per attention head).
+Each vector op's work is its standalone time T_V as its engine timed it (vector passes and DRAM
+stalls), spread over the granules in proportion to the output elements (row-wise ops: (p-1)/p of
+it on the tiles, 1/p on the row groups, p = its passes). With granule g released at r_g (the end
+of the fold that completes it) and carrying work v_g, the vector unit finishes at
+``F = max_g (r_g + sum_{h >= g} v_h)`` (the recurrence F_g = max(r_g, F_{g-1}) + v_g), and the
+group's vector ops show ``F - r_last`` cycles after the GEMM (r_last: the GEMM's last fold),
+shared among them in proportion to T_V. Hence the GEMM alone is never shortened, at least the
+last granule's work shows (the tail), a vector op longer than its producer shows the difference,
+and fused is never slower than `none` (F - r_last <= sum of T_V).
+
+Both engines implement it through their fold end times: the event engine's simulated ones
+(`Timing.fold_end_cycles`); the analytical engine's are the GEMM's total spread over its folds
+in proportion to their array cycles (stalls spread evenly).
+
+Ignored: the fused ops' DRAM traffic is unchanged (they still load their input and store their
+output, so bytes and energy are those of `none`; a real epilogue also saves the round trip of
+the GEMM's output), and it does not compete with the GEMM's for the DMA; vector work of one
+group never overlaps the next GEMM.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ..mapping import Schedule
+from ..workload import GemmOp, VectorOp
+from .timing import Timing
+
+#: vector kinds whose last pass needs complete rows (the others are element-wise)
+ROW_WISE = ("softmax", "layernorm")
+
+
+def fold_ends(s: Schedule, t: Timing) -> np.ndarray:
+    """When each fold of the GEMM (over all instances) leaves the array: the engine's own times
+    if it tracked them, else the total spread in proportion to the folds' array cycles."""
+    if t.fold_end_cycles is not None:
+        return np.asarray(t.fold_end_cycles, np.float64)
+    (busy,) = s.repeated("busy")
+    cum = np.cumsum(busy.astype(np.float64))
+    return cum * (t.total_cycles / cum[-1]) if cum[-1] > 0 else cum
+
+
+def granule_work(s: Schedule, kind: str, passes: int, cycles: float) -> np.ndarray:
+    """Cycles of one vector op released at each fold of its producer `s` (see the module
+    docstring): element shares of the tiles, the last pass of a row-wise op on row groups."""
+    store, row_ends = s.repeated("store_bytes", "row_ends")
+    total = float(store.sum())
+    if total <= 0:
+        out = np.zeros(store.size)
+        out[-1] = cycles
+        return out
+    tiles = store / total
+    if kind not in ROW_WISE or passes < 2:
+        return cycles * tiles
+    cum = np.cumsum(tiles)
+    ends = np.flatnonzero(row_ends)
+    rows = np.zeros(store.size)
+    rows[ends] = np.diff(np.r_[0.0, cum[ends]])
+    rows[-1] += 1.0 - cum[ends[-1]] if ends.size else 1.0  # rows only complete at the end
+    return cycles * ((passes - 1) / passes * tiles + rows / passes)
+
+
+def exposed_cycles(release: np.ndarray, work: np.ndarray) -> float:
+    """Cycles the vector unit runs past the last release: max_g (r_g + sum_{h>=g} v_h) - r_last."""
+    suffix = np.cumsum(work[::-1])[::-1]
+    return float(max(0.0, np.max(release + suffix) - release[-1]))
+
+
+def fuse_group(producer: Schedule, producer_timing: Timing, vectors: Sequence[VectorOp],
+               timings: Sequence[Timing]) -> list[Timing]:
+    """The timings of the vector ops of one fusion group (see the module docstring)."""
+    if producer.busy.size == 0 or not vectors:
+        return list(timings)
+    release = fold_ends(producer, producer_timing)
+    work = sum(granule_work(producer, op.kind, op.passes, t.total_cycles)
+               for op, t in zip(vectors, timings))
+    shown = exposed_cycles(release, np.asarray(work, np.float64))
+    alone = sum(t.total_cycles for t in timings)
+    if alone <= 0:
+        return list(timings)
+    return [t.exposed(shown * t.total_cycles / alone) for t in timings]
+
+
+def fused_timings(ops: Sequence[GemmOp | VectorOp], schedules: Sequence[Schedule],
+                  timings: Sequence[Timing]) -> list[Timing]:
+    """Every op's timing with each vector op fused behind the GEMM before it (vector ops with no
+    GEMM before them keep their own timing). Groups with the same schedules are computed once."""
+    out = list(timings)
+    memo: dict[tuple, list[Timing]] = {}
+    i, n = 0, len(ops)
+    while i < n:
+        if not isinstance(ops[i], GemmOp):
+            i += 1
+            continue
+        j = i + 1
+        while j < n and isinstance(ops[j], VectorOp):
+            j += 1
+        if j > i + 1:
+            key = tuple(id(x) for x in (*schedules[i:j], *timings[i:j]))
+            hit = memo.get(key)
+            if hit is None:
+                hit = memo[key] = fuse_group(schedules[i], timings[i], ops[i + 1:j],
+                                             timings[i + 1:j])
+            out[i + 1:j] = hit
+        i = j
+    return out
