@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 
 import hwmodels
 from hwmodels import BlockMask, simulate
+from hwmodels.mapping import gemm_schedule
+from hwmodels.sparsity import gemm_blocks
 
 from hw_helpers import board
 
@@ -75,8 +77,15 @@ def test_tile_skipping_cycles_do_not_increase_as_blocks_are_removed(case, acc, d
     fewer = BlockMask(grid.reshape(mask.grid.shape), mask.block_shape, mask.matrix_shape)
     before = simulate(wl, acc, masks)
     after = simulate(wl, acc, {"gemm.weight": fewer})
-    assert after.total_cycles <= before.total_cycles * (1 + 1e-9)
     assert after.dram_bytes <= before.dram_bytes * (1 + 1e-9)
+    # Compute and traffic never grow; the total may, by less than one fold's load: in a
+    # DRAM-bound double-buffered pipeline a skipped fold can leave the DMA waiting for a free
+    # slot once more (a scheduling anomaly; seen: +0.4 of 3,408 cycles at 0.5 GB/s)
+    assert after.compute_cycles <= before.compute_cycles
+    sched = gemm_schedule(wl.ops[0], acc, gemm_blocks(mask))
+    bytes_per_cycle = acc.dram.bandwidth_gb_s * 1e3 / acc.clock_mhz
+    one_load = float((sched.weight_load + sched.input_load).max()) / bytes_per_cycle
+    assert after.total_cycles <= before.total_cycles * (1 + 1e-9) + one_load
 
 
 @SETTINGS
