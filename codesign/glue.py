@@ -5,7 +5,8 @@ layout the GLUE download script produces, read exactly as the official readers d
 newlines and tabs, no CSV quoting, since sentences contain quotes; CoLA has no header; MRPC files
 start with a UTF-8 byte-order mark; RTE/QNLI labels are strings; STS-B labels are float scores),
 and the official metrics (accuracy; F1 + accuracy for MRPC; Matthews correlation for CoLA;
-Pearson + Spearman for STS-B) computed with scikit-learn / scipy.
+Pearson + Spearman for STS-B) computed with scikit-learn / scipy, and the dev-set uncertainty of
+a metric: `bootstrap_interval` (percentile bootstrap over the dev examples, vectorised in numpy).
 
 What is ignored: test splits (no labels), MNLI/QQP/WNLI (not carried), and any online fallback:
 with no folder given the reader raises GlueDataError saying how to point at one. To make such a

@@ -4,7 +4,9 @@ What is modelled: one SQLite file (default ``$CODESIGN_CACHE_DIR/accuracy.sqlite
 ``~/.cache/codesign/accuracy.sqlite``), keyed by (base checkpoint sha256, task, block shape,
 ratio, fidelity, hash of the recipe fields that fidelity uses), with the dense checkpoints
 (``dense/``) and mask files (``masks/``) beside it. An entry is written in one transaction only
-after its measurement completed; ``export_csv(path)`` writes every entry.
+after its measurement completed; ``export_csv(path)`` writes every entry. Each record carries the
+95% dev-set bootstrap interval of its score (in its metrics dicts; ``pruned_low``/``pruned_high``,
+``dense_low``/``dense_high``, also table columns) and the precision it was measured at.
 
 What is ignored: the GLUE data files (not part of the key), and entries of another
 PROCEDURE_VERSION (never served: their keys differ). The key derivation below is fixed: the
