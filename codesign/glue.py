@@ -5,7 +5,8 @@ layout the GLUE download script produces, read exactly as the official readers d
 newlines and tabs, no CSV quoting, since sentences contain quotes; CoLA has no header; MRPC files
 start with a UTF-8 byte-order mark; RTE/QNLI labels are strings; STS-B labels are float scores),
 and the official metrics (accuracy; F1 + accuracy for MRPC; Matthews correlation for CoLA;
-Pearson + Spearman for STS-B) computed with scikit-learn / scipy.
+Pearson + Spearman for STS-B) computed with scikit-learn / scipy, and the dev-set uncertainty of
+a metric: `bootstrap_interval` (percentile bootstrap over the dev examples, vectorised in numpy).
 
 What is ignored: test splits (no labels), MNLI/QQP/WNLI (not carried), and any online fallback:
 with no folder given the reader raises GlueDataError saying how to point at one. To make such a
@@ -241,3 +242,99 @@ def compute_metrics(task: str | TaskSpec, predictions: np.ndarray,
         return {"f1": float(f1_score(g, p, zero_division=0.0)),
                 "accuracy": float(accuracy_score(g, p))}
     return {"accuracy": float(accuracy_score(g, p))}
+
+
+# --- uncertainty of a dev-set metric ------------------------------------------------------------
+
+def interval_keys(metric: str) -> tuple[str, str]:
+    """The keys under which a metrics dict carries the bootstrap interval of `metric`
+    ("accuracy" -> ("accuracy_low", "accuracy_high")); see codesign.accuracy.dense.evaluate_dev."""
+    return f"{metric}_low", f"{metric}_high"
+
+
+# resamples x examples gathered per chunk (bounds memory: ~32 MB of float64 at most)
+_BOOT_CHUNK_ELEMENTS = 4_000_000
+
+
+def _binary_counts(p: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(tp, tn, fp, fn) per row of (resamples, n) 0/1 arrays, as float64."""
+    tp = (p & g).sum(axis=1, dtype=np.float64)
+    fp = (p & ~g).sum(axis=1, dtype=np.float64)
+    fn = (~p & g).sum(axis=1, dtype=np.float64)
+    return tp, p.shape[1] - tp - fp - fn, fp, fn
+
+
+def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson r per row; 0.0 where a row is constant (compute_metrics' convention)."""
+    xc = x - x.mean(axis=1, keepdims=True)
+    yc = y - y.mean(axis=1, keepdims=True)
+    den = np.sqrt((xc * xc).sum(axis=1) * (yc * yc).sum(axis=1))
+    num = (xc * yc).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+
+
+def metric_replicates(task: str | TaskSpec, predictions: np.ndarray, labels: np.ndarray,
+                      index: np.ndarray, *, metric: str | None = None) -> np.ndarray:
+    """The metric of each resample: row r of `index` (resamples, n) lists the dev examples of
+    resample r. Each value equals compute_metrics on that resample (same degenerate-case
+    conventions), computed for all rows at once with numpy."""
+    spec = get_task(task)
+    metric = metric or spec.headline
+    if metric not in spec.metrics:
+        raise GlueDataError(f"metric {metric!r} of {spec.name}: choose one of "
+                            f"{', '.join(spec.metrics)}")
+    if spec.is_regression:
+        x = np.asarray(predictions, dtype=np.float64)[index]
+        y = np.asarray(labels, dtype=np.float64)[index]
+        if metric == "spearmanr":
+            from scipy.stats import rankdata
+
+            x, y = rankdata(x, axis=1), rankdata(y, axis=1)
+        return _pearson_rows(x, y)
+    p = np.asarray(predictions).astype(np.int64)[index]
+    g = np.asarray(labels).astype(np.int64)[index]
+    if metric == "accuracy":
+        return (p == g).mean(axis=1, dtype=np.float64)
+    tp, tn, fp, fn = _binary_counts(p == 1, g == 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if metric == "f1":  # sklearn: zero_division=0.0 when there is no positive at all
+            den = 2 * tp + fp + fn
+            return np.where(den > 0, 2 * tp / np.where(den > 0, den, 1.0), 0.0)
+        den = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))  # matthews_corr
+        return np.where(den > 0, (tp * tn - fp * fn) / np.where(den > 0, den, 1.0), 0.0)
+
+
+def bootstrap_interval(task: str | TaskSpec, predictions: np.ndarray, labels: np.ndarray, *,
+                       n_resamples: int = 1000, level: float = 0.95, seed: int = 0,
+                       metric: str | None = None) -> tuple[float, float]:
+    """(low, high): the percentile bootstrap interval of the task's headline metric (or
+    `metric`) over the dev set.
+
+    What is modelled: the sampling noise of a finite dev set. The dev examples are resampled with
+    replacement `n_resamples` times (numpy Generator seeded by `seed`, so the interval is
+    reproducible), the metric is computed on each resample exactly as compute_metrics would, and
+    the (1 - level)/2 and (1 + level)/2 quantiles are returned. What is ignored: the noise of
+    training (seeds, sampled training subsets), which a dev-set bootstrap cannot see, and the
+    correlation between two models scored on the same dev set (a paired comparison needs both
+    prediction vectors).
+    """
+    spec = get_task(task)
+    preds = np.asarray(predictions)
+    gold = np.asarray(labels)
+    if preds.shape != gold.shape or preds.ndim != 1 or preds.size == 0:
+        raise ValueError(f"{spec.name}: predictions shape {preds.shape} and labels shape "
+                         f"{gold.shape} must be equal, one-dimensional and non-empty")
+    if not 0.0 < level < 1.0 or n_resamples < 1:
+        raise ValueError(f"bootstrap level {level} must be in (0, 1) and n_resamples "
+                         f"{n_resamples} >= 1")
+    rng = np.random.default_rng(seed)
+    n = preds.size
+    chunk = max(1, _BOOT_CHUNK_ELEMENTS // n)
+    stats = [metric_replicates(spec, preds, gold,
+                               rng.integers(0, n, size=(min(chunk, n_resamples - start), n)),
+                               metric=metric)
+             for start in range(0, n_resamples, chunk)]
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(np.concatenate(stats), [tail, 1.0 - tail])
+    return float(low), float(high)

@@ -10,7 +10,9 @@ not hide a measured design. Exact ties are not dominance, so identical rows are 
 `feasible` column; the report applies it to tables that lack the column).
 
 What is ignored by the fronts: constraints (filter the frame first, e.g. on `feasible`),
-uncertainty of surrogate figures, and epsilon-dominance. The sort is an exact O(n^2 k) pairwise
+uncertainty (the fronts rank point estimates; `intervals_overlap`, `drop_interval` and
+`interval_straddles` are the helpers with which the report says where the dev-set noise makes a
+ranking or a constraint undecided), and epsilon-dominance. The sort is an exact O(n^2 k) pairwise
 comparison in numpy, done in row chunks so memory stays ~O(chunk * n * k) booleans; that is
 instant for the few thousand points a study holds.
 """
@@ -53,6 +55,52 @@ def constraint_values(rec: Mapping[str, Any], *, max_accuracy_drop: float | None
             math.isfinite(drop) else 0.0
     out["fits"] = 0.0 if rec.get("fits", True) or not fits_board else 1.0
     return out
+
+
+# --- uncertainty of the accuracy axis (dev-set bootstrap intervals) -----------------------------
+
+
+def _finite(*values: Any) -> bool:
+    try:
+        return all(v is not None and math.isfinite(float(v)) for v in values)
+    except (TypeError, ValueError):
+        return False
+
+
+def drop_interval(dense: float, low: float, high: float, *,
+                  dense_model: bool = False) -> tuple[float, float]:
+    """(low, high) of the accuracy drop in points (100 x metric) from a pruned model's interval
+    [low, high] of its metric, set against the dense model's point estimate `dense`.
+
+    What is modelled: the dev-set noise of the pruned measurement only; the dense model's own
+    noise is not added (the drop is measured against that one dense model) and the correlation
+    of the two models' errors on the same dev examples is ignored (no paired bootstrap: records
+    do not keep prediction vectors). For the dense model itself (`dense_model`) the drop is 0
+    exactly: (0.0, 0.0). NaN when an input is unknown.
+    """
+    if dense_model:
+        return (0.0, 0.0) if _finite(dense) else (math.nan, math.nan)
+    if not _finite(dense, low, high):
+        return math.nan, math.nan
+    return 100.0 * (float(dense) - float(high)), 100.0 * (float(dense) - float(low))
+
+
+def intervals_overlap(a: tuple[float, float], b: tuple[float, float]) -> bool | None:
+    """Whether two (low, high) intervals overlap: two designs whose accuracy intervals overlap
+    are indistinguishable at this dev-set size. None when either interval is unknown (NaN).
+
+    Overlap of two 95% intervals is a stricter test of a difference than a 95% test of the
+    difference itself: it errs towards calling designs indistinguishable."""
+    if not _finite(*a, *b):
+        return None
+    return max(float(a[0]), float(b[0])) <= min(float(a[1]), float(b[1]))
+
+
+def interval_straddles(low: float, high: float, limit: float) -> bool:
+    """Whether [low, high] has values on both sides of `limit` (low <= limit < high, as the
+    constraint `drop <= limit` splits it): the constraint is not decided at this dev-set size.
+    False when the interval is unknown."""
+    return _finite(low, high, limit) and float(low) <= float(limit) < float(high)
 
 
 def _direction(value: Any, where: str) -> str:

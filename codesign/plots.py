@@ -8,12 +8,14 @@ What is drawn:
   step line is each panel's own two-objective front (lower x, higher accuracy) over the designs
   that fit; a black ring marks the points of the study's Pareto set over all its objectives (the
   rows of the report's table), and a dotted line the accuracy floor of the study's constraint.
+  A thin vertical bar through a point (drawn under the markers, in the point's colour) is its 95%
+  dev-set bootstrap interval (points.csv `accuracy_low`/`accuracy_high`; none where unknown).
 * speedup: one panel per sparse strategy; x = compression (dense weights / kept weights), y =
   latency of the dense baseline on the same accelerator / latency. One line per block shape: the
   median over the accelerator choices (PE array, dataflow, clock, ...), with a band from the
   slowest to the fastest of them. The dashed diagonal is the ideal speedup (= compression).
 
-What is ignored: surrogate uncertainty (no error bars), points with NaN latency or accuracy (not
+What is ignored: surrogate uncertainty (no error bars for it), points with NaN latency or accuracy (not
 drawn). matplotlib is imported inside the functions, and the figures are bare
 matplotlib.figure.Figure objects (rendered by Agg, never registered with pyplot), so importing
 this module is cheap, nothing opens a window, and a notebook's backend is left alone.
@@ -46,6 +48,9 @@ _OTHER_MARKER = "^"
 _FIDELITY_LABELS = {"oneshot": "one-shot prune", "retrain": "pruned + retrained",
                     "rgl": "RGL (group lasso) + retrain"}
 _STRATEGY_STYLES = {"tile-skip": "-", "compact": "--"}
+_INTERVAL_WIDTH = 0.8  # points: thin, so the bars never hide the markers (drawn beneath them)
+#: gid of each panel's interval bars (a LineCollection; also the group id in the SVG)
+INTERVAL_GID = "accuracy-interval"
 
 
 def shape_colors(shapes: Sequence[str]) -> dict[str, str]:
@@ -186,14 +191,36 @@ def _legend_handles(shapes: list[str], *, colors: dict[str, str], fidelities: li
     if extras.get("floor"):
         handles.append(Line2D([], [], color="0.4", linestyle=":", linewidth=1.2))
         labels.append("accuracy floor (constraint)")
+    if extras.get("interval"):
+        handles.append(Line2D([], [], linestyle="none", marker="|", markersize=14,
+                              color="0.35", markeredgewidth=_INTERVAL_WIDTH))
+        labels.append("bar: 95% bootstrap interval (dev set)")
     return handles, labels
 
 
+def _draw_intervals(ax, data: pd.DataFrame, xs: np.ndarray, ok: np.ndarray, *,
+                    colors: dict[str, str], gid: str) -> bool:
+    """Thin vertical bars from accuracy_low to accuracy_high at each drawn point with a known
+    interval, beneath the markers; returns whether any was drawn."""
+    if "accuracy_low" not in data or "accuracy_high" not in data:
+        return False
+    low = pd.to_numeric(data["accuracy_low"], errors="coerce").to_numpy(dtype=float)
+    high = pd.to_numeric(data["accuracy_high"], errors="coerce").to_numpy(dtype=float)
+    sel = ok & np.isfinite(low) & np.isfinite(high)
+    if not sel.any():
+        return False
+    shapes = data["block_shape"].astype(str).to_numpy()
+    tint = np.where(_fits(data), [colors.get(s, "0.5") for s in shapes], "0.5")
+    ax.vlines(xs[sel], low[sel], high[sel], colors=list(tint[sel]), linewidths=_INTERVAL_WIDTH,
+              alpha=0.7, zorder=2.2, gid=gid)
+    return True
+
+
 def _draw_panel(ax, data: pd.DataFrame, *, x: str, colors: dict[str, str], in_set: np.ndarray,
-                floor: float | None) -> dict[str, bool]:
+                floor: float | None, gid: str = INTERVAL_GID) -> dict[str, bool]:
     """Scatter one task's points on (x, accuracy); returns which legend extras were used."""
     extras = {"dense": False, "surrogate": False, "nofit": False, "pareto": False,
-              "floor": False}
+              "floor": False, "interval": False}
     xs = pd.to_numeric(data[x], errors="coerce").to_numpy(dtype=float)
     ys = pd.to_numeric(data["accuracy"], errors="coerce").to_numpy(dtype=float)
     ok = np.isfinite(xs) & np.isfinite(ys)
@@ -205,6 +232,7 @@ def _draw_panel(ax, data: pd.DataFrame, *, x: str, colors: dict[str, str], in_se
     surrogate = (data["accuracy_source"].astype(str).str.lower().eq("surrogate").to_numpy()
                  if "accuracy_source" in data else np.zeros(len(data), dtype=bool))
 
+    extras["interval"] = _draw_intervals(ax, data, xs, ok, colors=colors, gid=gid)
     nofit = ok & ~fits
     if nofit.any():
         ax.scatter(xs[nofit], ys[nofit], marker="x", s=30, color="0.5", linewidths=1.0,
@@ -282,7 +310,7 @@ def pareto_figure(points: pd.DataFrame, *, objectives: Any = DEFAULT_OBJECTIVES,
         for c, x in enumerate(xs):
             ax = axes[r][c]
             drawn = _draw_panel(ax, data, x=x, colors=colors, in_set=in_set_all[sel],
-                                floor=floor)
+                                floor=floor, gid=f"{INTERVAL_GID}-{r}-{c}")
             for k, v in drawn.items():
                 extras[k] = extras.get(k, False) or v
             ax.set_xlabel(x_titles[x] + (f"  [{hw}]" if hw else ""))

@@ -9,6 +9,13 @@ markdown table and links to the figures. Every figure carries its source: latenc
 "simulated: <engine>/<version>" (the hw_source column), accuracy "measured" or "surrogate" with
 its fidelity.
 
+Noise: accuracies carry their 95% dev-set bootstrap interval when points.csv has one
+(`accuracy_low`/`accuracy_high`, written `0.789 [0.762, 0.815]`; "[interval unknown]" for points
+measured before intervals were recorded; tables without the columns print as before). The answer
+never calls one design more accurate than another when their intervals overlap (it says they are
+indistinguishable at this dev-set size), and says when the accuracy constraint is decided by a
+point whose drop interval straddles the limit. Feasibility itself stays on the point estimates.
+
 What is ignored: surrogate uncertainty, and points whose latency is NaN (counted, not ranked).
 Accuracy drops are in points (100 x the metric, e.g. 0.91 -> 0.90 is 1 point), as the study's
 `max_accuracy_drop` constraint is.
@@ -22,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from codesign import report_noise as noise
 from codesign.pareto import (DEFAULT_OBJECTIVES, accelerator_columns, constraint_values,
                              is_dense, points_column, with_speedup)
 from codesign.plots import _fits, _truthy, shape_order, source_label, study_pareto_mask, task_label
@@ -107,10 +115,13 @@ def _accel_text(row: Mapping, keys: Sequence[str]) -> str:
 
 def _acc_source(row: Mapping) -> str:
     source = str(row.get("accuracy_source", "measured"))
+    precision = row.get("accuracy_precision")
+    if isinstance(precision, str) and precision:
+        source = f"{source} at {precision}"
     fid = row.get("accuracy_fidelity")
     if str(row.get("block_shape")).lower() == "dense" or fid in (None, "dense") or \
             (isinstance(fid, float) and np.isnan(fid)):
-        return f"{source}, dense fine-tuned" if source == "measured" else source
+        return f"{source}, dense fine-tuned" if source.startswith("measured") else source
     return f"{source}, {fid}"
 
 
@@ -124,10 +135,12 @@ def _design_text(row: Mapping, keys: Sequence[str]) -> str:
     return what + (f" on {accel}" if accel else "")
 
 
-def _describe(row: pd.Series, what: str, *, keys: Sequence[str], hw: str, acc_name: str) -> str:
+def _describe(row: pd.Series, what: str, *, keys: Sequence[str], hw: str, acc_name: str,
+              intervals: bool = False) -> str:
     """One answer line about one design point: its design, latency, energy, accuracy and the
     speedup it buys over dense on the same accelerator (row from with_speedup)."""
-    acc = (f"{acc_name} {_num(row.get('accuracy'))} ({_acc_source(row)})"
+    value = noise.accuracy_text(row) if intervals else _num(row.get("accuracy"))
+    acc = (f"{acc_name} {value} ({_acc_source(row)})"
            if pd.notna(row.get("accuracy")) else f"{acc_name} not measured")
     energy = (f", {_num(row.get('energy_mj'))} mJ" if pd.notna(row.get("energy_mj"))
               else "")
@@ -208,9 +221,11 @@ def _answer_lines(points: pd.DataFrame, study: Mapping, in_set: np.ndarray) -> l
     task = str(points["task"].iloc[0]) if "task" in points and len(points) else ""
     acc_name = task_label(task, metric) if task else metric
     lines = [_constraints_line(points, study, feas, acc_name)]
+    noisy = noise.has_intervals(points)  # points.csv written since intervals exist
+    limit = _constraints(study).get("max_accuracy_drop") if noisy else None
 
     def describe(row: pd.Series, what: str) -> str:
-        return _describe(row, what, keys=keys, hw=hw, acc_name=acc_name)
+        return _describe(row, what, keys=keys, hw=hw, acc_name=acc_name, intervals=noisy)
 
     cand = data.loc[feas]
     if cand.empty:
@@ -218,10 +233,16 @@ def _answer_lines(points: pd.DataFrame, study: Mapping, in_set: np.ndarray) -> l
         valid = data.loc[np.isfinite(data["latency_ms"].to_numpy(dtype=float))]
         if not valid.empty and "accuracy" in valid:
             best = valid.sort_values("accuracy", ascending=False, kind="mergesort").iloc[0]
-            lines.append(describe(best, "The most accurate point overall"))
-        return lines
+            lines.append(describe(best, "The most accurate point overall" + (
+                " by its point estimate" if noisy else "")))
+            if noisy:
+                lines += noise.ties_with_best_lines(valid, best)
+        return lines + noise.constraint_lines(data, None, limit, describe)
     fastest = cand.sort_values("latency_ms", kind="mergesort").iloc[0]
     lines.append(describe(fastest, "Fastest design that meets them"))
+    if noisy:
+        lines += noise.versus_dense_lines(data, fastest, acc_name)
+        lines += noise.constraint_lines(data, fastest, limit, describe)
     dense_rows = data.loc[is_dense(data) & feas]
     if not dense_rows.empty and str(fastest.get("block_shape")).lower() != "dense":
         best_dense = dense_rows.sort_values("latency_ms", kind="mergesort").iloc[0]
@@ -236,7 +257,10 @@ def _answer_lines(points: pd.DataFrame, study: Mapping, in_set: np.ndarray) -> l
         else:
             lines.append("The same design also has the lowest energy among those meeting the "
                          "constraints.")
-    return lines + _front_line(points, in_set) + _speedup_gap_lines(data, hw)
+    lines += _front_line(points, in_set)
+    if noisy:
+        lines += noise.pareto_lines(points, in_set, lambda row: _design_text(row, keys))
+    return lines + _speedup_gap_lines(data, hw)
 
 
 def _pareto_table(points: pd.DataFrame, study: Mapping, in_set: np.ndarray) -> str:
@@ -264,7 +288,11 @@ def _pareto_table(points: pd.DataFrame, study: Mapping, in_set: np.ndarray) -> s
         lambda v: f"{_num(v, 3)}x" if pd.notna(v) else "n/a")
     if "energy_mj" in front:
         table["energy_mj"] = front["energy_mj"]
-    table["accuracy"] = front["accuracy"] if "accuracy" in front else np.nan
+    if noise.has_intervals(front):
+        table["accuracy [95% interval]"] = [noise.accuracy_text(r)
+                                            for r in front.to_dict("records")]
+    else:
+        table["accuracy"] = front["accuracy"] if "accuracy" in front else np.nan
     table["accuracy source (fidelity)"] = [_acc_source(r) for _, r in front.iterrows()]
     table["meets constraints"] = front["_feas"].map({True: "yes", False: "no"})
     return markdown_table(table)
@@ -289,6 +317,7 @@ def render_report(points: pd.DataFrame, study: Mapping | None) -> str:
         f"latency and energy: {hw}; accuracy: "
         + (", ".join(f"{n} {s}" for s, n in acc_src.items()) or "n/a")
         + (" (fidelity: " + ", ".join(f"{n} {f}" for f, n in fid.items()) + ")" if fid else ""),
+        *noise.header_lines(points),
         f"- Objectives: {objs}.",
         "",
     ]

@@ -4,7 +4,9 @@ What is modelled: one SQLite file (default ``$CODESIGN_CACHE_DIR/accuracy.sqlite
 ``~/.cache/codesign/accuracy.sqlite``), keyed by (base checkpoint sha256, task, block shape,
 ratio, fidelity, hash of the recipe fields that fidelity uses), with the dense checkpoints
 (``dense/``) and mask files (``masks/``) beside it. An entry is written in one transaction only
-after its measurement completed; ``export_csv(path)`` writes every entry.
+after its measurement completed; ``export_csv(path)`` writes every entry. Each record carries the
+95% dev-set bootstrap interval of its score (in its metrics dicts; ``pruned_low``/``pruned_high``,
+``dense_low``/``dense_high``, also table columns) and the precision it was measured at.
 
 What is ignored: the GLUE data files (not part of the key), and entries of another
 PROCEDURE_VERSION (never served: their keys differ). The key derivation below is fixed: the
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from codesign.accuracy.recipe import AccuracyError, Recipe
-from codesign.glue import get_task
+from codesign.glue import get_task, interval_keys
 from codesign.hashing import short_hash
 from hwmodels import BlockShape
 
@@ -45,6 +47,10 @@ def block_text(block_shape: Any) -> str | None:
         return str(BlockShape.parse(block_shape))
     except (TypeError, ValueError) as err:
         raise AccuracyError(str(err)) from None
+
+
+#: The interval columns of a record (properties of AccuracyRecord, columns of the cache table).
+INTERVAL_FIELDS = ("pruned_low", "pruned_high", "dense_low", "dense_high")
 
 
 # --- records -----------------------------------------------------------------------------------
@@ -78,6 +84,34 @@ class AccuracyRecord:
     created: str = ""
     source: str = "measured"
     from_cache: bool = False
+    precision: str = "fp32"  # numeric precision the dev metric was measured at (provenance)
+
+    # The dev-set bootstrap interval of the headline metric lives in the metrics dicts, under
+    # codesign.glue.interval_keys(metric), as codesign.accuracy.dense.evaluate_dev returns it
+    # (one source, so it travels through dense.json and the record JSON unchanged). Records
+    # measured before intervals existed have none: NaN, shown as unknown.
+
+    def _bound(self, metrics: Mapping[str, float], which: int) -> float:
+        value = metrics.get(interval_keys(self.metric)[which])
+        return math.nan if value is None else float(value)
+
+    @property
+    def pruned_low(self) -> float:
+        """Low end of the 95% bootstrap interval of `pruned` over the dev set (NaN: unknown)."""
+        return self._bound(self.metrics, 0)
+
+    @property
+    def pruned_high(self) -> float:
+        return self._bound(self.metrics, 1)
+
+    @property
+    def dense_low(self) -> float:
+        """The dense model's own interval (NaN when its dense.json predates intervals)."""
+        return self._bound(self.dense_metrics, 0)
+
+    @property
+    def dense_high(self) -> float:
+        return self._bound(self.dense_metrics, 1)
 
     @property
     def compression(self) -> float:
@@ -91,6 +125,9 @@ class AccuracyRecord:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["compression"] = self.compression
+        for name in INTERVAL_FIELDS:  # None, not NaN, so --json output stays standard JSON
+            value = getattr(self, name)
+            out[name] = value if math.isfinite(value) else None
         return out
 
     @classmethod
@@ -119,6 +156,23 @@ def record_key(model_sha256: str, task: str, block_shape: str | None, ratio: flo
 _COLUMNS = ("key", "model", "model_sha256", "task", "block_shape", "ratio", "fidelity",
             "recipe_hash", "metric", "dense", "pruned", "density", "seconds", "masks_path",
             "created", "record")
+# Added after the first files were written: `_add_interval_columns` migrates a file in place
+# (ALTER TABLE) on its first write; rows written before hold NULL there (and no interval in
+# their record JSON), which AccuracyRecord reports as NaN: unknown.
+_INTERVAL_COLUMNS = INTERVAL_FIELDS
+
+
+def _add_interval_columns(conn: sqlite3.Connection) -> None:
+    """Add the interval columns the table lacks (REAL, NULL for existing rows)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(accuracy)")}
+    for name in _INTERVAL_COLUMNS:
+        if name in have:
+            continue
+        try:
+            conn.execute(f"ALTER TABLE accuracy ADD COLUMN {name} REAL")
+        except sqlite3.OperationalError as err:  # another process added it first
+            if "duplicate column" not in str(err):
+                raise
 
 
 def default_cache_path() -> Path:
@@ -142,6 +196,7 @@ class AccuracyCache:
             p = p / "accuracy.sqlite"
         self.path = p
         self.root = p.parent
+        self._migrated = False
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -180,16 +235,22 @@ class AccuracyCache:
         return dataclasses.replace(rec, from_cache=True)
 
     def put(self, record: AccuracyRecord) -> None:
-        """Write one complete record in a single transaction."""
+        """Write one complete record in a single transaction (the file's first write adds the
+        interval columns when it predates them: reading never changes a file's schema)."""
         data = record.to_dict()
         data["from_cache"] = False
         values = (record.key, record.model, record.model_sha256, record.task, record.block_shape,
                   record.ratio, record.fidelity, short_hash(record.recipe), record.metric,
                   record.dense, record.pruned, record.density, record.seconds, record.masks_path,
                   record.created, json.dumps(data, sort_keys=True))
+        values += tuple(data[name] for name in _INTERVAL_COLUMNS)
+        columns = _COLUMNS + _INTERVAL_COLUMNS
         with contextlib.closing(self._connect()) as conn, conn:
-            conn.execute(f"INSERT OR REPLACE INTO accuracy ({', '.join(_COLUMNS)}) VALUES "
-                         f"({', '.join('?' * len(_COLUMNS))})", values)
+            if not self._migrated:
+                _add_interval_columns(conn)
+                self._migrated = True
+            conn.execute(f"INSERT OR REPLACE INTO accuracy ({', '.join(columns)}) VALUES "
+                         f"({', '.join('?' * len(columns))})", values)
 
     def records(self) -> list[AccuracyRecord]:
         with contextlib.closing(self._connect()) as conn:
@@ -205,9 +266,10 @@ class AccuracyCache:
         """Every entry as one CSV row (metrics and recipe as JSON columns)."""
         path = Path(path)
         cols = ["key", "source", "model", "model_sha256", "task", "metric", "block_shape", "ratio",
-                "density", "compression", "fidelity", "dense", "pruned", "drop", "metrics",
+                "density", "compression", "fidelity", "dense", "pruned", "pruned_low",
+                "pruned_high", "dense_low", "dense_high", "drop", "metrics",
                 "dense_metrics", "recipe", "seed", "seconds", "dense_seconds", "dev_examples",
-                "device", "masks_path", "dense_checkpoint", "created"]
+                "device", "precision", "masks_path", "dense_checkpoint", "created"]
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=cols)

@@ -78,16 +78,25 @@ def train_config(recipe: Recipe, examples: int | None, epochs: int, lr: float) -
 
 def evaluate_dev(model: Any, tokenizer: Any, task: str, dev: GlueSplit,
                  recipe: Recipe) -> dict[str, float]:
-    """The official GLUE metrics of `model` on `dev` (class ids, or STS-B's regression output)."""
+    """The official GLUE metrics of `model` on `dev` (class ids, or STS-B's regression output),
+    with the 95% percentile-bootstrap interval of the headline metric over the dev examples
+    (codesign.glue.bootstrap_interval: 1000 resamples, seed 0) under the keys
+    ``interval_keys(headline)``, e.g. ``accuracy_low`` / ``accuracy_high``: the interval travels
+    with the metrics into dense.json and every AccuracyRecord. Scored in the model's own dtype
+    (fp32: nothing here casts it)."""
     import numpy as np
 
+    from codesign.glue import bootstrap_interval, interval_keys
     from codesign.pruning.train import evaluate
 
     preds = np.asarray(evaluate(model, tokenizer, dev, max_seq_len=recipe.max_seq_len,
                                 batch_size=_EVAL_BATCH))
     if preds.ndim == 2:  # logits: class ids, or the regression output column
         preds = preds[:, 0] if preds.shape[1] == 1 else preds.argmax(axis=1)
-    return compute_metrics(task, preds, dev.labels)
+    metrics = compute_metrics(task, preds, dev.labels)
+    headline = get_task(task).headline
+    low, high = bootstrap_interval(task, preds, dev.labels)
+    return {**metrics, **dict(zip(interval_keys(headline), (low, high)))}
 
 
 def device_of(model: Any) -> str:

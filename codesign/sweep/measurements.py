@@ -4,6 +4,10 @@ What is modelled: the accuracy and the mask file of a (task, block shape, ratio)
 measured (or served from its cache) by codesign.accuracy and shared by every accelerator choice;
 for hardware-only studies (accuracy.measure false) only the one-shot mask file is produced.
 
+Every result carries the 95% dev-set bootstrap interval of the pruned model (`low`, `high`) and of
+the dense model (`dense_low`, `dense_high`), NaN when the cached record predates intervals, and
+the precision it was measured at.
+
 What is ignored: measurements are not distributed (they run in the main process, one at a time,
 while the workers simulate).
 """
@@ -31,6 +35,11 @@ class AccuracyResult:
     source: str
     masks_path: str | None
     provenance: dict[str, Any]
+    low: float = math.nan  # 95% bootstrap interval of `accuracy` over the dev set
+    high: float = math.nan
+    dense_low: float = math.nan  # the dense model's own interval
+    dense_high: float = math.nan
+    precision: str = ""  # numeric precision of the measurement ("fp32"); "" when not measured
 
 
 class AccuracyProvider:
@@ -85,7 +94,11 @@ class AccuracyProvider:
         self.measured += 1
         masks_path = str(rec.masks_path) if rec.masks_path else None
         prov = {"source": rec.source, "fidelity": rec.fidelity, "recipe": rec.recipe,
-                "seconds": rec.seconds, "key": rec.key, "masks_path": masks_path}
+                "seconds": rec.seconds, "key": rec.key, "masks_path": masks_path,
+                "precision": rec.precision, "dev_examples": rec.dev_examples,
+                "interval": "95% percentile bootstrap over the dev examples"}
         return AccuracyResult(float(rec.pruned), rec.metric, float(rec.dense),
                               rec.fidelity if block is not None else fidelity, rec.source,
-                              masks_path if block is not None else None, prov)
+                              masks_path if block is not None else None, prov,
+                              low=rec.pruned_low, high=rec.pruned_high, dense_low=rec.dense_low,
+                              dense_high=rec.dense_high, precision=rec.precision)

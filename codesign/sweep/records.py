@@ -5,6 +5,13 @@ codesign.sweep.hardware, the accuracy columns (drop in points: 100 x (dense - pr
 provenance JSON. Constraints follow optuna's convention (feasible <= 0): the accuracy drop over
 the study's limit, and not fitting the board when the study requires it; an unknown accuracy
 (hardware-only studies) counts as feasible. `feasible` is the one feasibility rule of the tool.
+
+Uncertainty: `accuracy_low`/`accuracy_high` are the 95% dev-set bootstrap interval of the pruned
+model (codesign.glue.bootstrap_interval). The drop's interval `accuracy_drop_low/high` sets that
+interval against the dense model's point estimate (codesign.pareto.drop_interval; the dense
+model's own noise is not added, and no paired bootstrap is run: the records do not keep the
+prediction vectors). Feasibility stays decided on the point estimates; the report says when an
+interval straddles the limit. `accuracy_precision` says at which precision it was measured.
 """
 from __future__ import annotations
 
@@ -12,7 +19,7 @@ import json
 import math
 from typing import Any, Mapping
 
-from codesign.pareto import constraint_values
+from codesign.pareto import constraint_values, drop_interval
 from codesign.study import ResolvedChoice, Study
 from codesign.sweep.measurements import AccuracyResult
 from codesign.sweep.space import DesignPoint
@@ -48,9 +55,13 @@ def build_record(study: Study, point: DesignPoint, *, resolved: ResolvedChoice,
     rec["sparse_strategy"] = point.sparse_strategy
     rec.update({k: v for k, v in hwres.items() if k != "hw_source"})
     drop = 100.0 * (acc.dense - acc.accuracy) if math.isfinite(acc.accuracy) else math.nan
-    rec.update({"accuracy": acc.accuracy, "accuracy_metric": acc.metric,
-                "accuracy_dense": acc.dense, "accuracy_drop": drop,
-                "accuracy_fidelity": acc.fidelity, "accuracy_source": acc.source,
+    drop_low, drop_high = drop_interval(acc.dense, acc.low, acc.high,
+                                        dense_model=point.block is None or point.prune_ratio == 0)
+    rec.update({"accuracy": acc.accuracy, "accuracy_low": acc.low, "accuracy_high": acc.high,
+                "accuracy_metric": acc.metric, "accuracy_dense": acc.dense,
+                "accuracy_drop": drop, "accuracy_drop_low": drop_low,
+                "accuracy_drop_high": drop_high, "accuracy_fidelity": acc.fidelity,
+                "accuracy_source": acc.source, "accuracy_precision": acc.precision,
                 "hw_source": hwres["hw_source"], "stage": stage})
     rec["provenance"] = json.dumps({"accuracy": acc.provenance,
                                     "hardware": {"source": hwres["hw_source"],

@@ -27,9 +27,12 @@ _ACC_SLOPE = {"1x16": 0.004, "4x4": 0.008, "16x16": 0.03, "32x32": 0.06}
 
 
 def make_points(*, shapes=SHAPES, ratios=RATIOS, arrays=ARRAYS, strategies=STRATEGIES,
-                task: str = "sst2", seed: int = 0, surrogate_ratio: float | None = 0.8
-                ) -> pd.DataFrame:
-    """One row per design point, dense baselines included (block_shape "dense")."""
+                task: str = "sst2", seed: int = 0, surrogate_ratio: float | None = 0.8,
+                dev_examples: int | None = None) -> pd.DataFrame:
+    """One row per design point, dense baselines included (block_shape "dense").
+
+    With `dev_examples`, the table has the interval columns of a points.csv written since
+    intervals exist (see `with_intervals`); without, it is a table from before them."""
     rng = np.random.default_rng(seed)
     acc_dense = 0.91
     rows = []
@@ -67,7 +70,24 @@ def make_points(*, shapes=SHAPES, ratios=RATIOS, arrays=ARRAYS, strategies=STRAT
                 accuracy_drop=100 * (acc_dense - acc), accuracy_fidelity=fidelity,
                 accuracy_source=source, hw_source="simulated:analytical/0.1",
                 provenance=json.dumps({"synthetic": True}), pareto=False))
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    return frame if dev_examples is None else with_intervals(frame, dev_examples)
+
+
+def with_intervals(points: pd.DataFrame, dev_examples: int) -> pd.DataFrame:
+    """`points` with accuracy_low/high = accuracy -+ 1.96 sqrt(p (1 - p) / dev_examples) (the
+    binomial normal approximation: a stated rule, not a bootstrap), the drop interval against
+    the dense point estimate (0 for dense rows) and accuracy_precision "fp32"."""
+    acc = points["accuracy"]
+    half = 1.96 * np.sqrt(acc * (1 - acc) / dev_examples)
+    dense = points["block_shape"] == "dense"
+    out = points.assign(accuracy_low=acc - half, accuracy_high=acc + half,
+                        accuracy_precision="fp32")
+    out["accuracy_drop_low"] = np.where(dense, 0.0,
+                                        100 * (out["accuracy_dense"] - out["accuracy_high"]))
+    out["accuracy_drop_high"] = np.where(dense, 0.0,
+                                         100 * (out["accuracy_dense"] - out["accuracy_low"]))
+    return out
 
 
 STUDY = {

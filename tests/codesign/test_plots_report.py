@@ -324,3 +324,120 @@ def test_cli_pareto_table_rows_are_the_points_csv_rows(tmp_path):
         dense = stored.loc[(stored["block_shape"] == "dense")
                            & (stored["array"] == point["array"]), "latency_ms"].iloc[0]
         assert row["speedup vs dense"] == f"{dense / point['latency_ms']:.3g}x"
+
+
+# --- dev-set noise: intervals in the table, the answer and the figure ---------------------------
+
+NOISY = make_points(dev_examples=872)  # the binomial normal approximation (conftest_results)
+
+
+def test_table_rows_carry_the_interval_of_points_csv(tmp_path):
+    marked = NOISY.copy()
+    marked.loc[[0, 5, 12, 21, 30], "pareto"] = True
+    marked.loc[12, ["accuracy_low", "accuracy_high"]] = np.nan  # measured before intervals
+    folder = write_results_dir(tmp_path / "res", marked)
+    result = CliRunner().invoke(main, ["pareto", str(folder), "--no-plots"])
+    assert result.exit_code == 0, result.output
+    stored = pd.read_csv(folder / "points.csv")
+    expected = stored.loc[stored["pareto"]].sort_values("latency_ms", kind="mergesort")
+    rows = _table(result.output)
+    assert len(rows) == 5
+    for row, (i, point) in zip(rows, expected.iterrows()):
+        cell = row["accuracy [95% interval]"]
+        if i == 12:
+            assert cell == f"{point['accuracy']:.3f} [interval unknown]"
+        else:
+            assert cell == (f"{point['accuracy']:.3f} [{point['accuracy_low']:.3f}, "
+                            f"{point['accuracy_high']:.3f}]")
+        assert row["accuracy source (fidelity)"].startswith(
+            f"{point['accuracy_source']} at fp32, ")
+    assert "for 33 of the 34 points with an accuracy (1 measured before intervals" in \
+        result.output
+
+
+def _two_designs(dense_acc: float, sparse_acc: float, half: float, limit_drop: float = 1.5):
+    """A dense and a 2x-faster sparse design on one accelerator, intervals acc -+ half."""
+    rows = []
+    for shape, acc, lat in (("dense", dense_acc, 10.0), ("16x16", sparse_acc, 5.0)):
+        rows.append(dict(task="sst2", model="minilm-l6", block_shape=shape,
+                         prune_ratio=0.0 if shape == "dense" else 0.5,
+                         compression=1.0 if shape == "dense" else 2.0,
+                         sparse_strategy="dense" if shape == "dense" else "compact",
+                         dataflow="ws", array="32x32", latency_ms=lat, energy_mj=lat,
+                         fits=True, accuracy=acc, accuracy_low=acc - half,
+                         accuracy_high=acc + half, accuracy_metric="accuracy",
+                         accuracy_dense=dense_acc, accuracy_fidelity="oneshot",
+                         accuracy_source="measured", accuracy_precision="fp32",
+                         hw_source="simulated:analytical/0.1"))
+    study = {**STUDY, "constraints": {"max_accuracy_drop": limit_drop, "fits_board": True}}
+    return pd.DataFrame(rows), study
+
+
+def _answer(text: str) -> str:
+    return text.split("## Answer", 1)[1].split("\n## ", 1)[0]
+
+
+def test_overlapping_intervals_are_reported_indistinguishable():
+    points, study = _two_designs(0.800, 0.790, 0.027)  # 1 point apart, intervals +-2.7
+    answer = _answer(render_report(points, study))
+    assert "SST-2 accuracy (dev) 0.790 [0.763, 0.817] (measured at fp32, oneshot)" in answer
+    assert ("At this dev-set size its SST-2 accuracy (dev) is indistinguishable from the dense "
+            "model's (0.800 [0.773, 0.827]): the intervals overlap.") in answer
+    assert "more accurate" not in answer and "beyond the dev-set noise" not in answer
+    # the two points are both on the Pareto set: the slower one's lead is within the noise
+    assert "1 of the 2 points of the Pareto set lead a faster point of the set in accuracy " \
+           "only within the dev-set noise" in answer
+    # well apart: then (and only then) the report may rank them
+    apart, study = _two_designs(0.800, 0.700, 0.027, limit_drop=20)
+    answer = _answer(render_report(apart, study))
+    assert "is below the dense model's (0.800 [0.773, 0.827]) beyond the dev-set noise" in answer
+    assert "No point of the Pareto set leads a faster point" in answer
+    assert "indistinguishable" not in answer
+
+
+def test_a_constraint_decided_by_a_straddling_interval_is_named():
+    # drop 1.0 point, interval [-1.7, 3.7]: meets the 1.5-point limit by its point estimate only
+    points, study = _two_designs(0.800, 0.790, 0.027)
+    answer = _answer(render_report(points, study))
+    assert ("Its accuracy drop, 1.00 [-1.70, 3.70] points, straddles the limit of 1.5 point(s): "
+            "at this dev-set size it is not decided that it meets the constraint.") in answer
+    # drop 2.0: the sparse design fails, but only by its point estimate
+    points, study = _two_designs(0.800, 0.780, 0.027)
+    answer = _answer(render_report(points, study))
+    assert "Fastest design that meets them: the dense model" in answer
+    assert ("- 1 faster design(s) miss the accuracy limit by their point estimate only (their "
+            "drop interval reaches down to 1.5 point(s)), so the constraint is not decided for "
+            "them at this dev-set size; the fastest of them: 16x16 blocks") in answer
+    # a tight interval decides it: no such sentence
+    points, study = _two_designs(0.800, 0.780, 0.002)
+    assert "not decided" not in render_report(points, study)
+
+
+def test_a_table_without_interval_columns_reports_as_before(points):
+    text = render_report(points, STUDY)
+    assert "Accuracy intervals" not in text and "indistinguishable" not in text
+    assert "| accuracy |" in text and "[" not in _table_rows(text)[0]
+
+
+def test_pareto_figure_draws_thin_interval_bars_under_the_markers(tmp_path):
+    fig = pareto_figure(NOISY, objectives=OBJECTIVES, study=STUDY)
+    for c, (ax, x) in enumerate(zip(fig.axes, ("latency_ms", "energy_mj"))):
+        bars = [col for col in ax.collections if (col.get_gid() or "").startswith(
+            "accuracy-interval")]
+        assert len(bars) == 1 and bars[0].get_gid() == f"accuracy-interval-0-{c}"
+        segments = sorted((tuple(s[0]), tuple(s[1])) for s in bars[0].get_segments())
+        want = sorted(((px, lo), (px, hi)) for px, lo, hi in
+                      zip(NOISY[x], NOISY["accuracy_low"], NOISY["accuracy_high"]))
+        np.testing.assert_allclose(np.asarray(segments), np.asarray(want))
+        assert bars[0].get_linewidths()[0] <= 1.0
+        markers = [col for col in ax.collections if col not in bars]
+        assert bars[0].get_zorder() < min(col.get_zorder() for col in markers)
+    assert "bar: 95% bootstrap interval (dev set)" in _texts(fig)
+    plot_study(NOISY, tmp_path, objectives=OBJECTIVES, study=STUDY, formats=("svg",))
+    svg = (tmp_path / "pareto.svg").read_text()
+    assert 'id="accuracy-interval-0-0"' in svg and 'id="accuracy-interval-0-1"' in svg
+    # a table from before intervals: no bars, no legend entry
+    old = pareto_figure(make_points(), objectives=OBJECTIVES, study=STUDY)
+    assert not [col for ax in old.axes for col in ax.collections
+                if (col.get_gid() or "").startswith("accuracy-interval")]
+    assert "bootstrap interval" not in _texts(old)
