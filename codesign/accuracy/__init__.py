@@ -28,8 +28,9 @@ absolute numbers. To scale up, raise ``dense_examples`` / ``retrain_examples`` /
 ``rgl_examples`` (None = the whole training split), the epochs and ``max_seq_len`` (128 for the
 sentence-pair tasks RTE/MRPC/STS-B), e.g. ``Recipe.paper()``; a CUDA GPU is picked automatically by
 the training loop. Evaluation always uses the whole dev split unless ``eval_examples`` is set.
-Sampling noise (a few hundred dev sentences: +-1-3 points) is not modelled; repeat with other
-seeds to see it. The GLUE data files are assumed to be the official ones (they are not part of
+The dev set's sampling noise is shown as a bootstrap interval on every record (see
+docs/accuracy.md, "Uncertainty"); the noise of training (seed, sampled subsets) is not. The GLUE
+data files are assumed to be the official ones (they are not part of
 the cache key).
 
 No torch import at module level (the CLI imports this package lazily anyway).
