@@ -12,7 +12,7 @@ first-call overheads of torch (one untimed warm-up step runs first).
 
 Usage (about 2-3 minutes on 2 busy cores):
 
-    python benchmarks/bench_training.py                   # 384 train, 256 dev sentences
+    python benchmarks/bench_training.py                   # 256 train, 256 dev sentences
     python benchmarks/bench_training.py --threads 1 --examples 256 --repeats 2
 """
 from __future__ import annotations
@@ -82,7 +82,7 @@ def print_table(rows: list[dict]) -> None:
             if r["what"] in ("train max_length", "evaluate unsorted")}
     print(f"| {'run':<19} | {'batching':<27} | {'n':>4} | {'s':>6} | {'per s':>6} | "
           f"{'speed-up':>8} | {'tokens fed':>10} |")
-    print(f"|{'-' * 21}|{'-' * 29}|{'-' * 6}:|{'-' * 7}:|{'-' * 7}:|{'-' * 9}:|{'-' * 11}:|")
+    print(f"|{'-' * 21}|{'-' * 29}|{'-' * 5}:|{'-' * 7}:|{'-' * 7}:|{'-' * 9}:|{'-' * 11}:|")
     for r in rows:
         speed_up = r["per_s"] / base[r["what"].split()[0]]
         tokens = "" if r["tokens"] is None else f"{r['tokens']:,}"
@@ -93,7 +93,7 @@ def print_table(rows: list[dict]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="minilm-l6")
-    ap.add_argument("--examples", type=int, default=384, help="SST-2 training examples")
+    ap.add_argument("--examples", type=int, default=256, help="SST-2 training examples")
     ap.add_argument("--eval-examples", type=int, default=256, help="SST-2 dev sentences")
     ap.add_argument("--seq", type=int, default=64, help="max_seq_len (the default recipe's)")
     ap.add_argument("--batch", type=int, default=32)

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 BATCHING_MODES: tuple[str, ...] = ("bucket", "longest", "max_length")
+THREADS_ENV = "CODESIGN_THREADS"
 Feature = dict[str, list[int]]
 _ENCODED: OrderedDict[tuple[Any, ...], dict[tuple[str, str | None], Feature]] = OrderedDict()
 _MAX_CACHED_SPLITS = 16  # (tokenizer, task, split, max_seq_len) entries kept in memory
@@ -48,8 +49,14 @@ def check_batching(mode: str) -> str:
 
 
 def default_threads() -> int:
-    """torch intra-op threads when none are given: the CPUs this process may run on
-    (os.sched_getaffinity where the platform has it, else os.cpu_count())."""
+    """torch intra-op threads when none are given: ``$CODESIGN_THREADS`` if set, else the CPUs
+    this process may run on (os.sched_getaffinity where the platform has it, else
+    os.cpu_count()). On a machine shared with other jobs, 1 is much faster (docs/accuracy.md)."""
+    text = os.environ.get(THREADS_ENV, "").strip()
+    if text:
+        if not text.isdigit() or int(text) < 1:
+            raise ValueError(f"${THREADS_ENV}={text!r}: set a positive thread count or unset it")
+        return int(text)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # macOS, Windows

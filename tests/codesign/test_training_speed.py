@@ -138,3 +138,21 @@ def test_train_config_checks_the_batching_mode():
     assert TrainConfig().batching_mode == "bucket"
     with pytest.raises(ValueError, match="threads=0"):
         TrainConfig(threads=0)
+
+
+def test_default_threads_follow_the_environment(monkeypatch):
+    import os
+
+    from codesign.pruning.batching import default_threads, run_settings
+
+    monkeypatch.delenv("CODESIGN_THREADS", raising=False)
+    assert default_threads() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("CODESIGN_THREADS", "1")
+    before = torch.get_num_threads()
+    with run_settings(None, torch.device("cpu")) as count:
+        assert count == torch.get_num_threads() == 1
+        assert torch.are_deterministic_algorithms_enabled()
+    assert torch.get_num_threads() == before and not torch.are_deterministic_algorithms_enabled()
+    monkeypatch.setenv("CODESIGN_THREADS", "two")
+    with pytest.raises(ValueError, match=r"\$CODESIGN_THREADS='two': set a positive"):
+        default_threads()
