@@ -373,12 +373,14 @@ def _head_prefixes(structure: ModelStructure) -> tuple[str, ...]:
 
 
 def load_model(name_or_path: str | Path, task: str | None = None, num_labels: int | None = None,
-               ) -> LoadedModel:
+               *, head_seed: int = 0) -> LoadedModel:
     """Load a BERT-family checkpoint as AutoModelForSequenceClassification, offline.
 
     `task` (a GLUE task name) sets num_labels; `num_labels` may be given instead; with neither,
     the checkpoint's own head size is kept. Built-ins and local folders set HF_HUB_OFFLINE=1 and
-    load with local_files_only, so nothing is ever downloaded for them.
+    load with local_files_only, so nothing is ever downloaded for them. Head weights the
+    checkpoint lacks (a new classification head) are initialised from `head_seed`
+    (`seed_fresh_head`), so two loads give the same model.
     """
     folder, source = resolve_checkpoint(name_or_path)
     if task is not None:
@@ -428,6 +430,10 @@ def load_model(name_or_path: str | Path, task: str | None = None, num_labels: in
         raise CheckpointError(
             f"{where}: {len(lost)} encoder weights missing or mis-shaped (e.g. {lost[0]}): "
             f"the file does not match its config.json ({structure.architecture})")
+    missing = [str(k[0] if isinstance(k, tuple) else k)
+               for k in (*info.get("missing_keys", ()), *info.get("mismatched_keys", ()))]
+    seed_fresh_head(model, [k for k in missing if k.startswith(heads)], head_seed,
+                    std=float(getattr(hf_config, "initializer_range", 0.02)))
     try:
         with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(target, local_files_only=local)
@@ -443,6 +449,33 @@ def load_model(name_or_path: str | Path, task: str | None = None, num_labels: in
     return LoadedModel(model=model, tokenizer=tokenizer,
                        structure=structure.detect_prefix(n for n, _ in model.named_parameters()),
                        source=source, sha256=digest, path=path)
+
+
+def seed_fresh_head(model: Any, names: Iterable[str], seed: int, *, std: float = 0.02) -> None:
+    """Re-initialise the named (freshly created) head parameters from `seed`, in place.
+
+    What is modelled: BERT's own initialisation of a new head (matrices ~ N(0, std), std the
+    config's initializer_range; biases 0; LayerNorm weights 1), drawn from one torch.Generator
+    seeded by `seed`, in sorted name order, so it no longer depends on the global random state
+    (two cold loads used to differ by up to 0.09 in the classifier weights). Ignores parameters
+    not in `names`: the weights the checkpoint provides are untouched.
+    """
+    import torch
+
+    params = dict(model.named_parameters())
+    generator = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        for name in sorted(set(names)):
+            param = params.get(name)
+            if param is None:
+                continue
+            if name.endswith("bias"):
+                param.zero_()
+            elif param.dim() >= 2:
+                values = torch.randn(param.shape, generator=generator, dtype=torch.float32)
+                param.copy_(values * std)
+            else:  # a LayerNorm weight
+                param.fill_(1.0)
 
 
 def _hub_sha256(repo_id: str, model: Any) -> tuple[str, Path | None]:

@@ -6,7 +6,9 @@ per (model, task, dense recipe fields), saved as a ``save_pretrained`` folder un
 ``dense/`` with a ``dense.json`` of its dev metrics; made under an inter-process file lock and
 moved into place atomically, so two workers never fine-tune the same model and an interrupted
 run leaves nothing half-written. Each training stage draws its own seeded sample of the train
-split; evaluation uses the dev split (or ``recipe.eval_examples`` of it).
+split; evaluation uses the dev split (or ``recipe.eval_examples`` of it). The new classification
+head is initialised from ``recipe.seed`` and training is deterministic at a given thread count
+(``dense.json`` records the threads and the batching), so two cold runs give one model.
 
 What is ignored: the GLUE files' identity (not hashed), and the device (recorded, not keyed).
 No torch import at module level.
@@ -137,10 +139,10 @@ def _fine_tune_dense(model: str, task: str, recipe: Recipe, glue_dir: Any, final
     t0 = time.perf_counter()
     train = train_split(task, recipe.dense_examples, recipe, glue_dir, stage=0)
     dev = dev_split(task, recipe, glue_dir)
-    loaded = load_model(model, task=task)
-    finetune(loaded.model, loaded.tokenizer, train,
-             train_config(recipe, recipe.dense_examples, recipe.dense_epochs, recipe.dense_lr),
-             progress=progress)
+    loaded = load_model(model, task=task, head_seed=recipe.seed)
+    stats = finetune(loaded.model, loaded.tokenizer, train,
+                     train_config(recipe, recipe.dense_examples, recipe.dense_epochs,
+                                  recipe.dense_lr), progress=progress)
     metrics = evaluate_dev(loaded.model, loaded.tokenizer, task, dev, recipe)
     seconds = time.perf_counter() - t0
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -155,6 +157,7 @@ def _fine_tune_dense(model: str, task: str, recipe: Recipe, glue_dir: Any, final
             "metric": get_task(task).headline, "metrics": metrics, "seconds": seconds,
             "recipe": recipe.dense_fields(), "train_examples": len(train),
             "dev_examples": len(dev), "device": device_of(loaded.model),
+            "threads": stats.threads, "batching": stats.extra.get("batching"),
             "created": utc_now()}, indent=1, sort_keys=True))
         shutil.rmtree(final, ignore_errors=True)  # a stale folder without dense.json
         os.replace(tmp, final)

@@ -10,8 +10,10 @@ masked before the optimiser step and weights re-masked after it, so neither Adam
 nor weight decay can revive a pruned block.
 
 What is ignored: mixed precision, gradient accumulation, distributed training, early stopping.
-The device is picked automatically (cuda if available, else cpu); torch's thread count is left
-as the caller set it unless `TrainConfig.threads` is given.
+The device is picked automatically (cuda if available, else cpu). Batching, tokenisation caching,
+threads and determinism live in `batching.py`: by default, length-bucketed batches in a shuffled,
+seeded order, `TrainConfig.threads` torch threads (None: every CPU this process may use), and
+torch's deterministic algorithms on a CPU, so one seed at one thread count gives one result.
 """
 from __future__ import annotations
 
@@ -24,6 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from codesign.pruning.batching import (check_batching, collate, encode, epoch_batches,
+                                       eval_order, lengths_of, run_settings)
+
 Regularizer = Callable[[torch.nn.Module, int, int], torch.Tensor]
 
 
@@ -32,10 +37,13 @@ class TrainConfig:
     """One training run. Defaults are the seed authors' (lr 2e-5, batch 32, seq 128, 3 epochs).
 
     `max_examples` keeps a seeded random subset of the split; `max_steps` stops early (tests,
-    benchmarks); `threads` sets torch's intra-op threads for the run (None: leave as is);
-    `device` overrides the automatic choice. Batches are padded to their longest example unless
-    `pad_to_max` (every batch padded to max_seq_len, as the authors' GLUE script did: slower on
-    short-sentence tasks, same result up to float rounding).
+    benchmarks); `threads` sets torch's intra-op threads for the run (None:
+    `batching.default_threads()`, the CPUs this process may use); `device` overrides the
+    automatic choice. `batching` is one of `BATCHING_MODES`: "bucket" (default: batches of
+    similar length, visited in a shuffled order, each padded to its longest), "longest"
+    (shuffled batches padded to their longest: the previous default) or "max_length" (padded to
+    max_seq_len, as the authors' GLUE script did). `pad_to_max=True` is the older spelling of
+    "max_length" and overrides `batching`.
     """
 
     epochs: int = 3
@@ -51,8 +59,17 @@ class TrainConfig:
     threads: int | None = None
     device: str | None = None
     pad_to_max: bool = False
+    batching: str = "bucket"
+
+    @property
+    def batching_mode(self) -> str:
+        """The batching a run uses: "max_length" when `pad_to_max`, else `batching`."""
+        return "max_length" if self.pad_to_max else self.batching
 
     def __post_init__(self) -> None:
+        check_batching(self.batching)
+        if self.threads is not None and int(self.threads) < 1:
+            raise ValueError(f"TrainConfig.threads={self.threads}: use a positive count or None")
         if self.epochs < 0 or self.batch_size <= 0 or self.max_seq_len <= 0 or self.lr < 0:
             raise ValueError(f"TrainConfig: epochs >= 0, lr >= 0, batch_size > 0 and "
                              f"max_seq_len > 0 required, got {self}")
@@ -73,6 +90,10 @@ class TrainStats:
     final_reg_loss: float | None
     threads: int
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def examples_per_second(self) -> float:
+        return self.examples / self.seconds if self.seconds > 0 else float("nan")
 
     @property
     def seconds_per_1k_examples(self) -> float:
@@ -111,23 +132,6 @@ def subset(split: Any, max_examples: int | None, seed: int) -> Any:
                    labels=np.asarray(split.labels)[keep])
 
 
-def _encode(tokenizer: Any, split: Any, max_seq_len: int) -> list[dict[str, list[int]]]:
-    args = (split.text_a,) if split.text_b is None else (split.text_a, split.text_b)
-    enc = tokenizer(*args, truncation=True, max_length=max_seq_len, padding=False)
-    keys = [k for k in ("input_ids", "token_type_ids", "attention_mask") if k in enc]
-    return [{k: enc[k][i] for k in keys} for i in range(len(split.text_a))]
-
-
-def _collate(tokenizer: Any, features: list[dict[str, list[int]]], device: torch.device,
-             pad_to: int | None = None) -> dict[str, torch.Tensor]:
-    if pad_to:
-        batch = tokenizer.pad(features, padding="max_length", max_length=pad_to,
-                              return_tensors="pt")
-    else:
-        batch = tokenizer.pad(features, padding=True, return_tensors="pt")
-    return {k: v.to(device) for k, v in batch.items()}
-
-
 def _label_tensor(labels: np.ndarray, num_labels: int, device: torch.device) -> torch.Tensor:
     if num_labels == 1:
         return torch.as_tensor(np.asarray(labels, dtype=np.float32), device=device)
@@ -153,91 +157,101 @@ def finetune(model: torch.nn.Module, tokenizer: Any, split: Any, config: TrainCo
     """Train `model` in place on a GlueSplit; returns what the run did.
 
     `regularizer(model, epoch, step)` is added to the task loss at every step. `masks`
-    ({parameter name: BlockMask}) are applied first and held fixed. `config.threads` applies
-    for the run only (torch's previous thread count is restored afterwards).
+    ({parameter name: BlockMask}) are applied first and held fixed. The thread count and (on a
+    CPU) deterministic algorithms apply for the run only (`batching.run_settings`).
     """
-    previous_threads = torch.get_num_threads()
-    if config.threads:
-        torch.set_num_threads(int(config.threads))
-    try:
-        return _finetune(model, tokenizer, split, config, regularizer, masks, progress, desc)
-    finally:
-        torch.set_num_threads(previous_threads)
+    device = pick_device(config.device)
+    with run_settings(config.threads, device):
+        return _finetune(model, tokenizer, split, config, regularizer, masks, progress, desc,
+                         device)
 
 
 def _finetune(model: torch.nn.Module, tokenizer: Any, split: Any, config: TrainConfig,
               regularizer: Regularizer | None, masks: Mapping[str, Any] | None, progress: bool,
-              desc: str) -> TrainStats:
+              desc: str, device: torch.device) -> TrainStats:
     from tqdm.auto import tqdm
 
     from codesign.pruning import apply_masks
 
-    seed_everything(config.seed)
-    device = pick_device(config.device)
+    seed_everything(config.seed)  # python, numpy, torch (dropout) and cuda generators
     model.to(device)
     data = subset(split, config.max_examples, config.seed)
     n = len(data.text_a)
     if n == 0:
         raise ValueError(f"{getattr(split, 'task', 'split')}: no training examples")
-    features = _encode(tokenizer, data, config.max_seq_len)
+    features = encode(tokenizer, data, config.max_seq_len)
+    lengths = lengths_of(features)
     labels = _label_tensor(data.labels, data.num_labels, device)
-    steps_per_epoch = math.ceil(n / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
+    total_steps = math.ceil(n / config.batch_size) * config.epochs
     if config.max_steps is not None:
         total_steps = min(total_steps, int(config.max_steps))
     element_masks = apply_masks(model, masks) if masks else {}
-    params = dict(model.named_parameters())
-    optimizer = _optimizer(model, config)
-    scheduler = _linear_schedule(optimizer, total_steps,
-                                 int(config.warmup_ratio * total_steps))
-    shuffler = torch.Generator().manual_seed(config.seed)
+    step = _Step(model, _optimizer(model, config), config, regularizer, element_masks)
+    step.scheduler = _linear_schedule(step.optimizer, total_steps,
+                                      int(config.warmup_ratio * total_steps))
+    shuffler = torch.Generator().manual_seed(config.seed)  # data order: the only draws it makes
+    pad_to = config.max_seq_len if config.batching_mode == "max_length" else None
     model.train()
-    step, seen = 0, 0
     epoch_losses: list[float] = []
-    task_loss_value, reg_value = float("nan"), None
     start = time.perf_counter()
     with tqdm(total=total_steps, desc=desc, disable=not progress, unit="step",
               leave=False) as bar:
         for epoch in range(config.epochs):
-            if step >= total_steps:
+            if step.count >= total_steps:
                 break
-            order = torch.randperm(n, generator=shuffler).tolist()
             running, count = 0.0, 0
-            for first in range(0, n, config.batch_size):
-                if step >= total_steps:
+            for idx in epoch_batches(lengths, config.batch_size, config.batching_mode, shuffler):
+                if step.count >= total_steps:
                     break
-                idx = order[first:first + config.batch_size]
-                batch = _collate(tokenizer, [features[i] for i in idx], device,
-                                 config.max_seq_len if config.pad_to_max else None)
-                out = model(**batch, labels=labels[idx])
-                loss = out.loss
-                task_loss_value = float(loss.detach())
-                if regularizer is not None:
-                    reg = regularizer(model, epoch, step)
-                    reg_value = float(reg.detach())
-                    loss = loss + reg
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                _mask_grads(params, element_masks)
-                if config.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                _mask_weights(params, element_masks)
-                step += 1
-                seen += len(idx)
-                running += task_loss_value
+                batch = collate(tokenizer, [features[i] for i in idx], device, pad_to)
+                running += step(batch, labels[idx], epoch)
                 count += 1
                 bar.update(1)
-                bar.set_postfix(loss=f"{task_loss_value:.4f}", refresh=False)
+                bar.set_postfix(loss=f"{step.task_loss:.4f}", refresh=False)
             epoch_losses.append(running / max(1, count))
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     model.eval()
-    return TrainStats(steps=step, examples=seen, seconds=seconds, device=str(device),
-                      epoch_task_loss=tuple(epoch_losses), final_task_loss=task_loss_value,
-                      final_reg_loss=reg_value, threads=torch.get_num_threads())
+    return TrainStats(steps=step.count, examples=step.seen, seconds=seconds, device=str(device),
+                      epoch_task_loss=tuple(epoch_losses), final_task_loss=step.task_loss,
+                      final_reg_loss=step.reg_loss, threads=torch.get_num_threads(),
+                      extra={"batching": config.batching_mode})
+
+
+class _Step:
+    """One optimiser step: forward, task loss (+ regulariser), backward, masked gradients,
+    clipping, AdamW, schedule, re-masked weights. Keeps the counters a run reports."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 config: TrainConfig, regularizer: Regularizer | None,
+                 element_masks: Mapping[str, torch.Tensor]) -> None:
+        self.model, self.optimizer, self.config = model, optimizer, config
+        self.regularizer, self.element_masks = regularizer, element_masks
+        self.params = dict(model.named_parameters())
+        self.scheduler: Any = None
+        self.count, self.seen = 0, 0
+        self.task_loss, self.reg_loss = float("nan"), None
+
+    def __call__(self, batch: Mapping[str, torch.Tensor], labels: torch.Tensor,
+                 epoch: int) -> float:
+        loss = self.model(**batch, labels=labels).loss
+        self.task_loss = float(loss.detach())
+        if self.regularizer is not None:
+            reg = self.regularizer(self.model, epoch, self.count)
+            self.reg_loss = float(reg.detach())
+            loss = loss + reg
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        _mask_grads(self.params, self.element_masks)
+        if self.config.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        _mask_weights(self.params, self.element_masks)
+        self.count += 1
+        self.seen += len(labels)
+        return self.task_loss
 
 
 def _linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int,
@@ -271,25 +285,29 @@ def _mask_weights(params: Mapping[str, torch.nn.Parameter],
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, tokenizer: Any, split: Any, *, max_seq_len: int = 128,
              batch_size: int = 64, progress: bool = False, pad_to_max: bool = False,
-             ) -> np.ndarray:
-    """Predictions on a split: class ids (int64), or scores (float32) for a regression head.
+             sort_by_length: bool = True, threads: int | None = None) -> np.ndarray:
+    """Predictions on a split, in the split's order: class ids (int64), or scores (float32) for
+    a regression head.
 
-    Batches are formed over length-sorted examples (less padding), then put back in order.
+    By default batches are formed over length-sorted examples (less padding) and the
+    predictions put back in input order; `sort_by_length=False` batches in input order (the
+    benchmark's comparison). `threads` as in `TrainConfig` (None: `default_threads()`).
+    Padding changes float rounding only: predictions agree with the unsorted ones (tested).
     """
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
     model.eval()
-    features = _encode(tokenizer, split, max_seq_len)
-    order = np.argsort([len(f["input_ids"]) for f in features], kind="stable")
+    features = encode(tokenizer, split, max_seq_len)
+    order = eval_order(lengths_of(features), sort_by_length)
     outputs: list[np.ndarray] = []
-    for first in tqdm(range(0, len(order), batch_size), desc="evaluate", disable=not progress,
-                      leave=False):
-        idx = order[first:first + batch_size]
-        batch = _collate(tokenizer, [features[i] for i in idx], device,
-                         max_seq_len if pad_to_max else None)
-        logits = model(**batch).logits.float().cpu().numpy()
-        outputs.append(logits)
+    with run_settings(threads, device):
+        for first in tqdm(range(0, len(order), batch_size), desc="evaluate",
+                          disable=not progress, leave=False):
+            idx = order[first:first + batch_size]
+            batch = collate(tokenizer, [features[i] for i in idx], device,
+                            max_seq_len if pad_to_max else None)
+            outputs.append(model(**batch).logits.float().cpu().numpy())
     logits = np.concatenate(outputs) if outputs else np.zeros((0, 1), dtype=np.float32)
     if logits.shape[-1] == 1:
         preds = logits[:, 0].astype(np.float32)
