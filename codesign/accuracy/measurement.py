@@ -4,6 +4,11 @@ it on the dev split, and cache the record and its mask file.
 What is modelled
 * ``oneshot``: per matrix, the lowest-L2-norm blocks, exactly round(ratio * blocks) of them, are
   pruned; evaluate on the dev split. Seconds per point.
+* ``calibrated``: one-shot, no labels, no gradient steps: ``calib_examples`` training sentences
+  (seeded, never the dev split) calibrate ``codesign.pruning.calibrate.calibrated_prune``: per
+  matrix, in forward order, the blocks with the lowest ``calib_saliency`` (block norm or the OBS
+  proxy) are pruned at the same exact count as oneshot, and the kept weights and biases are
+  re-fitted by damped (``calib_damping``) least squares to the dense model's layer outputs.
 * ``retrain``: oneshot, then masked retraining (pruned weights and their gradients held at zero)
   for ``retrain_examples`` x ``retrain_epochs``, evaluate.
 * ``rgl``: the seed paper's pipeline from the dense fine-tuned model: reweighted group Lasso
@@ -65,6 +70,8 @@ def _prune(fidelity: str, loaded: Any, block: tuple[int, int], ratio: float, rec
 
     if fidelity == "rgl":
         return _rgl(loaded, block, ratio, recipe, task, glue_dir, progress)
+    if fidelity == "calibrated":
+        return _calibrated(loaded, block, ratio, recipe, task, glue_dir)
     masks = oneshot_prune(loaded.model, loaded.structure, block, ratio)
     if fidelity == "retrain":
         from codesign.pruning.train import finetune
@@ -74,6 +81,20 @@ def _prune(fidelity: str, loaded: Any, block: tuple[int, int], ratio: float, rec
                  train_config(recipe, recipe.retrain_examples, recipe.retrain_epochs,
                               recipe.retrain_lr), masks=masks, progress=progress)
     return masks
+
+
+def _calibrated(loaded: Any, block: tuple[int, int], ratio: float, recipe: Recipe, task: str,
+                glue_dir: Any) -> dict[str, Any]:
+    """Calibrated one-shot pruning in place (no labels read, no gradient step); the masks."""
+    from codesign.pruning.calibrate import calibrated_prune, tokenise_calibration
+
+    # stage 3: its own seeded sample of the training split (0 dense, 1 retrain, 2 rgl)
+    split = train_split(task, recipe.calib_examples, recipe, glue_dir, stage=3)
+    batches = tokenise_calibration(loaded.tokenizer, split, max_seq_len=recipe.max_seq_len,
+                                   batch_size=recipe.batch_size)
+    return calibrated_prune(loaded.model, loaded.structure, block_shape=block, ratio=ratio,
+                            calibration=batches, saliency=recipe.calib_saliency,
+                            damping=recipe.calib_damping)
 
 
 def _rgl(loaded: Any, block: tuple[int, int], ratio: float, recipe: Recipe, task: str,

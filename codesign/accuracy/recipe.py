@@ -1,7 +1,8 @@
 """The training budget of an accuracy measurement (Recipe), its presets, and the fidelities.
 
 What is modelled: which examples, epochs, learning rates and sequence length each stage of a
-measurement uses (dense fine-tuning; masked retraining; reweighted group Lasso), and which of
+measurement uses (dense fine-tuning; calibrated one-shot pruning; masked retraining; reweighted
+group Lasso), and which of
 those fields each fidelity depends on: a fidelity's cache key hashes only those, so changing the
 retraining budget keeps the oneshot entries valid.
 
@@ -17,14 +18,15 @@ from typing import Any
 from codesign.hashing import short_hash
 
 # Cheapest first: the order a study's stages must follow.
-FIDELITIES: tuple[str, ...] = ("oneshot", "retrain", "rgl")
+FIDELITIES: tuple[str, ...] = ("oneshot", "calibrated", "retrain", "rgl")
 # Bump when the measuring procedure changes in a way that changes results: old entries stop
 # matching instead of being served as if they came from the new procedure.
 PROCEDURE_VERSION = 1
 RECIPE_PRESETS: tuple[str, ...] = ("default", "quick", "paper")
 _SHARED = ("max_seq_len", "batch_size", "seed", "eval_examples")
-_STAGE_PREFIXES = {"oneshot": ("dense_",), "retrain": ("dense_", "retrain_"),
-                   "rgl": ("dense_", "retrain_", "rgl_")}
+_STAGE_PREFIXES = {"oneshot": ("dense_",), "calibrated": ("dense_", "calib_"),
+                   "retrain": ("dense_", "retrain_"), "rgl": ("dense_", "retrain_", "rgl_")}
+CALIB_SALIENCIES: tuple[str, ...] = ("norm", "obs")  # codesign.pruning.calibrate.SALIENCIES
 
 
 class AccuracyError(ValueError):
@@ -68,26 +70,37 @@ class Recipe:
     rgl_lambda: float = 1e-4
     rgl_eps: float = 1e-3
     rgl_reweight_every: int = 4  # optimizer steps between reweightings (paper: at milestone epochs)
+    # calibrated one-shot pruning (calibrated only): unlabelled training sentences, block
+    # saliency ("norm" or "obs") and the least-squares damping (fraction of mean diag X^T X);
+    # obs measured as good or better than norm (docs/accuracy.md, "Calibrated fidelity")
+    calib_examples: int | None = 256
+    calib_saliency: str = "obs"
+    calib_damping: float = 0.01
 
     def __post_init__(self) -> None:
         for name in ("max_seq_len", "batch_size", "dense_epochs", "retrain_epochs", "rgl_epochs"):
             if int(getattr(self, name)) < 1:
                 raise AccuracyError(f"recipe.{name}={getattr(self, name)}: must be >= 1")
-        for name in ("eval_examples", "dense_examples", "retrain_examples", "rgl_examples"):
+        for name in ("eval_examples", "dense_examples", "retrain_examples", "rgl_examples",
+                     "calib_examples"):
             v = getattr(self, name)
             if v is not None and int(v) < 1:
                 raise AccuracyError(f"recipe.{name}={v}: use a positive count or None (all)")
-        for name in ("dense_lr", "retrain_lr", "rgl_lr", "rgl_eps"):
+        for name in ("dense_lr", "retrain_lr", "rgl_lr", "rgl_eps", "calib_damping"):
             if not float(getattr(self, name)) > 0:
                 raise AccuracyError(f"recipe.{name}={getattr(self, name)}: must be > 0")
         if float(self.rgl_lambda) < 0:
             raise AccuracyError(f"recipe.rgl_lambda={self.rgl_lambda}: must be >= 0")
+        if self.calib_saliency not in CALIB_SALIENCIES:
+            raise AccuracyError(f"recipe.calib_saliency={self.calib_saliency!r}: choose one of "
+                                f"{', '.join(CALIB_SALIENCIES)}")
 
     @classmethod
     def quick(cls, examples: int = 48, seq: int = 32) -> "Recipe":
         """A smoke-test recipe (tens of examples): for tests and demos, not for conclusions."""
         return cls(max_seq_len=seq, batch_size=16, eval_examples=examples, dense_examples=examples,
-                   retrain_examples=examples, rgl_examples=examples, rgl_reweight_every=1)
+                   retrain_examples=examples, rgl_examples=examples, rgl_reweight_every=1,
+                   calib_examples=examples)
 
     @classmethod
     def paper(cls) -> "Recipe":

@@ -26,7 +26,10 @@ def _parse_recipe_overrides(items: tuple[str, ...]) -> dict:
         try:
             value = _json.loads(text)
         except ValueError:
-            raise CodesignError(f"--recipe {item!r}: VALUE must be a number, null or true/false") from None
+            if types[key] not in ("str", str):
+                raise CodesignError(f"--recipe {item!r}: VALUE must be a number, null or "
+                                    "true/false") from None
+            value = text.strip()  # a text field, e.g. calib_saliency=obs
         out[key] = value
     return out
 
@@ -38,7 +41,8 @@ def _parse_recipe_overrides(items: tuple[str, ...]) -> dict:
 @click.option("--ratio", type=float, default=0.0, show_default=True,
               help="Fraction of blocks pruned in every encoder matrix (0 = the dense model).")
 @click.option("--fidelity", type=click.Choice(FIDELITIES), default="retrain",
-              show_default=True)
+              show_default=True, help="Cheapest first: oneshot (block magnitude), calibrated "
+              "(saliency + least-squares re-fit, no training), retrain, rgl.")
 @click.option("--model", default="minilm-l6", show_default=True,
               help="Built-in name, checkpoint folder or hub id.")
 @click.option("--glue-dir", type=click.Path(file_okay=False), default=None,
@@ -48,7 +52,8 @@ def _parse_recipe_overrides(items: tuple[str, ...]) -> dict:
                    "~/.cache/codesign.")
 @click.option("--seed", type=int, default=None, help="Recipe seed (default 0).")
 @click.option("--recipe", "recipe_items", multiple=True, metavar="KEY=VALUE",
-              help="Override a recipe field, e.g. --recipe retrain_examples=1000 (repeatable).")
+              help="Override a recipe field, e.g. --recipe retrain_examples=1000 or --recipe "
+                   "calib_saliency=obs (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--progress", is_flag=True, help="Show training progress bars (stderr).")
 @click.option("--export-csv", "export_csv", type=click.Path(dir_okay=False), default=None,

@@ -106,12 +106,12 @@ def test_recipe_from_spec_presets_and_overrides():
                                             r"paper"):
         Recipe.from_spec("fast")
     with pytest.raises(AccuracyError, match=r"recipe field 'epochs' unknown; allowed: base, "
-                                            r"batch_size, dense_epochs"):
+                                            r"batch_size, calib_damping"):
         Recipe.from_spec({"base": "quick", "epochs": 3})
 
 
 def test_fidelities_live_in_one_place():
-    assert acc.FIDELITIES == ("oneshot", "retrain", "rgl")
+    assert acc.FIDELITIES == ("oneshot", "calibrated", "retrain", "rgl")
     assert acc.check_fidelity("rgl") == "rgl"
-    with pytest.raises(AccuracyError, match="choose one of oneshot, retrain, rgl"):
+    with pytest.raises(AccuracyError, match="choose one of oneshot, calibrated, retrain, rgl"):
         acc.check_fidelity("magic")

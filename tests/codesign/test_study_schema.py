@@ -111,7 +111,7 @@ CASES = {
     "unknown key": ("  seq_len: 64", "  seq_len: 64\n  seqlen: 64", "seqlen:", "model.seqlen",
                     ["unknown key", "seq_len"]),
     "fidelity": ("    - fidelity: retrain", "    - fidelity: distill", "distill",
-                 "accuracy.stages[1].fidelity", ["oneshot, retrain, rgl"]),
+                 "accuracy.stages[1].fidelity", ["oneshot, calibrated, retrain, rgl"]),
     "objective metric": ("  - accuracy: max", "  - power_w: max", "power_w",
                          "objectives[1].metric", ["latency_ms", "energy_mj"]),
     "objective direction": ("  - accuracy: max", "  - accuracy: highest", "highest",
