@@ -43,9 +43,10 @@ _CANONICAL_SHAPES = ("1x16", "4x4", "8x8", "16x16", "32x32", "64x64", "256x1", "
 _PALETTE = ("#1f77b4", "#ff7f0e", "#8c564b", "#2ca02c", "#d62728", "#9467bd", "#17becf",
             "#bcbd22", "#e377c2", "#7f7f7f", "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5",
             "#f7b6d2", "#c49c94", "#dbdb8d", "#9edae5")
-_FIDELITY_MARKERS = {"oneshot": "o", "retrain": "s", "rgl": "D"}
+_FIDELITY_MARKERS = {"oneshot": "o", "calibrated": "v", "retrain": "s", "rgl": "D"}
 _OTHER_MARKER = "^"
-_FIDELITY_LABELS = {"oneshot": "one-shot prune", "retrain": "pruned + retrained",
+_FIDELITY_LABELS = {"oneshot": "one-shot prune", "calibrated": "calibrated one-shot (no labels)",
+                    "retrain": "pruned + retrained",
                     "rgl": "RGL (group lasso) + retrain"}
 _STRATEGY_STYLES = {"tile-skip": "-", "compact": "--"}
 _INTERVAL_WIDTH = 0.8  # points: thin, so the bars never hide the markers (drawn beneath them)

@@ -1,11 +1,11 @@
-"""Measured GLUE accuracy of block-pruned models, at three fidelities, with a persistent cache.
+"""Measured GLUE accuracy of block-pruned models, at four fidelities, with a persistent cache.
 
 What is modelled
 ----------------
 Every point starts from ONE dense model fine-tuned on the task (cached as a checkpoint folder in
 the cache, so all points of all studies reuse it), then is pruned by a fidelity's procedure
-(``oneshot``, ``retrain``, ``rgl``: see ``codesign.accuracy.measurement``) and evaluated on the dev
-split. ``ratio`` is the fraction of blocks pruned in every prunable encoder matrix (q, k, v,
+(``oneshot``, ``calibrated``, ``retrain``, ``rgl``: see ``codesign.accuracy.measurement``) and
+evaluated on the dev split. ``ratio`` is the fraction of blocks pruned in every prunable encoder matrix (q, k, v,
 attn_out, ffn_in, ffn_out of every layer); embeddings, pooler and classifier stay dense.
 ``ratio == 0`` is the dense fine-tuned model itself. Each AccuracyRecord carries the dense
 baseline beside the pruned figure, the recipe, the seed, the wall time and the mask file of the

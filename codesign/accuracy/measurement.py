@@ -16,7 +16,8 @@ What is modelled
   ``rgl_reweight_every`` optimizer steps), hard pruning at the ratio, masked retraining, evaluate.
 ``ratio == 0`` is the dense fine-tuned model itself, whatever the block shape and fidelity.
 
-What is ignored: sampling noise of the dev split (repeat with other seeds to see it). The mask
+The dev split's sampling noise is a bootstrap interval on the record (`evaluate_dev`); the noise
+of training (seed, sampled subsets) is ignored. The mask
 file is written before the record, and removed if the record is not committed, so an interrupted
 measurement leaves nothing behind. No torch import at module level.
 """

@@ -21,7 +21,7 @@ from codesign.hashing import short_hash
 FIDELITIES: tuple[str, ...] = ("oneshot", "calibrated", "retrain", "rgl")
 # Bump when the measuring procedure changes in a way that changes results: old entries stop
 # matching instead of being served as if they came from the new procedure.
-PROCEDURE_VERSION = 1
+PROCEDURE_VERSION = 2
 RECIPE_PRESETS: tuple[str, ...] = ("default", "quick", "paper")
 _SHARED = ("max_seq_len", "batch_size", "seed", "eval_examples")
 _STAGE_PREFIXES = {"oneshot": ("dense_",), "calibrated": ("dense_", "calib_"),

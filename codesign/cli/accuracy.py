@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from codesign.accuracy.recipe import FIDELITIES
+from codesign.glue import interval_keys
 from codesign.cli.common import CodesignError, first_line
 
 
@@ -99,10 +100,12 @@ def accuracy_cmd(task, block, ratio, fidelity, model, glue_dir, cache_dir, seed,
     click.echo(f"  dense   {rec.dense:.4f}   fine-tuned on {r.get('dense_examples') or 'all'} "
                f"examples x {r.get('dense_epochs')} epoch(s), seq {r.get('max_seq_len')}, "
                f"{rec.dense_seconds:.1f} s once per task")
-    click.echo(f"  pruned  {rec.pruned:.4f}   {block_text}, ratio {rec.ratio:g}, density "
-               f"{rec.density:.3f} ({rec.compression:.2f}x), fidelity {rec.fidelity}")
+    click.echo(f"  pruned  {rec.pruned:.4f} {_interval(rec.pruned_low, rec.pruned_high)}  "
+               f"{block_text}, ratio {rec.ratio:g}, density {rec.density:.3f} "
+               f"({rec.compression:.2f}x), fidelity {rec.fidelity}, {rec.precision}")
     click.echo(f"  drop    {rec.drop:+.4f}")
-    others = {k: round(v, 4) for k, v in rec.metrics.items() if k != rec.metric}
+    hidden = {rec.metric, *interval_keys(rec.metric)}
+    others = {k: round(v, 4) for k, v in rec.metrics.items() if k not in hidden}
     if others:
         click.echo(f"  other metrics: {others}")
     click.echo(f"  provenance: {rec.source}, seed {rec.seed}, {rec.seconds:.1f} s on "
@@ -110,3 +113,10 @@ def accuracy_cmd(task, block, ratio, fidelity, model, glue_dir, cache_dir, seed,
     click.echo(f"  recipe: {_json.dumps(r, sort_keys=True)}")
     if rec.masks_path:
         click.echo(f"  masks: {rec.masks_path}")
+
+
+def _interval(low: float, high: float) -> str:
+    """`[low, high]`, the 95% bootstrap interval over the dev set, or a note that it is unknown."""
+    if low != low or high != high:  # NaN: a record cached before intervals existed
+        return "[interval unknown]"
+    return f"[{low:.4f}, {high:.4f}]"

@@ -172,7 +172,7 @@ class AccuracySpec(_Strict):
         order = [FIDELITIES.index(s.fidelity) for s in self.stages]
         if order != sorted(order) or len(set(order)) != len(order):
             raise ValueError("stages must go from cheap to expensive without repeats; allowed "
-                             "order: oneshot, retrain, rgl")
+                             f"order: {', '.join(FIDELITIES)}")
         return self
 
 

@@ -23,18 +23,22 @@ def accuracy_seconds(study: Study) -> dict[str, float]:
     """Rough wall time of one accuracy measurement per fidelity on 2 CPU cores, scaled from the
     figures codesign.accuracy documents for its default recipe (dense fine-tuning of 2,000
     examples ~50 s, dev evaluation ~5 s, masked retraining of 512 examples ~15 s) plus ~10 s of
-    model loading per measurement. An estimate for the dry run, not a measurement."""
+    model loading per measurement; a calibrated point ~150 s per 256 calibration sentences (the
+    16x16 and 1x16 points of docs/accuracy.md took 148-293 s on a loaded machine). An estimate
+    for the dry run, not a measurement."""
     try:
         r = Recipe.from_spec(study.accuracy.recipe)
     except Exception:  # noqa: BLE001
-        return {"dense": 120.0, "oneshot": 10.0, "retrain": 30.0, "rgl": 60.0}
+        return {"dense": 120.0, "oneshot": 10.0, "calibrated": 160.0, "retrain": 30.0,
+                "rgl": 60.0}
     seq = r.max_seq_len / 64.0
     ev = 5.0 * (r.eval_examples or 872) / 872 * seq
     dense = 50.0 * (r.dense_examples or 67349) / 2000 * r.dense_epochs * seq + ev + 10.0
     retrain = 15.0 * (r.retrain_examples or 67349) / 512 * r.retrain_epochs * seq
     rgl = 15.0 * (r.rgl_examples or 67349) / 512 * r.rgl_epochs * seq
-    return {"dense": dense, "oneshot": ev + 5.0, "retrain": ev + 5.0 + retrain,
-            "rgl": ev + 5.0 + retrain + rgl}
+    calibrated = 150.0 * (r.calib_examples or 67349) / 256 * seq
+    return {"dense": dense, "oneshot": ev + 5.0, "calibrated": ev + 5.0 + calibrated,
+            "retrain": ev + 5.0 + retrain, "rgl": ev + 5.0 + retrain + rgl}
 
 
 def describe(study: Study, out_dir: str | Path | None = None,

@@ -1,8 +1,11 @@
 """The accuracy cache's keys are pinned: entries written by earlier versions stay valid.
 
 The literal values below were computed with codesign/accuracy.py as it stood before it became a
-package (commit 82c5afd). If one of these tests fails, every cached measurement would be
-orphaned: restore the key derivation, or bump PROCEDURE_VERSION on purpose and update the pins.
+package (commit 82c5afd), at PROCEDURE_VERSION 1: the tests pin the key derivation at that
+version. If one fails, the derivation changed and cached measurements would be orphaned by
+accident. PROCEDURE_VERSION itself was bumped to 2 on purpose (length-bucketed training and a
+seeded classification head change every trained model): `test_the_procedure_version_orphans_old_entries`
+checks that the bump changes every key, so version-1 entries are never served as version 2.
 """
 from __future__ import annotations
 
@@ -17,6 +20,12 @@ from codesign.accuracy import AccuracyCache, AccuracyError, Recipe, measurement
 from codesign.hashing import short_hash
 
 SHA = "ab" * 32
+
+
+@pytest.fixture(autouse=True)
+def _version_one(monkeypatch):
+    """The pins below were computed at PROCEDURE_VERSION 1."""
+    monkeypatch.setattr("codesign.accuracy.recipe.PROCEDURE_VERSION", 1)
 
 RECIPE_HASHES = {
     ("default", "oneshot"): "40739a74bf614e12", ("default", "retrain"): "3234eeec337783bb",
@@ -47,6 +56,13 @@ def test_dense_checkpoint_folder_hash_is_pinned():
 ])
 def test_record_key_is_pinned(args, key):
     assert acc.record_key(*args) == key
+
+
+def test_the_procedure_version_orphans_old_entries(monkeypatch):
+    monkeypatch.setattr("codesign.accuracy.recipe.PROCEDURE_VERSION", 2)
+    assert acc.record_key(SHA, "sst2", "16x16", 0.5, "retrain", Recipe()) != \
+        "704d24046c3be24e24f5829e"
+    assert all(Recipe.preset(p).hash(f) != RECIPE_HASHES[p, f] for p, f in RECIPE_HASHES)
 
 
 def test_dense_key_ignores_block_and_fidelity():
