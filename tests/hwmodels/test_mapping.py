@@ -15,8 +15,8 @@ from hw_helpers import board
 
 BIG = 1 << 30  # buffers that hold everything
 
-# SCALE-Sim 3.0.0 compute cycles with ideal memory, measured by the validation developer
-# (/tmp/scalesim_findings.md): (M, K, N, R, C, dataflow) -> cycles. Ours = SCALE-Sim + 1 (it
+# SCALE-Sim 3.0.0 compute cycles with ideal memory (`python benchmarks/validate_scalesim.py`,
+# docs/validation.md): (M, K, N, R, C, dataflow) -> cycles. Ours = SCALE-Sim + 1 (it
 # reports the index of the last cycle).
 SCALESIM_GOLD = [
     ((16, 32, 48, 8, 8, "ws"), 911), ((20, 37, 45, 8, 8, "ws"), 1259), ((7, 9, 5, 4, 4, "ws"), 101),
