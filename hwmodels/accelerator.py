@@ -21,6 +21,9 @@ WeightPreload = Literal["serial", "overlapped"]
 #: none: vector ops run after their producer GEMM; fused: overlapped with it
 #: (hwmodels.engines.fusion)
 VectorOverlap = Literal["none", "fused"]
+#: how compaction feeds each PE-column group its own gathered input stream (hwmodels.resources):
+#: replicate: one input-buffer copy per group; crossbar: one widened buffer + a Benes network
+Gather = Literal["replicate", "crossbar"]
 
 #: bytes of one operand and of one accumulator (partial sum) per precision
 OPERAND_BYTES = {"int8": 1, "int16": 2, "fp16": 2}
@@ -123,6 +126,12 @@ class Accelerator:
     #: how compaction stores its indices: "block" | "bitmap" | "nm" | "nm:M"
     #: (see hwmodels.sparsity.IndexFormat)
     index_format: str = "block"
+    #: compaction's gather (costed in hwmodels.resources; no effect unless sparse_strategy is
+    #: compact): the hardware kind and the smallest block height in output features
+    #: (BlockShape.rows, which map the PE columns) it supports, which sets the PE-column groups:
+    #: ceil(cols / min(gather_block_rows, cols)); 1 = the worst case, one stream per column
+    gather: Gather = "crossbar"
+    gather_block_rows: int = 1
 
     # derived figures --------------------------------------------------------------
     @property

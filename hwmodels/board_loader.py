@@ -82,6 +82,8 @@ def accelerator_from_dict(data: Mapping[str, Any], label: str = "<dict>") -> Acc
         board=BoardResources(**spec.board.model_dump()),
         source=label,
         index_format=spec.index_format,
+        gather=spec.gather,
+        gather_block_rows=spec.gather_block_rows,
     )
 
 

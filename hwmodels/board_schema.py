@@ -12,7 +12,7 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .accelerator import Dataflow, Precision, SparseStrategy, VectorOverlap, WeightPreload
+from .accelerator import Dataflow, Gather, Precision, SparseStrategy, VectorOverlap, WeightPreload
 from .sparsity import IndexFormat
 
 
@@ -88,6 +88,9 @@ class AcceleratorSpec(_Strict):
     # pipeline (see hwmodels.mapping and hwmodels.engines.fusion)
     weight_preload: WeightPreload = "serial"
     vector_overlap: VectorOverlap = "none"
+    # compaction's gather (see hwmodels.resources, docs/hardware.md "Compaction's gather")
+    gather: Gather = "crossbar"
+    gather_block_rows: int = Field(default=1, gt=0, le=1024)
     pe_array: PEArraySpec
     buffers: BuffersSpec
     dram: DramSpec

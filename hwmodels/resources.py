@@ -12,6 +12,19 @@ What is modelled (all figures are ESTIMATES, not synthesis results):
   URAM288: 32 KiB, 64 data bits per port.
 * LUT: per-MAC control/packing logic, a fixed controller/DMA/interconnect block and the vector
   unit's lanes. Ignored: routing congestion, timing closure, the PS.
+* Compaction's gather (`sparse_strategy: compact` only; see `gather_cost`): hwmodels.mapping gives
+  each block column of a column tile its own PE-column group and gathered input stream; a block
+  spans BlockShape.rows output features, which map the PE columns, so a design that supports
+  blocks down to `gather_block_rows` output rows (a design parameter: the mask is not known to
+  the estimate; 1 = the worst case, one stream per PE column) needs
+  G = ceil(C / min(gather_block_rows, C)) streams of R operands per cycle.
+  `replicate`: G copies of the input buffer (its BRAM36/URAM x G).
+  `crossbar`: one input buffer widened to G x R operands per cycle (banks by the port rule above)
+  and a Benes network over N = G x R lanes (2 log2 N - 1 stages of N/2 2x2 switches per data bit,
+  one LUT6 per switch and bit: estimate). One group (blocks as tall as the array is wide) costs
+  nothing beyond the dense input buffer. Bank conflicts of the crossbar are NOT modelled: the
+  schedule is assumed conflict-free; the bound is a G x R-way conflict on one 8-byte bank word,
+  i.e. up to ceil(G x R x operand bytes / 8) read cycles per streamed row instead of one.
 """
 from __future__ import annotations
 
@@ -29,6 +42,9 @@ LUT_PER_MAC = {"int8": 30, "int16": 25, "fp16": 250}
 LUT_CONTROL = 20_000
 #: index decoder / gather logic per PE column when compaction is used (estimate)
 LUT_GATHER_PER_COL = 60
+#: LUT6 per 2x2 switch and data bit of the crossbar's Benes network (estimate: the two 2:1 muxes
+#: share their three inputs, so one dual-output LUT6_2 holds both)
+LUT_PER_SWITCH_BIT = 1
 
 
 class ResourceError(ValueError):
@@ -86,6 +102,52 @@ def _memory_blocks(buf: Buffer, port_bytes: int, double: bool) -> tuple[int, int
     return (n, 0) if buf.memory == "bram" else (0, n)
 
 
+@dataclass(frozen=True)
+class GatherCost:
+    """What compaction's gather adds to a design (zero unless `sparse_strategy` is compact)."""
+
+    groups: int  # PE-column groups with their own input stream
+    bram36: int  # extra BRAM36 beyond the dense input buffer
+    uram: int  # extra URAM288 beyond the dense input buffer
+    lut: int  # crossbar LUTs (the per-column index decoder is counted apart, as before)
+
+
+def gather_groups(acc: Accelerator) -> int:
+    """PE-column groups that need their own gathered input stream under compaction:
+    ceil(cols / min(gather_block_rows, cols)) (mapping: one group per block column of a column
+    tile); 0 when the design does not compact."""
+    if acc.sparse_strategy != "compact":
+        return 0
+    cols = acc.pe_array.cols
+    return math.ceil(cols / min(acc.gather_block_rows, cols))
+
+
+def benes_switches(lanes: int) -> int:
+    """2x2 switches of a Benes network over `lanes` inputs (rounded up to a power of two N):
+    (N / 2) x (2 log2 N - 1) (Benes 1964); 0 for one lane."""
+    if lanes <= 1:
+        return 0
+    n = 1 << (lanes - 1).bit_length()
+    return n // 2 * (2 * n.bit_length() - 3)  # bit_length - 1 = log2 N
+
+
+def gather_cost(acc: Accelerator) -> GatherCost:
+    """The extra input-buffer memory and crossbar LUTs of compaction's gather (module docstring).
+    Models G independent R-operand streams; ignores bank conflicts (see the docstring's bound),
+    the gather's pipeline registers and any clock penalty of a wide network."""
+    groups = gather_groups(acc)
+    if groups <= 1:  # one stream reads the input buffer as the dense design does
+        return GatherCost(groups=groups, bram36=0, uram=0, lut=0)
+    rows, ob = acc.pe_array.rows, acc.operand_bytes
+    base = _memory_blocks(acc.input_buffer, rows * ob, acc.double_buffering)
+    if acc.gather == "replicate":
+        return GatherCost(groups=groups, bram36=base[0] * (groups - 1),
+                          uram=base[1] * (groups - 1), lut=0)
+    wide = _memory_blocks(acc.input_buffer, groups * rows * ob, acc.double_buffering)
+    lut = benes_switches(groups * rows) * 8 * ob * LUT_PER_SWITCH_BIT
+    return GatherCost(groups=groups, bram36=wide[0] - base[0], uram=wide[1] - base[1], lut=lut)
+
+
 def estimate(acc: Accelerator) -> ResourceEstimate:
     """Estimated DSP/BRAM36/URAM/LUT use of `acc` (see the module docstring)."""
     pe, vec = acc.pe_array, acc.vector_unit
@@ -102,20 +164,27 @@ def estimate(acc: Accelerator) -> ResourceEstimate:
     lut = macs * LUT_PER_MAC[pe.precision] + LUT_CONTROL + vec.lanes * vec.lut_per_lane
     if acc.sparse_strategy == "compact":
         lut += pe.cols * LUT_GATHER_PER_COL
+        g = gather_cost(acc)
+        bram, uram, lut = bram + g.bram36, uram + g.uram, lut + g.lut
     return ResourceEstimate(dsp=dsp, bram36=bram, uram=uram, lut=lut)
 
 
 def _remedies(acc: Accelerator) -> dict[str, str]:
     """Per resource: what uses it in this design and how to use less of it."""
     pe = acc.pe_array
+    g = gather_cost(acc)
+    gather = "" if g.groups == 0 else (
+        f" + compaction's {acc.gather} gather for {g.groups} PE-column groups "
+        f"(+{g.bram36:,} BRAM36, +{g.uram:,} URAM, +{g.lut:,} LUT; raise gather_block_rows, "
+        f"try gather: {'crossbar' if acc.gather == 'replicate' else 'replicate'} or use tile-skip)")
     return {
         "dsp": f"{pe.rows}x{pe.cols} {pe.precision} array"
         + (" (2 MACs/DSP48E2)" if pe.precision == "int8" else "")
         + f" + {acc.vector_unit.lanes}-lane vector unit; shrink pe_array or vector_unit.lanes",
         "bram36": "buffers (weight+input+output, banks for the port width); shrink "
-        "buffers.*.capacity_bytes or move a buffer to uram",
-        "uram": "buffers placed in uram; use memory: bram or shrink them",
-        "lut": "array control + vector unit + controller (estimate); shrink the array",
+        "buffers.*.capacity_bytes or move a buffer to uram" + gather,
+        "uram": "buffers placed in uram; use memory: bram or shrink them" + gather,
+        "lut": "array control + vector unit + controller (estimate); shrink the array" + gather,
     }
 
 
