@@ -32,12 +32,29 @@ def _hw_summary(report) -> dict:
     }
 
 
-def _index_format_option(fn):
+def _sparse_format_options(fn):
+    fn = click.option(
+        "--gather-block-rows", type=click.IntRange(min=1), default=None,
+        help="Smallest block height (output rows) the compaction gather must serve: fewer "
+             "PE-column groups, a cheaper gather (default: the board's, 1 = worst case).")(fn)
+    fn = click.option(
+        "--gather", type=click.Choice(["crossbar", "replicate"]), default=None,
+        help="How compaction feeds each PE-column group its inputs: a crossbar (LUTs) or "
+             "replicated input buffers (BRAM). Default: the board's.")(fn)
     return click.option(
         "--index-format", default=None,
         help="How compaction stores its indices: block (one 2-byte index per kept block), "
              "bitmap (one bit per block), nm or nm:M (N:M offsets, ceil(log2 M) bits per "
              "slot; nm = nm:4). Default: the board's (block).")(fn)
+
+
+def _sparse_overrides(index_format: str | None, gather: str | None,
+                      gather_block_rows: int | None) -> dict:
+    """The board overrides of --index-format / --gather / --gather-block-rows (None: the
+    board's value)."""
+    given = {"index_format": index_format, "gather": gather,
+             "gather_block_rows": gather_block_rows}
+    return {key: value for key, value in given.items() if value is not None}
 
 
 def _pipeline_overrides(weight_preload: str | None, vector_overlap: str | None) -> dict:
@@ -86,10 +103,11 @@ def _hw_common(fn):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random mask.")
 @click.option("--sparse-strategy", type=click.Choice(["dense", "tile-skip", "compact"]),
               default=None, help="How the array exploits the mask (default: the board's).")
-@_index_format_option
+@_sparse_format_options
 @_hw_common
 def simulate_gemm(m, k, n, array, dataflow, block, density, seed, sparse_strategy, index_format,
-                  board, engine, weight_preload, vector_overlap, as_json) -> None:
+                  gather, gather_block_rows, board, engine, weight_preload, vector_overlap,
+                  as_json) -> None:
     """Simulate one GEMM Y[M,N] = X[M,K] @ W[K,N] (W = weight.T), dense or block-sparse."""
     import json
 
@@ -106,8 +124,7 @@ def simulate_gemm(m, k, n, array, dataflow, block, density, seed, sparse_strateg
         overrides["dataflow"] = dataflow
     if sparse_strategy:
         overrides["sparse_strategy"] = sparse_strategy
-    if index_format:
-        overrides["index_format"] = index_format
+    overrides.update(_sparse_overrides(index_format, gather, gather_block_rows))
     acc = _hw_board(board, overrides)
     workload = hwmodels.gemm_workload(m, k, n)
     masks = None
@@ -144,10 +161,10 @@ def simulate_gemm(m, k, n, array, dataflow, block, density, seed, sparse_strateg
               help="Sequences per inference (weight GEMMs get M = seq-len x batch).")
 @click.option("--masks", "masks_path", type=click.Path(dir_okay=False), default=None,
               help="Block-mask file (safetensors, keys = checkpoint parameter names).")
-@_index_format_option
+@_sparse_format_options
 @_hw_common
-def simulate_model(model, seq_len, batch, masks_path, index_format, board, engine,
-                   weight_preload, vector_overlap, as_json) -> None:
+def simulate_model(model, seq_len, batch, masks_path, index_format, gather, gather_block_rows,
+                   board, engine, weight_preload, vector_overlap, as_json) -> None:
     """Simulate a whole BERT-family encoder (optionally with block masks) on a board."""
     import json
 
@@ -160,8 +177,7 @@ def simulate_model(model, seq_len, batch, masks_path, index_format, board, engin
     except ModelConfigError as err:
         raise CodesignError(f"--model {err}") from None
     overrides = _pipeline_overrides(weight_preload, vector_overlap)
-    if index_format:
-        overrides["index_format"] = index_format
+    overrides.update(_sparse_overrides(index_format, gather, gather_block_rows))
     acc = _hw_board(board, overrides)
     masks = None
     if masks_path:

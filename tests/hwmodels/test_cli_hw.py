@@ -78,3 +78,20 @@ def test_simulate_with_mask_file(tmp_path, prefix):
                             "--json").output)
     assert sparse["cycles"] < dense["cycles"]
     assert any(op["density"] < 1 for op in sparse["report"]["ops"])
+
+
+def test_gather_options_reach_the_resource_estimate():
+    """--gather-block-rows 32 on a 32-column array: one PE-column group, no gather cost; the
+    default (1 = one stream per column) pays the crossbar's LUTs; with 4 groups (block rows 8)
+    replicate pays input-buffer BRAM instead of LUTs."""
+    args = ["simulate-gemm", "--m", "64", "--k", "256", "--n", "256", "--array", "32x32",
+            "--block", "32x1", "--density", "0.5", "--sparse-strategy", "compact", "--json"]
+    used = {}
+    for extra in ((), ("--gather-block-rows", "32"), ("--gather-block-rows", "8"),
+                  ("--gather-block-rows", "8", "--gather", "replicate")):
+        res = CliRunner().invoke(main, args + list(extra))
+        assert res.exit_code == 0, res.output
+        out = json.loads(res.output)["resources"]
+        used[extra[-1] if extra else "worst"] = (out["lut"]["used"], out["bram36"]["used"])
+    assert used["32"][0] < used["8"][0] < used["worst"][0]
+    assert used["replicate"][0] == used["32"][0] and used["replicate"][1] > used["8"][1]
