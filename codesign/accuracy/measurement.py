@@ -14,6 +14,11 @@ What is modelled
 * ``rgl``: the seed paper's pipeline from the dense fine-tuned model: reweighted group Lasso
   training (``rgl_examples`` x ``rgl_epochs``, lambda, eps, reweighting every
   ``rgl_reweight_every`` optimizer steps), hard pruning at the ratio, masked retraining, evaluate.
+With ``recipe.distill`` on, the training steps of ``retrain`` and ``rgl`` (RGL training and
+masked retraining alike) distil from the dense model: loss ``(1 - distill_alpha) * CE +
+distill_alpha * T^2 * KL(teacher/T || student/T)``, T = ``distill_temperature``, the teacher's
+logits read from the cache (``codesign.accuracy.teacher``: computed once per dense model and
+training sample); the record's recipe then carries the distill fields.
 ``ratio == 0`` is the dense fine-tuned model itself, whatever the block shape and fidelity.
 
 The dev split's sampling noise is a bootstrap interval on the record (`evaluate_dev`); the noise
@@ -64,13 +69,43 @@ def _save_masks_atomic(path: Path, masks: Mapping[str, Any], metadata: dict[str,
     return path
 
 
+class _Teacher:
+    """The distillation settings of a measurement's training stages: `config(...)` is the
+    stage's TrainConfig, with the dense model's cached logits on `split` when the recipe distils
+    at this fidelity, else exactly `train_config(...)`."""
+
+    def __init__(self, recipe: Recipe, fidelity: str, dense: DenseCheckpoint | None,
+                 cache: AccuracyCache | None) -> None:
+        self.recipe, self.dense, self.cache = recipe, dense, cache
+        self.on = recipe.distills(fidelity)
+        if self.on and (dense is None or cache is None):
+            raise AccuracyError(f"recipe.distill at fidelity {fidelity!r} needs the dense "
+                                "checkpoint and the cache: pass dense= and cache=")
+
+    def config(self, split: Any, examples: int | None, epochs: int, lr: float) -> Any:
+        plain = train_config(self.recipe, examples, epochs, lr)
+        if not self.on:
+            return plain
+        from dataclasses import replace
+
+        from codesign.accuracy.teacher import teacher_logits
+
+        logits = teacher_logits(self.dense, split, max_seq_len=self.recipe.max_seq_len,
+                                cache=self.cache)
+        return replace(plain, teacher_logits=logits, distill_alpha=self.recipe.distill_alpha,
+                       distill_temperature=self.recipe.distill_temperature)
+
+
 def _prune(fidelity: str, loaded: Any, block: tuple[int, int], ratio: float, recipe: Recipe,
-           task: str, glue_dir: Any, progress: bool) -> dict[str, Any]:
-    """Prune `loaded.model` in place by the fidelity's procedure; returns the masks."""
+           task: str, glue_dir: Any, progress: bool, *, dense: DenseCheckpoint | None = None,
+           cache: AccuracyCache | None = None) -> dict[str, Any]:
+    """Prune `loaded.model` in place by the fidelity's procedure; returns the masks.
+    `dense` and `cache` serve the teacher's logits when the recipe distils."""
     from codesign.pruning import oneshot_prune
 
+    teacher = _Teacher(recipe, fidelity, dense, cache)
     if fidelity == "rgl":
-        return _rgl(loaded, block, ratio, recipe, task, glue_dir, progress)
+        return _rgl(loaded, block, ratio, recipe, task, glue_dir, progress, teacher)
     if fidelity == "calibrated":
         return _calibrated(loaded, block, ratio, recipe, task, glue_dir)
     masks = oneshot_prune(loaded.model, loaded.structure, block, ratio)
@@ -79,8 +114,8 @@ def _prune(fidelity: str, loaded: Any, block: tuple[int, int], ratio: float, rec
 
         train = train_split(task, recipe.retrain_examples, recipe, glue_dir, stage=1)
         finetune(loaded.model, loaded.tokenizer, train,
-                 train_config(recipe, recipe.retrain_examples, recipe.retrain_epochs,
-                              recipe.retrain_lr), masks=masks, progress=progress)
+                 teacher.config(train, recipe.retrain_examples, recipe.retrain_epochs,
+                                recipe.retrain_lr), masks=masks, progress=progress)
     return masks
 
 
@@ -99,7 +134,7 @@ def _calibrated(loaded: Any, block: tuple[int, int], ratio: float, recipe: Recip
 
 
 def _rgl(loaded: Any, block: tuple[int, int], ratio: float, recipe: Recipe, task: str,
-         glue_dir: Any, progress: bool) -> dict[str, Any]:
+         glue_dir: Any, progress: bool, teacher: _Teacher) -> dict[str, Any]:
     """The seed paper's RGL training, hard pruning and masked retraining, in place; the masks."""
     from codesign.pruning.rgl import RGLConfig, rgl_prune
 
@@ -114,10 +149,10 @@ def _rgl(loaded: Any, block: tuple[int, int], ratio: float, recipe: Recipe, task
                     reweight_every=recipe.rgl_reweight_every, schedule_unit="step")
     out = rgl_prune(loaded.model, loaded.tokenizer, loaded.structure, split,
                     block_shape=block, ratio=ratio, rgl=cfg,
-                    train=train_config(recipe, recipe.rgl_examples, recipe.rgl_epochs,
-                                       recipe.rgl_lr),
-                    retrain=train_config(recipe, recipe.retrain_examples, recipe.retrain_epochs,
-                                         recipe.retrain_lr),
+                    train=teacher.config(split, recipe.rgl_examples, recipe.rgl_epochs,
+                                         recipe.rgl_lr),
+                    retrain=teacher.config(split, recipe.retrain_examples,
+                                           recipe.retrain_epochs, recipe.retrain_lr),
                     progress=progress)
     return out.masks
 
@@ -180,7 +215,7 @@ def measure(model: str, task: str, block_shape: Any, ratio: float, fidelity: str
     try:
         loaded = load_model(dense.path, task=task)
         masks = _prune(fidelity, loaded, BlockShape.parse(block), ratio, recipe, task, glue_dir,
-                       progress)
+                       progress, dense=dense, cache=cache)
         metrics = evaluate_dev(loaded.model, loaded.tokenizer, task,
                                dev_split(task, recipe, glue_dir), recipe)
         _save_masks_atomic(masks_path, masks,

@@ -26,6 +26,8 @@ RECIPE_PRESETS: tuple[str, ...] = ("default", "quick", "paper")
 _SHARED = ("max_seq_len", "batch_size", "seed", "eval_examples")
 _STAGE_PREFIXES = {"oneshot": ("dense_",), "calibrated": ("dense_", "calib_"),
                    "retrain": ("dense_", "retrain_"), "rgl": ("dense_", "retrain_", "rgl_")}
+_DISTILL = ("distill", "distill_alpha", "distill_temperature")
+_DISTILLED = ("retrain", "rgl")  # the fidelities with training steps that may distil
 CALIB_SALIENCIES: tuple[str, ...] = ("norm", "obs")  # codesign.pruning.calibrate.SALIENCIES
 
 
@@ -76,6 +78,13 @@ class Recipe:
     calib_examples: int | None = 256
     calib_saliency: str = "obs"
     calib_damping: float = 0.01
+    # distillation in recovery (retrain and rgl only): loss (1 - alpha) * CE + alpha * T^2 *
+    # KL(teacher/T || student/T) from the dense model's cached logits (codesign.accuracy.teacher).
+    # Off by default for now (keys and results of existing recipes unchanged); alpha 0.5 and
+    # T 2.0 are common choices (Hinton et al. 2015 use T in 1..20), not tuned here
+    distill: bool = False
+    distill_alpha: float = 0.5
+    distill_temperature: float = 2.0
 
     def __post_init__(self) -> None:
         for name in ("max_seq_len", "batch_size", "dense_epochs", "retrain_epochs", "rgl_epochs"):
@@ -91,6 +100,13 @@ class Recipe:
                 raise AccuracyError(f"recipe.{name}={getattr(self, name)}: must be > 0")
         if float(self.rgl_lambda) < 0:
             raise AccuracyError(f"recipe.rgl_lambda={self.rgl_lambda}: must be >= 0")
+        if not isinstance(self.distill, bool):
+            raise AccuracyError(f"recipe.distill={self.distill!r}: use true or false")
+        if not 0.0 <= float(self.distill_alpha) <= 1.0:
+            raise AccuracyError(f"recipe.distill_alpha={self.distill_alpha}: must lie in [0, 1]")
+        if not float(self.distill_temperature) > 0:
+            raise AccuracyError(f"recipe.distill_temperature={self.distill_temperature}: must "
+                                "be > 0")
         if self.calib_saliency not in CALIB_SALIENCIES:
             raise AccuracyError(f"recipe.calib_saliency={self.calib_saliency!r}: choose one of "
                                 f"{', '.join(CALIB_SALIENCIES)}")
@@ -143,11 +159,21 @@ class Recipe:
         return dataclasses.asdict(self)
 
     def stage_fields(self, fidelity: str) -> dict[str, Any]:
-        """The fields a fidelity uses (what its cache key hashes), plus the fidelity."""
+        """The fields a fidelity uses (what its cache key hashes), plus the fidelity.
+
+        The distillation fields enter only retrain and rgl, and only when `distill` is on: a
+        recipe without distillation keeps the keys it had before these fields existed.
+        """
         fidelity = check_fidelity(fidelity)
         prefixes = _STAGE_PREFIXES[fidelity]
         out = {k: v for k, v in self.to_dict().items() if k in _SHARED or k.startswith(prefixes)}
+        if self.distills(fidelity):
+            out.update({k: v for k, v in self.to_dict().items() if k in _DISTILL})
         return {"fidelity": fidelity, "procedure_version": PROCEDURE_VERSION, **out}
+
+    def distills(self, fidelity: str) -> bool:
+        """Whether `fidelity`'s training distils from the dense model under this recipe."""
+        return self.distill and check_fidelity(fidelity) in _DISTILLED
 
     def dense_fields(self) -> dict[str, Any]:
         """The fields that define the dense fine-tuned checkpoint and its dev score."""

@@ -9,6 +9,13 @@ lives in `rgl.py`). Fixed masks hold pruned weights and their gradients at zero:
 masked before the optimiser step and weights re-masked after it, so neither AdamW's moments
 nor weight decay can revive a pruned block.
 
+Distillation (optional): with `TrainConfig.teacher_logits` (one row of logits per example of the
+split handed to `finetune`, e.g. a cached teacher's), the loss is
+``(1 - alpha) * task_loss + alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))``
+(Hinton et al. 2015), alpha = `distill_alpha`, T = `distill_temperature`; a regression head
+(one output) uses ``MSE(student, teacher)`` instead of the KL term (T unused). The rows are looked
+up by example index, so no teacher model runs during training.
+
 What is ignored: mixed precision, gradient accumulation, distributed training, early stopping.
 The device is picked automatically (cuda if available, else cpu). Batching, tokenisation caching,
 threads and determinism live in `batching.py`: by default, length-bucketed batches in a shuffled,
@@ -43,7 +50,9 @@ class TrainConfig:
     similar length, visited in a shuffled order, each padded to its longest), "longest"
     (shuffled batches padded to their longest: the previous default) or "max_length" (padded to
     max_seq_len, as the authors' GLUE script did). `pad_to_max=True` is the older spelling of
-    "max_length" and overrides `batching`.
+    "max_length" and overrides `batching`. `teacher_logits`, `distill_alpha` and
+    `distill_temperature`: distillation (module docstring); the rows align with the split given
+    to `finetune` (before `max_examples` subsets it).
     """
 
     epochs: int = 3
@@ -60,6 +69,11 @@ class TrainConfig:
     device: str | None = None
     pad_to_max: bool = False
     batching: str = "bucket"
+    distill_alpha: float = 0.0
+    distill_temperature: float = 1.0
+    # [examples of the split given to finetune, labels] logits (numpy or torch); None: no
+    # distillation. Not compared or printed (an array).
+    teacher_logits: Any = field(default=None, compare=False, repr=False)
 
     @property
     def batching_mode(self) -> str:
@@ -75,6 +89,11 @@ class TrainConfig:
                              f"max_seq_len > 0 required, got {self}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError(f"TrainConfig.warmup_ratio {self.warmup_ratio}: must lie in [0, 1)")
+        if not 0.0 <= float(self.distill_alpha) <= 1.0:
+            raise ValueError(f"TrainConfig.distill_alpha {self.distill_alpha}: must lie in [0, 1]")
+        if not float(self.distill_temperature) > 0.0:
+            raise ValueError(f"TrainConfig.distill_temperature {self.distill_temperature}: "
+                             "must be > 0")
 
 
 @dataclass(frozen=True)
@@ -117,16 +136,22 @@ def seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
-def subset(split: Any, max_examples: int | None, seed: int) -> Any:
-    """A seeded random subset of a GlueSplit (in file order), or the split itself."""
-    if max_examples is None or max_examples >= len(split.text_a):
-        return split
+def subset_indices(n: int, max_examples: int | None, seed: int) -> np.ndarray | None:
+    """The sorted indices of the seeded random subset `subset` keeps, or None (all of them)."""
+    if max_examples is None or max_examples >= n:
+        return None
     if max_examples <= 0:
         raise ValueError(f"max_examples={max_examples}: use a positive count or None")
+    return np.sort(np.random.default_rng(seed).choice(n, size=max_examples, replace=False))
+
+
+def subset(split: Any, max_examples: int | None, seed: int) -> Any:
+    """A seeded random subset of a GlueSplit (in file order), or the split itself."""
+    keep = subset_indices(len(split.text_a), max_examples, seed)
+    if keep is None:
+        return split
     from dataclasses import replace
 
-    keep = np.sort(np.random.default_rng(seed).choice(len(split.text_a), size=max_examples,
-                                                      replace=False))
     return replace(split, text_a=[split.text_a[i] for i in keep],
                    text_b=None if split.text_b is None else [split.text_b[i] for i in keep],
                    labels=np.asarray(split.labels)[keep])
@@ -179,6 +204,7 @@ def _finetune(model: torch.nn.Module, tokenizer: Any, split: Any, config: TrainC
     n = len(data.text_a)
     if n == 0:
         raise ValueError(f"{getattr(split, 'task', 'split')}: no training examples")
+    teacher = _teacher_rows(config, split, device)
     features = encode(tokenizer, data, config.max_seq_len)
     lengths = lengths_of(features)
     labels = _label_tensor(data.labels, data.num_labels, device)
@@ -186,7 +212,7 @@ def _finetune(model: torch.nn.Module, tokenizer: Any, split: Any, config: TrainC
     if config.max_steps is not None:
         total_steps = min(total_steps, int(config.max_steps))
     element_masks = apply_masks(model, masks) if masks else {}
-    step = _Step(model, _optimizer(model, config), config, regularizer, element_masks)
+    step = _Step(model, _optimizer(model, config), config, regularizer, element_masks, teacher)
     step.scheduler = _linear_schedule(step.optimizer, total_steps,
                                       int(config.warmup_ratio * total_steps))
     shuffler = torch.Generator().manual_seed(config.seed)  # data order: the only draws it makes
@@ -204,7 +230,7 @@ def _finetune(model: torch.nn.Module, tokenizer: Any, split: Any, config: TrainC
                 if step.count >= total_steps:
                     break
                 batch = collate(tokenizer, [features[i] for i in idx], device, pad_to)
-                running += step(batch, labels[idx], epoch)
+                running += step(batch, labels[idx], epoch, idx)
                 count += 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{step.task_loss:.4f}", refresh=False)
@@ -216,7 +242,46 @@ def _finetune(model: torch.nn.Module, tokenizer: Any, split: Any, config: TrainC
     return TrainStats(steps=step.count, examples=step.seen, seconds=seconds, device=str(device),
                       epoch_task_loss=tuple(epoch_losses), final_task_loss=step.task_loss,
                       final_reg_loss=step.reg_loss, threads=torch.get_num_threads(),
-                      extra={"batching": config.batching_mode})
+                      extra=_extra(config, step))
+
+
+def _extra(config: TrainConfig, step: "_Step") -> dict[str, Any]:
+    """TrainStats.extra: the batching, and the distillation settings and last term if any."""
+    extra: dict[str, Any] = {"batching": config.batching_mode}
+    if step.teacher is not None:
+        extra.update(distill_alpha=float(config.distill_alpha),
+                     distill_temperature=float(config.distill_temperature),
+                     final_distill_loss=step.distill_loss)
+    return extra
+
+
+def _teacher_rows(config: TrainConfig, split: Any, device: torch.device) -> torch.Tensor | None:
+    """The teacher logits of the examples `finetune` trains on (row i = example i of the
+    subset), on `device`; None without a teacher. A one-line error if the rows do not match."""
+    if config.teacher_logits is None:
+        return None
+    rows = torch.as_tensor(np.asarray(config.teacher_logits, dtype=np.float32))
+    n, labels = len(split.text_a), int(split.num_labels)
+    if rows.ndim != 2 or rows.shape != (n, labels):
+        raise ValueError(f"TrainConfig.teacher_logits: shape {tuple(rows.shape)}, the split "
+                         f"needs ({n}, {labels}); compute them on the split given to finetune")
+    keep = subset_indices(n, config.max_examples, config.seed)
+    if keep is not None:
+        rows = rows[torch.as_tensor(keep)]
+    return rows.to(device)
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The distillation term: T^2 * KL(softmax(teacher/T) || softmax(student/T)), batch mean;
+    for one output (regression), MSE(student, teacher). Zero when the logits are equal."""
+    if student.shape[-1] == 1:
+        return torch.nn.functional.mse_loss(student.float(), teacher.float())
+    t = float(temperature)
+    log_student = torch.nn.functional.log_softmax(student.float() / t, dim=-1)
+    log_teacher = torch.nn.functional.log_softmax(teacher.float() / t, dim=-1)
+    kl = torch.nn.functional.kl_div(log_student, log_teacher, reduction="batchmean",
+                                    log_target=True)
+    return kl * (t * t)
 
 
 class _Step:
@@ -225,18 +290,28 @@ class _Step:
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                  config: TrainConfig, regularizer: Regularizer | None,
-                 element_masks: Mapping[str, torch.Tensor]) -> None:
+                 element_masks: Mapping[str, torch.Tensor],
+                 teacher: torch.Tensor | None = None) -> None:
         self.model, self.optimizer, self.config = model, optimizer, config
         self.regularizer, self.element_masks = regularizer, element_masks
+        self.teacher = teacher
         self.params = dict(model.named_parameters())
         self.scheduler: Any = None
         self.count, self.seen = 0, 0
         self.task_loss, self.reg_loss = float("nan"), None
+        self.distill_loss: float | None = None
 
     def __call__(self, batch: Mapping[str, torch.Tensor], labels: torch.Tensor,
-                 epoch: int) -> float:
-        loss = self.model(**batch, labels=labels).loss
+                 epoch: int, idx: Any = None) -> float:
+        out = self.model(**batch, labels=labels)
+        loss = out.loss
         self.task_loss = float(loss.detach())
+        if self.teacher is not None:
+            alpha = float(self.config.distill_alpha)
+            rows = self.teacher[torch.as_tensor(idx, device=self.teacher.device)]
+            term = distill_loss(out.logits, rows, self.config.distill_temperature)
+            self.distill_loss = float(term.detach())
+            loss = (1.0 - alpha) * loss + alpha * term
         if self.regularizer is not None:
             reg = self.regularizer(self.model, epoch, self.count)
             self.reg_loss = float(reg.detach())
@@ -294,6 +369,21 @@ def evaluate(model: torch.nn.Module, tokenizer: Any, split: Any, *, max_seq_len:
     benchmark's comparison). `threads` as in `TrainConfig` (None: `default_threads()`).
     Padding changes float rounding only: predictions agree with the unsorted ones (tested).
     """
+    logits = predict_logits(model, tokenizer, split, max_seq_len=max_seq_len,
+                            batch_size=batch_size, progress=progress, pad_to_max=pad_to_max,
+                            sort_by_length=sort_by_length, threads=threads)
+    if logits.shape[-1] == 1:
+        return logits[:, 0].astype(np.float32)
+    return logits.argmax(axis=-1).astype(np.int64)
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, tokenizer: Any, split: Any, *,
+                   max_seq_len: int = 128, batch_size: int = 64, progress: bool = False,
+                   pad_to_max: bool = False, sort_by_length: bool = True,
+                   threads: int | None = None) -> np.ndarray:
+    """The model's float32 logits [examples, outputs] on a split, in the split's order (eval
+    mode: no dropout). Batching and threads as in `evaluate`."""
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
@@ -309,10 +399,6 @@ def evaluate(model: torch.nn.Module, tokenizer: Any, split: Any, *, max_seq_len:
                             max_seq_len if pad_to_max else None)
             outputs.append(model(**batch).logits.float().cpu().numpy())
     logits = np.concatenate(outputs) if outputs else np.zeros((0, 1), dtype=np.float32)
-    if logits.shape[-1] == 1:
-        preds = logits[:, 0].astype(np.float32)
-    else:
-        preds = logits.argmax(axis=-1).astype(np.int64)
-    out = np.empty_like(preds)
-    out[order] = preds
+    out = np.empty_like(logits)
+    out[order] = logits
     return out
