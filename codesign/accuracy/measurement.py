@@ -10,7 +10,10 @@ What is modelled
   proxy) are pruned at the same exact count as oneshot, and the kept weights and biases are
   re-fitted by damped (``calib_damping``) least squares to the dense model's layer outputs.
 * ``retrain``: oneshot, then masked retraining (pruned weights and their gradients held at zero)
-  for ``retrain_examples`` x ``retrain_epochs``, evaluate.
+  for ``retrain_examples`` x ``retrain_epochs``, evaluate. With ``retrain_start="calibrated"``
+  the start is the ``calibrated`` fidelity's pruning instead (same calib_* fields, same seeded
+  calibration sentences, so the same masks), and retraining continues from its reconstructed
+  weights; the record's recipe then carries ``retrain_start`` and the calib_* fields.
 * ``rgl``: the seed paper's pipeline from the dense fine-tuned model: reweighted group Lasso
   training (``rgl_examples`` x ``rgl_epochs``, lambda, eps, reweighting every
   ``rgl_reweight_every`` optimizer steps), hard pruning at the ratio, masked retraining, evaluate.
@@ -106,9 +109,11 @@ def _prune(fidelity: str, loaded: Any, block: tuple[int, int], ratio: float, rec
     teacher = _Teacher(recipe, fidelity, dense, cache)
     if fidelity == "rgl":
         return _rgl(loaded, block, ratio, recipe, task, glue_dir, progress, teacher)
-    if fidelity == "calibrated":
-        return _calibrated(loaded, block, ratio, recipe, task, glue_dir)
-    masks = oneshot_prune(loaded.model, loaded.structure, block, ratio)
+    if fidelity == "calibrated" or (fidelity == "retrain" and
+                                    recipe.retrain_start == "calibrated"):
+        masks = _calibrated(loaded, block, ratio, recipe, task, glue_dir)
+    else:
+        masks = oneshot_prune(loaded.model, loaded.structure, block, ratio)
     if fidelity == "retrain":
         from codesign.pruning.train import finetune
 

@@ -29,6 +29,10 @@ _STAGE_PREFIXES = {"oneshot": ("dense_",), "calibrated": ("dense_", "calib_"),
 _DISTILL = ("distill", "distill_alpha", "distill_temperature")
 _DISTILLED = ("retrain", "rgl")  # the fidelities with training steps that may distil
 CALIB_SALIENCIES: tuple[str, ...] = ("norm", "obs")  # codesign.pruning.calibrate.SALIENCIES
+# where `retrain` starts: magnitude one-shot masks and weights (the default, seed-faithful) or the
+# calibrated fidelity's masks and reconstructed weights (which then read the calib_* fields)
+RETRAIN_STARTS: tuple[str, ...] = ("magnitude", "calibrated")
+_START = "retrain_start"  # not matched by the "retrain_" prefix: enters only retrain's key
 
 
 class AccuracyError(ValueError):
@@ -65,6 +69,8 @@ class Recipe:
     retrain_examples: int | None = 512
     retrain_epochs: int = 1
     retrain_lr: float = 1e-4
+    # retrain only: "calibrated" starts masked retraining from calibrated one-shot pruning
+    retrain_start: str = "magnitude"
     # reweighted group Lasso stage (rgl only); the seed paper's eps and lambda
     rgl_examples: int | None = 512
     rgl_epochs: int = 1
@@ -107,6 +113,9 @@ class Recipe:
         if not float(self.distill_temperature) > 0:
             raise AccuracyError(f"recipe.distill_temperature={self.distill_temperature}: must "
                                 "be > 0")
+        if self.retrain_start not in RETRAIN_STARTS:
+            raise AccuracyError(f"recipe.retrain_start={self.retrain_start!r}: choose one of "
+                                f"{', '.join(RETRAIN_STARTS)}")
         if self.calib_saliency not in CALIB_SALIENCIES:
             raise AccuracyError(f"recipe.calib_saliency={self.calib_saliency!r}: choose one of "
                                 f"{', '.join(CALIB_SALIENCIES)}")
@@ -163,12 +172,19 @@ class Recipe:
 
         The distillation fields enter only retrain and rgl, and only when `distill` is on: a
         recipe without distillation keeps the keys it had before these fields existed.
+        Likewise `retrain_start` (with the calib_* fields it then reads) enters only retrain's
+        key, and only when it is not "magnitude".
         """
         fidelity = check_fidelity(fidelity)
         prefixes = _STAGE_PREFIXES[fidelity]
-        out = {k: v for k, v in self.to_dict().items() if k in _SHARED or k.startswith(prefixes)}
+        fields = self.to_dict()
+        out = {k: v for k, v in fields.items()
+               if k != _START and (k in _SHARED or k.startswith(prefixes))}
         if self.distills(fidelity):
-            out.update({k: v for k, v in self.to_dict().items() if k in _DISTILL})
+            out.update({k: v for k, v in fields.items() if k in _DISTILL})
+        if fidelity == "retrain" and self.retrain_start != RETRAIN_STARTS[0]:
+            out.update({k: v for k, v in fields.items()
+                        if k == _START or k.startswith("calib_")})
         return {"fidelity": fidelity, "procedure_version": PROCEDURE_VERSION, **out}
 
     def distills(self, fidelity: str) -> bool:

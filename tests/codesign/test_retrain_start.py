@@ -1,0 +1,110 @@
+"""Where `retrain` starts (recipe field `retrain_start`): magnitude one-shot (default) or the
+calibrated fidelity's masks and reconstructed weights.
+
+Keys and errors are pure; the measurement test runs the real MiniLM-L6 weights and real SST-2
+rows at the quick budget (48 examples, seq 32)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from codesign.accuracy import AccuracyCache, AccuracyError, Recipe, measure
+from codesign.accuracy import measurement as measurement_mod
+from codesign.masks import load_masks
+
+FIDELITIES = ("oneshot", "calibrated", "retrain", "rgl")
+CALIB_FIELDS = ("calib_examples", "calib_saliency", "calib_damping")
+
+
+# ---- the recipe field and its keys ------------------------------------------------------------
+
+@pytest.mark.parametrize("preset", ["default", "quick", "paper"])
+def test_magnitude_start_keeps_every_key(preset):
+    base = Recipe.preset(preset)
+    explicit = Recipe.from_dict({**base.to_dict(), "retrain_start": "magnitude"})
+    for fidelity in FIDELITIES:
+        assert explicit.hash(fidelity) == base.hash(fidelity)
+        assert "retrain_start" not in base.stage_fields(fidelity)
+    # with the magnitude start retrain reads no calib_* field: changing them keeps its key
+    other = Recipe.from_dict({**base.to_dict(), "calib_examples": 7, "calib_saliency": "norm"})
+    assert other.hash("retrain") == base.hash("retrain")
+    assert base.dense_fields() == explicit.dense_fields()
+
+
+def test_calibrated_start_enters_only_the_retrain_key_with_the_calib_fields():
+    base, start = Recipe(), Recipe(retrain_start="calibrated")
+    for fidelity in ("oneshot", "calibrated", "rgl"):
+        assert start.hash(fidelity) == base.hash(fidelity)
+    fields = start.stage_fields("retrain")
+    assert fields["retrain_start"] == "calibrated"
+    assert {k: fields[k] for k in CALIB_FIELDS} == \
+        {"calib_examples": 256, "calib_saliency": "obs", "calib_damping": 0.01}
+    assert start.hash("retrain") != base.hash("retrain")
+    # the calibrated start depends on the calibration settings, so its key does too
+    assert Recipe(retrain_start="calibrated", calib_saliency="norm").hash("retrain") != \
+        start.hash("retrain")
+    assert start.dense_fields() == base.dense_fields()  # one dense model serves both
+    # with distillation on, both switches are in the key
+    both = Recipe(retrain_start="calibrated", distill=True).stage_fields("retrain")
+    assert both["distill"] is True and both["retrain_start"] == "calibrated"
+    assert Recipe.from_spec({"base": "quick", "retrain_start": "calibrated"}).retrain_start == \
+        "calibrated"
+
+
+def test_unknown_start_is_a_one_line_error():
+    with pytest.raises(AccuracyError, match=r"^recipe.retrain_start='obs': choose one of "
+                                            r"magnitude, calibrated$"):
+        Recipe(retrain_start="obs")
+    with pytest.raises(AccuracyError, match="retrain_start='dense'"):
+        Recipe.from_spec({"base": "quick", "retrain_start": "dense"})
+
+
+# ---- the measurement --------------------------------------------------------------------------
+
+def _grids(path):
+    return {n: m.grid.copy() for n, m in load_masks(path).masks.items()}
+
+
+@pytest.mark.slow
+def test_calibrated_start_retrains_from_the_calibrated_masks(tmp_path, glue_dir, monkeypatch):
+    cache = AccuracyCache(tmp_path / "cache")
+    seen = {}  # fidelity -> the pruned model's parameters as evaluated
+    real = measurement_mod.evaluate_dev
+
+    def spy(model, tokenizer, task, dev, recipe):
+        seen[len(seen)] = {n: p.detach().clone() for n, p in model.named_parameters()}
+        return real(model, tokenizer, task, dev, recipe)
+
+    monkeypatch.setattr(measurement_mod, "evaluate_dev", spy)
+    quick = Recipe.quick()
+    start = Recipe.from_spec({"base": "quick", "retrain_start": "calibrated"})
+    calibrated = measure("minilm-l6", "sst2", "16x16", 0.5, "calibrated", quick,
+                         glue_dir=glue_dir, cache=cache)
+    retrained = measure("minilm-l6", "sst2", "16x16", 0.5, "retrain", start, glue_dir=glue_dir,
+                        cache=cache)
+    magnitude = measure("minilm-l6", "sst2", "16x16", 0.5, "retrain", quick, glue_dir=glue_dir,
+                        cache=cache)
+    assert len(seen) == 3  # three pruned evaluations (the dense one is not spied on)
+    # the record says where retraining started; the magnitude record keeps its old fields
+    assert retrained.recipe["retrain_start"] == "calibrated"
+    assert retrained.recipe["calib_saliency"] == "obs" and retrained.recipe["calib_examples"] == 48
+    assert "retrain_start" not in magnitude.recipe and magnitude.key != retrained.key
+    assert retrained.dense == calibrated.dense == magnitude.dense
+    # same saliency, same calibration sentences: the calibrated fidelity's masks exactly
+    cal_grids, start_grids = _grids(calibrated.masks_path), _grids(retrained.masks_path)
+    assert cal_grids.keys() == start_grids.keys() and len(cal_grids) == 36
+    assert all(np.array_equal(cal_grids[n], start_grids[n]) for n in cal_grids)
+    # ... which differ from magnitude one-shot's (obs saliency ranks differently)
+    mag_grids = _grids(magnitude.masks_path)
+    assert any(not np.array_equal(mag_grids[n], start_grids[n]) for n in mag_grids)
+    # pruned weights stay exactly zero after retraining; the kept ones moved from the calibrated
+    # reconstruction (retraining ran)
+    after, before = seen[1], seen[0]
+    moved = 0
+    for name, mask in load_masks(retrained.masks_path).masks.items():
+        keep = np.asarray(mask.to_dense())
+        w = after[name].numpy()
+        assert (w[~keep] == 0).all(), name
+        assert (before[name].numpy()[~keep] == 0).all(), name
+        moved += int(not np.array_equal(w[keep], before[name].numpy()[keep]))
+    assert moved == 36
