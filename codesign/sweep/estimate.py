@@ -37,8 +37,9 @@ def accuracy_seconds(study: Study) -> dict[str, float]:
     retrain = 15.0 * (r.retrain_examples or 67349) / 512 * r.retrain_epochs * seq
     rgl = 15.0 * (r.rgl_examples or 67349) / 512 * r.rgl_epochs * seq
     calibrated = 150.0 * (r.calib_examples or 67349) / 256 * seq
+    start = calibrated if r.retrain_start == "calibrated" else 0.0
     return {"dense": dense, "oneshot": ev + 5.0, "calibrated": ev + 5.0 + calibrated,
-            "retrain": ev + 5.0 + retrain, "rgl": ev + 5.0 + retrain + rgl}
+            "retrain": ev + 5.0 + start + retrain, "rgl": ev + 5.0 + retrain + rgl}
 
 
 def describe(study: Study, out_dir: str | Path | None = None,
