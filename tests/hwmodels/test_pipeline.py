@@ -1,6 +1,6 @@
 """The pipeline options: `weight_preload` (serial | overlapped) and `vector_overlap` (none | fused).
 
-Closed forms (hwmodels.mapping.pipeline_fill, hwmodels.engines.fusion): overlapped preload takes
+Closed forms (hwmodels.pipeline.pipeline_fill, hwmodels.engines.fusion): overlapped preload takes
 the per-fold preload and skew off the critical path exactly; serial stays SCALE-Sim's count; fused
 vector work never makes a group shorter than its GEMM alone and never longer than unfused.
 """
