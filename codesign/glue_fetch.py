@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from codesign.errors import first_line
 from codesign.glue import GLUE_DIR_ENV, TASKS, GlueDataError, TaskSpec, get_task, load_split
 
 log = logging.getLogger("codesign")
@@ -94,9 +95,8 @@ def hub_loader() -> Loader:
         try:
             return datasets.load_dataset(HUB_DATASET, config, split=split)
         except Exception as err:  # noqa: BLE001 - any hub/network failure becomes one line
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
             raise GlueFetchError(f"could not load {HUB_DATASET} {config}/{split} from the Hugging"
-                                 f" Face hub ({type(err).__name__}: {first}): offline? "
+                                 f" Face hub ({type(err).__name__}: {first_line(err)}): offline? "
                                  f"{_LOCAL_FIX}") from None
 
     return load

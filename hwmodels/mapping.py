@@ -61,7 +61,7 @@ import numpy as np
 
 from .accelerator import Accelerator
 from .actions import ActionCounts
-from .pipeline import ideal_compute_cycles, pipeline_fill  # noqa: F401 (ideal_compute_cycles: API)
+from .pipeline import pipeline_fill
 from .sparsity import (INDEX_DECODE_BITS_PER_CYCLE, ColumnPacking, GemmBlocks, IndexFormat,
                        IndexLayout, column_tile_packing, dense_gemm_blocks, edge_sizes,
                        index_layout, tile_occupancy)

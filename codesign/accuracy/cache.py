@@ -295,6 +295,19 @@ class AccuracyCache:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """A temporary path beside `path` to write; moved onto `path` when the block succeeds and
+    removed otherwise, so no reader ever sees a half-written cache file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 # --- the base checkpoint's identity -------------------------------------------------------------
 
 _SHA_MEMO: dict[str, str] = {}

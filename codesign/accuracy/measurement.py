@@ -31,14 +31,13 @@ measurement leaves nothing behind. No torch import at module level.
 """
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from codesign.accuracy.cache import (AccuracyCache, AccuracyRecord, block_text, model_sha256,
-                                     record_key)
+from codesign.accuracy.cache import (AccuracyCache, AccuracyRecord, atomic_file, block_text,
+                                     model_sha256, record_key)
 from codesign.accuracy.dense import (DenseCheckpoint, dense_checkpoint, dev_split, device_of,
                                      evaluate_dev, train_config, train_split, utc_now)
 from codesign.accuracy.recipe import AccuracyError, Recipe, check_fidelity
@@ -62,13 +61,8 @@ def _masks_metadata(dense: DenseCheckpoint, loaded: Any, block: str, ratio: floa
 
 def _save_masks_atomic(path: Path, masks: Mapping[str, Any], metadata: dict[str, Any]) -> Path:
     """Write a mask file under a temporary name, then move it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
+    with atomic_file(path) as tmp:
         save_masks(tmp, dict(masks), metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

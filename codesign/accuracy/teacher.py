@@ -16,13 +16,12 @@ No torch import at module level.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from codesign.accuracy.cache import AccuracyCache
+from codesign.accuracy.cache import AccuracyCache, atomic_file
 from codesign.accuracy.dense import DenseCheckpoint
 from codesign.hashing import short_hash
 
@@ -73,11 +72,5 @@ def _compute(dense: DenseCheckpoint, split: Any, max_seq_len: int) -> np.ndarray
 
 def _write(path: Path, logits: np.ndarray) -> None:
     """Save under a temporary name, then move into place (no half-written file is ever seen)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        with open(tmp, "wb") as fh:
-            np.save(fh, np.ascontiguousarray(logits, dtype=np.float32))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_file(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, np.ascontiguousarray(logits, dtype=np.float32))

@@ -64,6 +64,18 @@ def default_threads() -> int:
 
 
 @contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """torch on `count` intra-op threads for the duration, restored after (None: unchanged)."""
+    previous = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(int(count))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@contextmanager
 def run_settings(threads: int | None, device: torch.device) -> Iterator[int]:
     """For the duration of a run: `threads` torch threads (None: `default_threads()`), and, on a
     CPU, torch's deterministic algorithms. Both are restored afterwards; yields the thread count.
@@ -72,18 +84,16 @@ def run_settings(threads: int | None, device: torch.device) -> Iterator[int]:
     CUDA is left non-deterministic (its deterministic mode needs CUBLAS_WORKSPACE_CONFIG set
     before the process starts).
     """
-    previous_threads = torch.get_num_threads()
     previous_det = torch.are_deterministic_algorithms_enabled()
     previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     count = int(threads) if threads else default_threads()
-    torch.set_num_threads(count)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True)
-    try:
-        yield count
-    finally:
-        torch.set_num_threads(previous_threads)
-        torch.use_deterministic_algorithms(previous_det, warn_only=previous_warn)
+    with torch_threads(count):
+        if device.type == "cpu":
+            torch.use_deterministic_algorithms(True)
+        try:
+            yield count
+        finally:
+            torch.use_deterministic_algorithms(previous_det, warn_only=previous_warn)
 
 
 # --- tokenisation cache -----------------------------------------------------------------------

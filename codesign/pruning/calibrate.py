@@ -33,8 +33,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +42,7 @@ import torch
 from hwmodels.sparsity import BlockMask
 
 from codesign.pruning import PerMatrix, per_matrix_value
+from codesign.pruning.batching import torch_threads
 from codesign.pruning.blocks import block_norms, block_sq_norms, expand, prune_mask
 
 log = logging.getLogger("codesign")
@@ -126,7 +126,7 @@ def calibrate_prune(model: Any, structure: Any, *, block_shape: tuple[int, int],
         raise ValueError(f"damping {damping}: must be > 0 (a fraction of mean diag(X^T X))")
     if not calibration:
         raise ValueError("calibration: no batches (tokenise a few hundred training sentences)")
-    with _threads(threads):
+    with torch_threads(threads):
         return _calibrate(model, structure, calibration, dict(
             block_shape=tuple(int(x) for x in block_shape), ratio=ratio, saliency=saliency,
             damping=float(damping), refit_bias=refit_bias))
@@ -317,7 +317,7 @@ def _prune_and_fit(model: Any, name: str, layer: int, role: str, moments: _Momen
     keep = prune_mask(scores, r)
     element = expand(keep, block_shape, tuple(weight.shape)).to(w.device)
     before = _squared_error(torch.cat([(w * element).T, b[None]]), moments)
-    with _threads(1):
+    with torch_threads(1):
         new_w, new_b = _refit(w, b, keep, element, block_shape, moments, lam, refit_bias)
     new_w = new_w * element  # exactly zero where pruned
     after = _squared_error(torch.cat([new_w.T, new_b[None]]), moments)
@@ -378,21 +378,9 @@ def _refit(w: torch.Tensor, b: torch.Tensor, keep: torch.Tensor, element: torch.
     return new_w, new_b
 
 
-@contextmanager
-def _threads(count: int | None) -> Iterator[None]:
-    """torch on `count` intra-op threads for the duration (restored after; None: unchanged).
-
-    The re-fit runs on one: it is hundreds of small factorisations and gathers, and measured on
-    the 2-core machine under load (load average ~8), two OpenMP threads made each 10-100x slower
-    than one (thread hand-offs on oversubscribed cores).
-    """
-    previous = torch.get_num_threads()
-    if count:
-        torch.set_num_threads(int(count))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+# The re-fit runs on one torch thread: it is hundreds of small factorisations and gathers, and
+# measured on the 2-core machine under load (load average ~8), two OpenMP threads made each
+# 10-100x slower than one (thread hand-offs on oversubscribed cores).
 
 
 def _solve_spd(system: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from codesign.errors import one_line
+from codesign.errors import first_line, one_line
 from codesign.study.hardware import accelerator_choices, resolve
 from codesign.study.schema import Study
 
@@ -154,7 +154,7 @@ def load_study(path: str | Path, *, check_fit: bool = True, check_data: bool = T
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = getattr(exc, "problem", None) or first_line(exc)
         raise StudyError(shown, line, "", f"not valid YAML ({problem})")
     if not isinstance(data, dict):
         raise StudyError(shown, 1, "", "a study is a YAML mapping with keys name, model, tasks, "

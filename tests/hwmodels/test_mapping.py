@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from hwmodels import BlockMask, GemmOp
-from hwmodels.mapping import gemm_schedule, ideal_compute_cycles, vector_schedule
+from hwmodels.mapping import gemm_schedule, vector_schedule
+from hwmodels.pipeline import ideal_compute_cycles
 from hwmodels.sparsity import column_tile_packing, gemm_blocks
 from hwmodels.workload import VectorOp
 

@@ -14,7 +14,8 @@ import pytest
 import hwmodels
 from hwmodels import BlockMask, GemmOp, simulate
 from hwmodels.engines.fusion import exposed_cycles, fused_timings, granule_work
-from hwmodels.mapping import gemm_schedule, ideal_compute_cycles
+from hwmodels.mapping import gemm_schedule
+from hwmodels.pipeline import ideal_compute_cycles
 from hwmodels.workload import BUILTIN_CONFIGS
 
 from hw_helpers import board
