@@ -62,6 +62,7 @@ import numpy as np
 from .accelerator import Accelerator
 from .actions import ActionCounts
 from .pipeline import pipeline_fill
+from .sweepcache import FOLDS
 from .sparsity import (INDEX_DECODE_BITS_PER_CYCLE, ColumnPacking, GemmBlocks, IndexFormat,
                        IndexLayout, column_tile_packing, dense_gemm_blocks, edge_sizes,
                        index_layout, tile_occupancy)
@@ -158,6 +159,24 @@ def _decode_once(index: np.ndarray, passes: int, resident: bool) -> np.ndarray:
     if passes == 1 or not resident:
         return np.tile(index, passes)
     return np.concatenate([index, np.zeros(index.size * (passes - 1), np.int64)])
+
+
+def _pass_structure(gb: GemmBlocks, strategy: str, acc: Accelerator, dataflow: str):
+    """One pass over W (ws `_WsFolds`, os `_OsSlabs`), from the bounded cache
+    `hwmodels.sweepcache.FOLDS`: it depends on the mask, the array shape, the strategy, the
+    index format and the operand/index bytes only (not on clock, bandwidth or buffers)."""
+    R, C = acc.pe_array.rows, acc.pe_array.cols
+    ob, ib = acc.operand_bytes, acc.index_bytes
+    if strategy == "compact":
+        fmt = IndexFormat.parse(acc.index_format)
+        key = (dataflow, strategy, gb.content_key, R, C, ob, ib, str(fmt))
+        if dataflow == "ws":
+            return FOLDS.get(key, lambda: _ws_compact_folds(gb, R, C, ob, ib, fmt))
+        return FOLDS.get(key, lambda: _os_compact_slabs(gb, C, ob, ib, fmt))
+    key = (dataflow, strategy, gb.content_key, R, C, ob)
+    if dataflow == "ws":
+        return FOLDS.get(key, lambda: _ws_tile_folds(gb, strategy, R, C, ob))
+    return FOLDS.get(key, lambda: _os_tile_slabs(gb, strategy, R, C, ob))
 
 
 # --------------------------------------------------------------------------- weight stationary
@@ -268,9 +287,7 @@ def _ws(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str) -> Schedule
     m_lens = [int(ml) for ml in edge_sizes(M, max(1, min(M, acc.usable_bytes(
         acc.output_buffer) // (C * ab))))]
     nch = len(m_lens)
-    f = (_ws_compact_folds(gb, R, C, ob, ib, IndexFormat.parse(acc.index_format))
-         if strategy == "compact"
-         else _ws_tile_folds(gb, strategy, R, C, ob))
+    f = _pass_structure(gb, strategy, acc, "ws")
     # the last entry of each column tile carries that tile's output store
     last = np.ones(f.jj.size, bool)
     last[:-1] = f.jj[1:] != f.jj[:-1]
@@ -384,9 +401,7 @@ def _os(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str) -> Schedule
     M, K, N = op.m, op.k, op.n
     r_len, n_len = edge_sizes(M, R), edge_sizes(N, C)
     nMt, nNt = r_len.size, n_len.size
-    sl = (_os_compact_slabs(gb, C, ob, acc.index_bytes, IndexFormat.parse(acc.index_format))
-          if strategy == "compact"
-          else _os_tile_slabs(gb, strategy, R, C, ob))
+    sl = _pass_structure(gb, strategy, acc, "os")
     w_total = float(sl.w_bytes.sum())
     w_resident = nMt > 1 and w_total <= acc.usable_bytes(acc.weight_buffer)
     aa = np.repeat(np.arange(nMt), nNt)  # row tile a > column tile j

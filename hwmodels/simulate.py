@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from . import mapping
+from . import mapping, sweepcache
 from .accelerator import Accelerator
 from .energy import price
 from .engines import ENGINES
@@ -63,6 +63,7 @@ def simulate(workload: Workload, accelerator: Accelerator,
     attached = attach_masks(workload, masks)
     acc = accelerator
     bpc = acc.dram_bytes_per_cycle
+    tkey = sweepcache.timing_key(acc) if sweepcache.is_enabled() else None
     cache: dict[tuple, tuple] = {}
     mapped: list[tuple] = []  # (sched, timing, mask) per op
     for op in workload.ops:
@@ -73,12 +74,7 @@ def simulate(workload: Workload, accelerator: Accelerator,
                 else ("vec", op.kind, op.elements)
         hit = cache.get(key) if key else None
         if hit is None:
-            if isinstance(op, GemmOp):
-                sched = mapping.gemm_schedule(op, acc, gemm_blocks(mask) if mask else None)
-            elif isinstance(op, VectorOp):
-                sched = mapping.vector_schedule(op, acc)
-            else:
-                raise ValueError(f"workload {workload.name}: unknown op type {type(op).__name__}")
+            sched = op_schedule(op, acc, mask, tkey, workload.name)
             timing = time_fn(sched, bpc, acc.double_buffering)
             hit = (sched, timing)
             if key:
@@ -89,7 +85,7 @@ def simulate(workload: Workload, accelerator: Accelerator,
         timings = fused_timings(workload.ops, [s for s, _, _ in mapped], timings)
     reports = [_op_report(op, sched, timing, mask, acc)
                for op, (sched, _, mask), timing in zip(workload.ops, mapped, timings)]
-    fit = assess_fit(acc)
+    fit = fit_of(acc)
     return combine(workload=workload.name, batch=workload.batch, accelerator=acc.name,
                    engine=engine, engine_version=ENGINES[engine], clock_mhz=acc.clock_mhz,
                    pe_macs=acc.pe_array.rows * acc.pe_array.cols, ops=reports,
@@ -120,9 +116,40 @@ def _op_report(op, sched: mapping.Schedule, timing, mask, acc: Accelerator) -> O
         load_imbalance=float(sched.load_imbalance),
         utilization=(n.executed_macs / peak) if peak else 0.0,
         buffer_accesses=n.buffer_accesses(),
-        energy_pj=price(sched.counts, acc.energy, instances=c,
-                        latency_us=timing.total_cycles / acc.clock_mhz),
+        energy_pj=op_energy_pj(sched, timing.total_cycles, acc.energy, acc.clock_mhz),
     )
+
+
+def op_energy_pj(sched: mapping.Schedule, total_cycles, table, clock_mhz) -> dict:
+    """The op's energy by component (all `sched.count` instances): the one call of
+    `hwmodels.energy.price` for simulate and simulate_points (`total_cycles` and `clock_mhz`
+    may be numpy arrays over design points sharing `table`)."""
+    return price(sched.counts, table, instances=sched.count,
+                 latency_us=total_cycles / clock_mhz)
+
+
+def op_schedule(op, acc: Accelerator, mask: BlockMask | None, tkey, workload_name: str = ""):
+    """The op's Schedule, from the bounded cache `hwmodels.sweepcache.SCHEDULES` under the op's
+    shape, the mask's content and `tkey` (= sweepcache.timing_key(acc); None: no cache)."""
+    if isinstance(op, GemmOp):
+        def build():
+            return mapping.gemm_schedule(op, acc, gemm_blocks(mask) if mask is not None else None)
+
+        key = ("gemm", op.m, op.k, op.n, op.count,
+               mask.content_key if mask is not None else None, tkey)
+    elif isinstance(op, VectorOp):
+        def build():
+            return mapping.vector_schedule(op, acc)
+
+        key = ("vec", op.kind, op.elements, tkey)
+    else:
+        raise ValueError(f"workload {workload_name}: unknown op type {type(op).__name__}")
+    return build() if tkey is None else sweepcache.SCHEDULES.get(key, build)
+
+
+def fit_of(acc: Accelerator):
+    """`assess_fit(acc)`, from the bounded cache `hwmodels.sweepcache.FITS`."""
+    return sweepcache.FITS.get(acc, lambda: assess_fit(acc))
 
 
 def gemm_workload(m: int, k: int, n: int, *, name: str = "gemm",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
@@ -171,6 +172,14 @@ class BlockMask:
     def __hash__(self) -> int:
         return hash((self.block_shape, self.matrix_shape, self.grid.tobytes()))
 
+    @cached_property
+    def content_key(self) -> tuple:
+        """A content key for caches (hwmodels.sweepcache.grid_key): equal for equal masks,
+        computed once per mask (the grid is read-only)."""
+        from .sweepcache import grid_key
+
+        return ("mask", *grid_key(self.grid, *self.block_shape, *self.matrix_shape))
+
     def __repr__(self) -> str:
         return (f"BlockMask({self.block_shape} on {self.matrix_shape[0]}x"
                 f"{self.matrix_shape[1]}, {self.kept_blocks}/{self.grid.size} blocks kept)")
@@ -200,6 +209,17 @@ class GemmBlocks:
     n: int
     k_sizes: np.ndarray  # real size of each block row along K
     n_sizes: np.ndarray  # real size of each block column along N
+    #: content key of the mask it came from (gemm_blocks); None: derived from the grid
+    key: tuple | None = None
+
+    @cached_property
+    def content_key(self) -> tuple:
+        """A content key for caches: the source mask's, or one of the grid itself."""
+        if self.key is not None:
+            return self.key
+        from .sweepcache import grid_key
+
+        return ("gemm", *grid_key(self.grid, self.bk, self.bn, self.k, self.n))
 
     @property
     def kept_blocks(self) -> int:
@@ -217,13 +237,15 @@ def gemm_blocks(mask: BlockMask) -> GemmBlocks:
     bh, bw = mask.block_shape
     out, inp = mask.matrix_shape
     return GemmBlocks(grid=mask.grid.T, bk=bw, bn=bh, k=inp, n=out,
-                      k_sizes=edge_sizes(inp, bw), n_sizes=edge_sizes(out, bh))
+                      k_sizes=edge_sizes(inp, bw), n_sizes=edge_sizes(out, bh),
+                      key=mask.content_key)
 
 
 def dense_gemm_blocks(k: int, n: int) -> GemmBlocks:
     """A single all-kept block covering W (what the dense path sees)."""
     return GemmBlocks(grid=np.ones((1, 1), bool), bk=k, bn=n, k=k, n=n,
-                      k_sizes=np.array([k], np.int64), n_sizes=np.array([n], np.int64))
+                      k_sizes=np.array([k], np.int64), n_sizes=np.array([n], np.int64),
+                      key=("dense", k, n))
 
 
 def _tile_ranges(total: int, tile: int, block: int) -> tuple[np.ndarray, np.ndarray]:

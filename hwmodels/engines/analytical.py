@@ -70,3 +70,56 @@ def time_schedule(s: Schedule, bytes_per_cycle: float, double_buffering: bool) -
     busy = (stream + fill + index).astype(np.float64)
     total = makespan(busy, load / bytes_per_cycle, store / bytes_per_cycle, double_buffering)
     return Timing.split(s.kind, total, stream, fill, index)
+
+
+# --------------------------------------------------------------------------- many bandwidths
+def makespan_batch(busy: np.ndarray, load_bytes: np.ndarray, store_bytes: np.ndarray,
+                   bytes_per_cycle: np.ndarray, double_buffering: bool) -> np.ndarray:
+    """`makespan(busy, load_bytes / b, store_bytes / b, double_buffering)` for every b of
+    `bytes_per_cycle` at once (one row per b). The same floating-point operations in the same
+    order, so each entry equals the scalar call exactly (tests/hwmodels/test_speed_cache.py)."""
+    bpc = np.asarray(bytes_per_cycle, np.float64)
+    if busy.size == 0:
+        return np.zeros(bpc.size)
+    load_cyc = load_bytes[None, :] / bpc[:, None]
+    store_cyc = store_bytes[None, :] / bpc[:, None]
+    if not double_buffering:
+        return busy.sum() + load_cyc.sum(axis=1) + store_cyc.sum(axis=1)
+    n = busy.size
+    st = np.flatnonzero(store_bytes > 0)  # store_bytes / b > 0 exactly when store_bytes > 0
+    tail = np.zeros(bpc.size)
+    diff = np.zeros((bpc.size, n + 1))
+    if st.size:
+        prev = np.empty_like(st)
+        prev[0] = -1
+        prev[1:] = st[:-1]
+        length = st - prev
+        chunk = store_cyc[:, st] / length
+        begin = st + 1
+        end = np.minimum(begin + length, n)
+        inside = np.clip(end - begin, 0, None)
+        # bincount(begin) (distinct indices) then bincount(end) (repeats add up in order)
+        add = np.zeros((bpc.size, n + 1))
+        add[:, np.minimum(begin, n)] = chunk
+        sub = np.zeros((bpc.size, n + 1))
+        np.add.at(sub, (slice(None), end), chunk)
+        diff += add
+        diff -= sub
+        tail = (store_cyc[:, st] - chunk * inside).sum(axis=1)
+    dma = load_cyc + np.cumsum(diff, axis=1)[:, :n]
+    a_cum = np.cumsum(dma, axis=1)
+    b_suf = np.cumsum(busy[::-1])[::-1]
+    lower = np.max(a_cum + b_suf, axis=1) + tail
+    upper = dma[:, 0] + np.maximum(busy[:-1], dma[:, 1:]).sum(axis=1) + busy[-1] + tail
+    return 0.5 * (lower + upper)
+
+
+def time_schedule_batch(s: Schedule, bytes_per_cycle: np.ndarray,
+                        double_buffering: bool) -> Timing:
+    """`time_schedule` for many DRAM bandwidths (bytes per cycle) at once: a Timing whose
+    total and stall cycles are arrays over them, equal entry by entry to the scalar calls."""
+    stream, fill, index, load, store = s.repeated("stream", "fill", "index", "load_bytes",
+                                                  "store_bytes")
+    busy = (stream + fill + index).astype(np.float64)
+    total = makespan_batch(busy, load, store, bytes_per_cycle, double_buffering)
+    return Timing.split(s.kind, total, stream, fill, index)

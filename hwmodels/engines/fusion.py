@@ -31,6 +31,7 @@ group never overlaps the next GEMM.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
@@ -53,24 +54,30 @@ def fold_ends(s: Schedule, t: Timing) -> np.ndarray:
     return cum * (t.total_cycles / cum[-1]) if cum[-1] > 0 else cum
 
 
-def granule_work(s: Schedule, kind: str, passes: int, cycles: float) -> np.ndarray:
-    """Cycles of one vector op released at each fold of its producer `s` (see the module
-    docstring): element shares of the tiles, the last pass of a row-wise op on row groups."""
+def granule_shares(s: Schedule, kind: str, passes: int) -> np.ndarray:
+    """The share of one vector op's work released at each fold of its producer `s` (see the
+    module docstring): element shares of the tiles, the last pass of a row-wise op on row
+    groups; all of it at the last fold when the producer stores nothing."""
     store, row_ends = s.repeated("store_bytes", "row_ends")
     total = float(store.sum())
     if total <= 0:
         out = np.zeros(store.size)
-        out[-1] = cycles
+        out[-1] = 1.0
         return out
     tiles = store / total
     if kind not in ROW_WISE or passes < 2:
-        return cycles * tiles
+        return tiles
     cum = np.cumsum(tiles)
     ends = np.flatnonzero(row_ends)
     rows = np.zeros(store.size)
     rows[ends] = np.diff(np.r_[0.0, cum[ends]])
     rows[-1] += 1.0 - cum[ends[-1]] if ends.size else 1.0  # rows only complete at the end
-    return cycles * ((passes - 1) / passes * tiles + rows / passes)
+    return (passes - 1) / passes * tiles + rows / passes
+
+
+def granule_work(s: Schedule, kind: str, passes: int, cycles: float) -> np.ndarray:
+    """Cycles of one vector op of `cycles` released at each fold of its producer `s`."""
+    return cycles * granule_shares(s, kind, passes)
 
 
 def exposed_cycles(release: np.ndarray, work: np.ndarray) -> float:
@@ -100,7 +107,62 @@ def fused_timings(ops: Sequence[GemmOp | VectorOp], schedules: Sequence[Schedule
     GEMM before them keep their own timing). Groups with the same schedules are computed once."""
     out = list(timings)
     memo: dict[tuple, list[Timing]] = {}
-    i, n = 0, len(ops)
+    for i, j in fusion_groups(ops):
+        key = tuple(id(x) for x in (*schedules[i:j], *timings[i:j]))
+        hit = memo.get(key)
+        if hit is None:
+            hit = memo[key] = fuse_group(schedules[i], timings[i], ops[i + 1:j], timings[i + 1:j])
+        out[i + 1:j] = hit
+    return out
+
+
+# --------------------------------------------------------------------------- many bandwidths
+def fuse_group_batch(producer: Schedule, producer_timing: Timing, vectors: Sequence[VectorOp],
+                     timings: Sequence[Timing]) -> list[Timing]:
+    """`fuse_group` over design points at once: timings whose cycles are arrays over the points
+    (from engines.analytical.time_schedule_batch); the same operations per entry."""
+    if producer.busy.size == 0 or not vectors:
+        return list(timings)
+    (busy,) = producer.repeated("busy")
+    cum = np.cumsum(busy.astype(np.float64))
+    total = np.asarray(producer_timing.total_cycles, np.float64)
+    release = (cum[None, :] * (total[:, None] / cum[-1]) if cum[-1] > 0
+               else np.broadcast_to(cum, (total.size, cum.size)))
+    work = sum(np.asarray(t.total_cycles, np.float64)[:, None]
+               * granule_shares(producer, op.kind, op.passes)[None, :]
+               for op, t in zip(vectors, timings))
+    suffix = np.cumsum(work[:, ::-1], axis=1)[:, ::-1]
+    shown = np.maximum(0.0, np.max(release + suffix, axis=1) - release[:, -1])
+    alone = sum(np.asarray(t.total_cycles, np.float64) for t in timings)
+    out = []
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for t in timings:
+            cyc = np.where(alone <= 0, t.total_cycles, shown * t.total_cycles / alone)
+            vector = np.where(alone <= 0, t.vector_cycles, np.minimum(cyc, t.vector_cycles))
+            out.append(replace(t, total_cycles=cyc, vector_cycles=vector,
+                               stall_cycles=np.where(alone <= 0, t.stall_cycles, cyc - vector),
+                               fold_end_cycles=None))
+    return out
+
+
+def fused_timings_batch(ops: Sequence[GemmOp | VectorOp], schedules: Sequence[Schedule],
+                        timings: Sequence[Timing]) -> list[Timing]:
+    """`fused_timings` over design points at once (see `fuse_group_batch`)."""
+    out = list(timings)
+    memo: dict[tuple, list[Timing]] = {}
+    for i, j in fusion_groups(ops):
+        key = tuple(id(x) for x in (*schedules[i:j], *timings[i:j]))
+        hit = memo.get(key)
+        if hit is None:
+            hit = memo[key] = fuse_group_batch(schedules[i], timings[i], ops[i + 1:j],
+                                               timings[i + 1:j])
+        out[i + 1:j] = hit
+    return out
+
+
+def fusion_groups(ops: Sequence[GemmOp | VectorOp]) -> list[tuple[int, int]]:
+    """(i, j) per fusion group: ops[i] a GEMM, ops[i+1:j] the vector ops after it (j > i + 1)."""
+    groups, i, n = [], 0, len(ops)
     while i < n:
         if not isinstance(ops[i], GemmOp):
             i += 1
@@ -109,11 +171,6 @@ def fused_timings(ops: Sequence[GemmOp | VectorOp], schedules: Sequence[Schedule
         while j < n and isinstance(ops[j], VectorOp):
             j += 1
         if j > i + 1:
-            key = tuple(id(x) for x in (*schedules[i:j], *timings[i:j]))
-            hit = memo.get(key)
-            if hit is None:
-                hit = memo[key] = fuse_group(schedules[i], timings[i], ops[i + 1:j],
-                                             timings[i + 1:j])
-            out[i + 1:j] = hit
+            groups.append((i, j))
         i = j
-    return out
+    return groups

@@ -1,0 +1,143 @@
+"""Bounded caches of what does not change between design points of a sweep.
+
+What is cached (all values are immutable once built and are returned as the very objects the
+plain path would have built, so cached results are bit-identical to uncached ones):
+
+* ``FOLDS``: a GEMM's fold structure for one pass over W (hwmodels.mapping's `_WsFolds` /
+  `_OsSlabs`: tile occupancy, compaction's packing, index layout), keyed by the mask's content
+  (`mask_key`), the array shape, the dataflow, the sparse strategy, the index format, the index
+  and operand bytes. It does not depend on clock, DRAM bandwidth, buffer sizes, pipeline modes or
+  the energy table.
+* ``SCHEDULES``: a whole op `Schedule` (adds M chunking and operand residency, which depend on
+  the buffer sizes, and the pipeline's fill/drain), keyed by the op's shape, the mask's content
+  and `timing_key(acc)`: every field of the accelerator except clock, DRAM, energy table, name
+  and source, which only enter timing and pricing.
+* ``FITS``: `hwmodels.resources.assess_fit` per accelerator.
+
+Keys are content keys (a 128-bit BLAKE2 digest of a mask's grid with its block and matrix
+shapes), never object ids. Each cache is an LRU bounded in entries and in the bytes of the numpy
+arrays it holds. `enabled(False)` (a context manager) or `set_enabled(False)` turns caching off,
+which is how benchmarks/bench_speed.py measures the plain path.
+
+Ignored: thread safety (hwmodels is single-threaded per process; each worker process has its own
+caches).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import logging
+from collections import OrderedDict
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+log = logging.getLogger("hwmodels")
+
+_STATE = {"enabled": True}
+
+
+def set_enabled(on: bool) -> None:
+    """Turn every cache of this module on or off (off: each lookup builds afresh)."""
+    _STATE["enabled"] = bool(on)
+
+
+def is_enabled() -> bool:
+    return _STATE["enabled"]
+
+
+@contextlib.contextmanager
+def enabled(on: bool) -> Iterator[None]:
+    """`with enabled(False): ...` runs the block with caching off (restored afterwards)."""
+    before = _STATE["enabled"]
+    _STATE["enabled"] = bool(on)
+    try:
+        yield
+    finally:
+        _STATE["enabled"] = before
+
+
+def nbytes_of(value: Any) -> int:
+    """Bytes of the numpy arrays held by `value` (a dataclass, tuple or array), one level deep
+    into dataclass fields and tuples; other objects count as 0."""
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if isinstance(value, (tuple, list)):
+        return sum(nbytes_of(v) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return sum(int(v.nbytes) for v in vars(value).values() if isinstance(v, np.ndarray))
+    return 0
+
+
+class BoundedCache:
+    """An LRU map bounded by `max_entries` and by `max_bytes` of the arrays its values hold."""
+
+    def __init__(self, name: str, *, max_entries: int, max_bytes: int):
+        self.name = name
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._data: OrderedDict = OrderedDict()
+        self._bytes = 0
+        self.hits = self.misses = 0
+
+    def get(self, key: Any, make: Callable[[], Any]) -> Any:
+        """The value under `key`, built by `make()` on a miss (or always, when caching is off)."""
+        if not _STATE["enabled"]:
+            return make()
+        data = self._data
+        hit = data.get(key)
+        if hit is not None:
+            data.move_to_end(key)
+            self.hits += 1
+            return hit[0]
+        self.misses += 1
+        value = make()
+        size = nbytes_of(value)
+        data[key] = (value, size)
+        self._bytes += size
+        while data and (len(data) > self.max_entries or self._bytes > self.max_bytes):
+            _, (_, old) = data.popitem(last=False)
+            self._bytes -= old
+        return value
+
+    def clear(self) -> None:
+        self._data.clear()
+        self._bytes = 0
+        self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+
+FOLDS = BoundedCache("folds", max_entries=4096, max_bytes=128 << 20)
+SCHEDULES = BoundedCache("schedules", max_entries=4096, max_bytes=256 << 20)
+FITS = BoundedCache("fits", max_entries=1024, max_bytes=1 << 20)
+
+
+def clear_all() -> None:
+    """Empty every cache (benchmarks use it to time the cold path)."""
+    for c in (FOLDS, SCHEDULES, FITS):
+        c.clear()
+
+
+def grid_key(grid: np.ndarray, *shape: int) -> tuple:
+    """A content key of a boolean grid and the integers that give it meaning (block and matrix
+    shapes): (shape..., grid shape, 128-bit BLAKE2b digest of the packed bits)."""
+    g = np.ascontiguousarray(grid, dtype=bool)
+    digest = hashlib.blake2b(np.packbits(g).tobytes(), digest_size=16).hexdigest()
+    return (*shape, *g.shape, digest)
+
+
+_TIMING_EXCLUDED = {"clock_mhz": 1.0, "dram": None, "energy": None, "name": "", "source": ""}
+
+
+def timing_key(acc: Any) -> Any:
+    """The accelerator with the fields that only enter timing (clock, DRAM) and pricing (energy
+    table) or labels (name, source) blanked: points with equal keys have the same schedules.
+    Every other field, present or future, stays in the key."""
+    return dataclasses.replace(acc, **_TIMING_EXCLUDED)
