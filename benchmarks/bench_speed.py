@@ -1,8 +1,22 @@
-"""Speed of hwmodels' engines on a whole BERT-base, against SCALE-Sim on the same dense work.
+"""Speed of hwmodels: design points per second in sweeps, and per-point figures on BERT-base.
 
-Per design point (array size x dataflow x sparse strategy on the zcu102 preset) it times
+Sweep table (printed first, `--sweeps`): whole-model MiniLM-L6 design points per second on one
+core (seq 128, a random 16x16 block mask at 50 % density on every weight matrix, compact, ws, the
+zcu102 preset), for three sweeps: clock x DRAM bandwidth x weight/input buffer sizes at a fixed
+32x32 array; the same with the array shape varied too; and every point a new array shape. Per
+sweep, four ways of running it:
+  * plain      hwmodels.simulate per point with the caches off (hwmodels.sweepcache), the
+               path before the caches existed;
+  * cached     hwmodels.simulate per point with the caches on, starting empty;
+  * batch      hwmodels.simulate_points on the whole list, caches starting empty;
+  * batch warm the same again (fold structures and schedules already cached, as in a re-run).
+Every batch result is checked equal to the plain one (exact equality of the Report totals).
+
+BERT-base table: per design point (array size x dataflow x sparse strategy on the zcu102
+preset) it times
   * the analytical engine on the whole 12-layer BERT-base encoder at sequence length 128 with a
     random 16x16 block mask at 50 % density on every weight matrix (median of --repeat runs),
+    cold (caches off: what a new point costs) and warm (the same point again, caches on),
   * the event engine (simpy) on the same (one run),
 and prints both, the agreement of their total cycles, and the ratio against SCALE-Sim's time for
 the same work. SCALE-Sim only simulates dense GEMMs, one at a time: its time for "the same work"
@@ -15,8 +29,9 @@ benchmarks/validate_scalesim.py fills (missing shapes are run, which takes minut
 Times: wall (perf_counter) and CPU (process_time). On a busy machine wall time is inflated; the
 CPU time of a single-threaded process is what "one core" means. numpy is held to one thread.
 
-  python benchmarks/bench_speed.py                  # 3 arrays x ws/os x tile-skip/compact
-  python benchmarks/bench_speed.py --quick          # 32x32 only, no event engine
+  python benchmarks/bench_speed.py                  # sweeps + 3 arrays x ws/os x strategies
+  python benchmarks/bench_speed.py --quick          # sweeps + 32x32 only, no event engine
+  python benchmarks/bench_speed.py --sweeps-only    # the sweep table alone
 """
 
 from __future__ import annotations
@@ -76,6 +91,76 @@ def timed(fn, repeat: int) -> tuple[float, float, object]:
     return statistics.median(walls), statistics.median(cpus), out
 
 
+SWEEP_TARGETS = {"fixed array": 1000.0, "array varied": 100.0, "new array each": 100.0}
+SWEEP_ARRAYS = ((16, 16), (16, 32), (32, 16), (32, 32), (32, 64), (64, 32), (64, 64))
+
+
+def sweep_points(hwmodels, kind: str) -> list:
+    """The accelerators of one sweep (see the module docstring)."""
+    import itertools
+
+    def acc(rows, cols, clock, bw, wbuf, xbuf):
+        return hwmodels.load_board("zcu102", {
+            "pe_array": {"rows": rows, "cols": cols}, "dataflow": "ws",
+            "sparse_strategy": "compact", "clock_mhz": clock, "dram": {"bandwidth_gb_s": bw},
+            "buffers": {"weight": {"capacity_bytes": wbuf}, "input": {"capacity_bytes": xbuf}}},
+            check_fit=False)
+
+    clocks, bws = (150, 200, 250, 300), (4.0, 8.0, 12.0, 19.2)
+    bufs = tuple(itertools.product((256 << 10, 1 << 20, 4 << 20), (128 << 10, 512 << 10, 2 << 20)))
+    if kind == "fixed array":  # 4 x 4 x 9 = 144
+        return [acc(32, 32, c, b, w, x) for c, b, (w, x) in itertools.product(clocks, bws, bufs)]
+    if kind == "array varied":  # 7 x 4 x 4 x 2 = 224
+        return [acc(r, c, k, b, w, x) for (r, c), k, b, (w, x)
+                in itertools.product(SWEEP_ARRAYS, clocks, bws, bufs[::8])]
+    # every point its own array shape: 24 shapes, clock and bandwidth drawn along
+    shapes = [(r, c) for r in (8, 12, 16, 24, 32, 48) for c in (16, 24, 32, 64)]
+    return [acc(r, c, clocks[i % 4], bws[i // 4 % 4], *bufs[4]) for i, (r, c) in enumerate(shapes)]
+
+
+def sweep_table(hwmodels) -> None:
+    """Print the sweep table (see the module docstring); raise if batch != plain anywhere."""
+    from dataclasses import replace
+
+    from hwmodels import sweepcache
+    from hwmodels.batch import simulate_points
+
+    wl = hwmodels.builtin_workload("minilm-l6", 128)
+    masks = {op.weight_name: hwmodels.BlockMask.random((16, 16), (op.n, op.k), 0.5, seed=i)
+             for i, op in enumerate(wl.gemms) if op.weight_name}
+    print(f"MiniLM-L6, seq 128, 16x16 blocks at 50 % density, ws compact (zcu102 preset); "
+          f"load average at start {os.getloadavg()[0]:.2f}")
+    head = (f"{'sweep':>15s} {'points':>6s} {'plain pt/s':>10s} {'cached pt/s':>11s} "
+            f"{'batch pt/s':>10s} {'warm pt/s':>9s} {'target':>6s}")
+    print(head)
+    print("-" * len(head))
+    for kind, target in SWEEP_TARGETS.items():
+        accs = sweep_points(hwmodels, kind)
+        rates = []
+        with sweepcache.enabled(False):
+            w0 = time.process_time()
+            plain = [replace(hwmodels.simulate(wl, a, masks), ops=()) for a in accs]
+            rates.append(len(accs) / (time.process_time() - w0))
+        sweepcache.clear_all()
+        w0 = time.process_time()
+        for a in accs:
+            hwmodels.simulate(wl, a, masks)
+        rates.append(len(accs) / (time.process_time() - w0))
+        for warm in (False, True):
+            if not warm:
+                sweepcache.clear_all()
+            w0 = time.process_time()
+            batch = simulate_points(wl, accs, masks)
+            rates.append(len(accs) / (time.process_time() - w0))
+            if batch != plain:
+                raise SystemExit(f"sweep {kind!r}: simulate_points differs from simulate")
+        print(f"{kind:>15s} {len(accs):6d} {rates[0]:10.0f} {rates[1]:11.0f} {rates[2]:10.0f} "
+              f"{rates[3]:9.0f} {target:6.0f}", flush=True)
+    print(f"(points/s = points / CPU seconds of this process, numpy on one thread; load average "
+          f"at end {os.getloadavg()[0]:.2f})")
+    print()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--arrays", default="16x16,32x32,64x64")
@@ -87,11 +172,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="array for SCALE-Sim's reference layer ('none' to skip)")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--sweeps-only", action="store_true", help="print the sweep table alone")
+    p.add_argument("--no-sweeps", action="store_true", help="skip the sweep table")
     args = p.parse_args(argv)
     if args.quick:
         args.arrays, args.no_event, args.repeat = "32x32", True, 3
 
     import hwmodels  # after the thread settings above
+    from hwmodels import sweepcache
+
+    if not args.no_sweeps:
+        sweep_table(hwmodels)
+    if args.sweeps_only:
+        return 0
 
     wl = hwmodels.builtin_workload("bert-base", 128)
     masks = {op.weight_name: hwmodels.BlockMask.random((16, 16), (op.n, op.k), 0.5, seed=i)
@@ -109,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             ss[(r, c, df)] = {k: v * 12 for k, v in one.items()}  # 12 identical layers
 
     head = (f"{'array':>6s} {'df':>3s} {'strategy':>9s} {'anal. ms':>9s} {'cpu ms':>7s} "
+            f"{'warm ms':>7s} "
             f"{'event s':>8s} {'cpu s':>6s} {'cycles (anal.)':>15s} {'ev-an %':>7s} "
             f"{'SS cpu s':>9s} {'SS/anal.':>9s} {'SS/event':>9s}")
     print("BERT-base, 12 layers, seq 128, 16x16 blocks at 50 % density (zcu102 preset)")
@@ -123,7 +217,11 @@ def main(argv: list[str] | None = None) -> int:
                                                      "dataflow": df, "sparse_strategy": strat},
                                           check_fit=False)
                 hwmodels.simulate(wl, acc, masks, engine="analytical")  # warm-up (imports)
-                an_w, an_c, rep = timed(
+                with sweepcache.enabled(False):  # cold: what a new design point costs
+                    an_w, an_c, rep = timed(
+                        lambda: hwmodels.simulate(wl, acc, masks, engine="analytical"),
+                        args.repeat)
+                _, warm_c, _ = timed(  # the same point again, its schedules cached
                     lambda: hwmodels.simulate(wl, acc, masks, engine="analytical"), args.repeat)
                 worst_an = max(worst_an, an_c)
                 ev_txt = cpu_txt = diff_txt = f"{'-':>8s}"
@@ -144,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     ss_txt = r_an = r_ev = f"{'-':>9s}"
                 print(f"{arr:>6s} {df:>3s} {strat:>9s} {an_w * 1e3:9.1f} {an_c * 1e3:7.1f} "
+                      f"{warm_c * 1e3:7.1f} "
                       f"{ev_txt} {cpu_txt} {rep.total_cycles:15,.0f} {diff_txt} "
                       f"{ss_txt} {r_an} {r_ev}", flush=True)
     print()

@@ -161,6 +161,14 @@ def _decode_once(index: np.ndarray, passes: int, resident: bool) -> np.ndarray:
     return np.concatenate([index, np.zeros(index.size * (passes - 1), np.int64)])
 
 
+def _packing_and_layout(gb: GemmBlocks, cols: int, fmt: IndexFormat,
+                        ib: int) -> tuple[ColumnPacking, IndexLayout]:
+    """Compaction's packing and index layout per column tile; they depend on the mask and the
+    array's column count only (cached in `hwmodels.sweepcache.FOLDS` across row counts)."""
+    return FOLDS.get(("packing", gb.content_key, cols, str(fmt), ib),
+                     lambda: (column_tile_packing(gb, cols), index_layout(gb, cols, fmt, ib)))
+
+
 def _pass_structure(gb: GemmBlocks, strategy: str, acc: Accelerator, dataflow: str):
     """One pass over W (ws `_WsFolds`, os `_OsSlabs`), from the bounded cache
     `hwmodels.sweepcache.FOLDS`: it depends on the mask, the array shape, the strategy, the
@@ -222,8 +230,7 @@ def _ws_fold_index_cycles(lay: IndexLayout, fmt: IndexFormat, jj: np.ndarray, se
 
 def _ws_compact_folds(gb: GemmBlocks, rows: int, cols: int, ob: int, ib: int,
                       fmt: IndexFormat) -> _WsFolds:
-    pk = column_tile_packing(gb, cols)
-    lay = index_layout(gb, cols, fmt, ib)
+    pk, lay = _packing_and_layout(gb, cols, fmt, ib)
     folds_j = -(-pk.packed_k // rows)  # ceil
     # one entry per fold, plus a store-only pseudo-fold for an empty column tile
     entries_j = np.maximum(folds_j, 1)
@@ -359,8 +366,7 @@ def _os_compact_slabs(gb: GemmBlocks, cols: int, ob: int, ib: int,
                       fmt: IndexFormat) -> _OsSlabs:
     """The decoder reads a slab's new index bits (see `IndexLayout`) while the slab streams;
     only the excess over the stream is charged."""
-    pk = column_tile_packing(gb, cols)
-    lay = index_layout(gb, cols, fmt, ib)
+    pk, lay = _packing_and_layout(gb, cols, fmt, ib)
     decode = -(-lay.bits // INDEX_DECODE_BITS_PER_CYCLE)
     return _OsSlabs(
         streamed_k=pk.packed_k, w_bytes=pk.kept_elems * ob + lay.bytes, index_bytes=lay.bytes,
