@@ -9,7 +9,9 @@ workload named as the masks are keyed (codesign.workload.encoder_workload) and r
 hardware columns of points.csv.
 
 What is ignored: accuracy (measured in the main process); a mask file is read once per worker
-process (memoised by path).
+process (memoised by path). hwmodels' caches (hwmodels.sweepcache: fold structures and schedules
+keyed by mask content, array and buffers) live per worker process, so a worker's later jobs on
+the same masks and array skip the mapping; `evaluate_hardware_batch` evaluates many jobs at once.
 """
 from __future__ import annotations
 
@@ -74,6 +76,35 @@ def evaluate_hardware(job: HardwareJob, masks: dict[str, Any] | None = None) -> 
     """
     import hwmodels
 
+    workload, masks = _workload_and_masks(job, masks)
+    report = hwmodels.simulate(workload, job.accelerator, masks=masks or None, engine=job.engine)
+    return _columns(job, report, masks)
+
+
+def evaluate_hardware_batch(jobs: list[HardwareJob]) -> list[dict[str, Any]]:
+    """`evaluate_hardware` for many jobs at once, in order, with the same columns bit for bit:
+    jobs with the same model, sequence, batch, engine and mask source are simulated together
+    by hwmodels.batch.simulate_points (schedules shared, timing vectorised over clocks and
+    bandwidths)."""
+    from hwmodels.batch import simulate_points
+
+    groups: dict[tuple, list[int]] = {}
+    for i, job in enumerate(jobs):
+        key = (repr(sorted(dict(job.config).items())), job.seq_len, job.batch, job.engine,
+               job.masks)
+        groups.setdefault(key, []).append(i)
+    out: list[dict[str, Any] | None] = [None] * len(jobs)
+    for idx in groups.values():
+        workload, masks = _workload_and_masks(jobs[idx[0]], None)
+        reports = simulate_points(workload, [jobs[i].accelerator for i in idx],
+                                  masks=masks or None, engine=jobs[idx[0]].engine)
+        for i, report in zip(idx, reports):
+            out[i] = _columns(jobs[i], report, masks)
+    return out  # type: ignore[return-value]
+
+
+def _workload_and_masks(job: HardwareJob, masks: dict[str, Any] | None):
+    """The encoder workload of a job and its masks (`masks` given: used as they are)."""
     from codesign.workload import encoder_workload
 
     if masks is None and job.masks.kind == "file":
@@ -82,7 +113,11 @@ def evaluate_hardware(job: HardwareJob, masks: dict[str, Any] | None = None) -> 
                                 mask_names=list(masks) if masks else None)
     if job.masks.kind == "dense":
         masks = _dense_masks(workload, job.masks.block)
-    report = hwmodels.simulate(workload, job.accelerator, masks=masks or None, engine=job.engine)
+    return workload, masks
+
+
+def _columns(job: HardwareJob, report, masks: dict[str, Any] | None) -> dict[str, Any]:
+    """The hardware columns of points.csv from a report (per-op rows not needed)."""
     res = report.resources or job.fit.resources
     latency = float(report.latency_ms)
     return {
