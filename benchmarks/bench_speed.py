@@ -123,7 +123,7 @@ def sweep_table(hwmodels) -> None:
     from dataclasses import replace
 
     from hwmodels import sweepcache
-    from hwmodels.batch import simulate_points
+    from hwmodels import simulate_points
 
     wl = hwmodels.builtin_workload("minilm-l6", 128)
     masks = {op.weight_name: hwmodels.BlockMask.random((16, 16), (op.n, op.k), 0.5, seed=i)

@@ -86,7 +86,7 @@ def evaluate_hardware_batch(jobs: list[HardwareJob]) -> list[dict[str, Any]]:
     jobs with the same model, sequence, batch, engine and mask source are simulated together
     by hwmodels.batch.simulate_points (schedules shared, timing vectorised over clocks and
     bandwidths)."""
-    from hwmodels.batch import simulate_points
+    from hwmodels import simulate_points
 
     groups: dict[tuple, list[int]] = {}
     for i, job in enumerate(jobs):
