@@ -25,6 +25,10 @@ VectorOverlap = Literal["none", "fused"]
 #: replicate: one input-buffer copy per group; crossbar: one widened buffer + a Benes network
 Gather = Literal["replicate", "crossbar"]
 
+#: table: the `energy:` figures as given; fpga: derived from the part's power coefficients
+#: (hwmodels.power), `energy:` figures given explicitly win
+EnergyModel = Literal["table", "fpga"]
+
 #: bytes of one operand and of one accumulator (partial sum) per precision
 OPERAND_BYTES = {"int8": 1, "int16": 2, "fp16": 2}
 ACCUMULATOR_BYTES = {"int8": 4, "int16": 4, "fp16": 4}  # int32 / int32 (48-bit DSP acc truncated) / fp32
@@ -88,6 +92,16 @@ class EnergyTable:
     dram_pj_per_byte: float
     vector_pj: float
     static_mw: float
+    #: buffers held in URAM288 (priced by the uram_* figures; energy_model fpga only) and those
+    #: figures; the default (none) prices every buffer with the buffer_* figures above
+    uram_buffers: tuple[str, ...] = ()
+    uram_read_pj_per_byte: float = 0.0
+    uram_write_pj_per_byte: float = 0.0
+
+    def buffer_pj_per_byte(self, buffer: str, access: str) -> float:
+        """pJ per byte read (`access="read"`) from or written to one buffer."""
+        kind = "uram" if buffer in self.uram_buffers else "buffer"
+        return getattr(self, f"{kind}_{access}_pj_per_byte")
 
 
 @dataclass(frozen=True)
@@ -132,6 +146,10 @@ class Accelerator:
     #: ceil(cols / min(gather_block_rows, cols)); 1 = the worst case, one stream per column
     gather: Gather = "crossbar"
     gather_block_rows: int = 1
+    #: how `energy` was made (see EnergyModel) and, for fpga, the part's power coefficients
+    #: (a hwmodels.power.PowerCoefficients)
+    energy_model: EnergyModel = "table"
+    power: Any = None
 
     # derived figures --------------------------------------------------------------
     @property
@@ -159,4 +177,12 @@ class Accelerator:
             "input": d.pop("input_buffer"),
             "output": d.pop("output_buffer"),
         }
+        for key in ("uram_buffers", "uram_read_pj_per_byte", "uram_write_pj_per_byte"):
+            d["energy"].pop(key)  # derived from the buffers' memory kinds (energy_model fpga)
+        if self.power is None:
+            d.pop("power")
+        else:  # the YAML layout: coefficient -> {value, source}
+            sources = dict(d["power"].pop("sources"))
+            d["power"] = {k: {"value": v, "source": sources.get(k, "")}
+                          for k, v in d["power"].items()}
         return d

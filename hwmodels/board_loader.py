@@ -16,7 +16,8 @@ import yaml
 
 from .accelerator import (Accelerator, BoardResources, Buffer, Dram, EnergyTable, PEArray,
                           VectorUnit)
-from .board_schema import BoardError, validate_board
+from .board_schema import AcceleratorSpec, BoardError, validate_board
+from .power import PowerCoefficients, fpga_energy_table
 from .resources import check_fit as _check_fit
 
 #: the folder of the board presets (package data)
@@ -76,15 +77,40 @@ def accelerator_from_dict(data: Mapping[str, Any], label: str = "<dict>") -> Acc
         output_buffer=Buffer(**b.output.model_dump()),
         dram=Dram(**spec.dram.model_dump()),
         vector_unit=VectorUnit(**spec.vector_unit.model_dump()),
-        energy=EnergyTable(**{**spec.energy.model_dump(),
-                              "mac_pj": _mac_pj(spec.energy.mac_pj, spec.pe_array.precision,
-                                                label)}),
+        energy=_energy_table(spec, label),
         board=BoardResources(**spec.board.model_dump()),
         source=label,
         index_format=spec.index_format,
         gather=spec.gather,
         gather_block_rows=spec.gather_block_rows,
+        energy_model=spec.energy_model,
+        power=_power(spec),
     )
+
+
+def _power(spec: AcceleratorSpec) -> PowerCoefficients | None:
+    if spec.power is None:
+        return None
+    coeffs = spec.power.model_dump()
+    return PowerCoefficients(**{k: float(v["value"]) for k, v in coeffs.items()},
+                             sources=tuple((k, v["source"]) for k, v in coeffs.items()))
+
+
+def _energy_table(spec: AcceleratorSpec, label: str) -> EnergyTable:
+    """`energy:` as given (energy_model table) or derived from `power:` (fpga, hwmodels.power),
+    where a figure given in `energy:` wins."""
+    given = spec.energy.model_dump()
+    if given["mac_pj"] is not None:
+        given["mac_pj"] = _mac_pj(given["mac_pj"], spec.pe_array.precision, label)
+    if spec.energy_model == "table":
+        return EnergyTable(**given)
+    b = spec.buffers
+    return fpga_energy_table(
+        _power(spec), precision=spec.pe_array.precision,
+        vector=VectorUnit(**spec.vector_unit.model_dump()),
+        buffer_memory={"weight": b.weight.memory, "input": b.input.memory,
+                       "output": b.output.memory},
+        dram_pj_per_byte=given.pop("dram_pj_per_byte"), given=given)
 
 
 def _mac_pj(mac_pj: float | dict[str, float], precision: str, label: str) -> float:

@@ -12,7 +12,8 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .accelerator import Dataflow, Gather, Precision, SparseStrategy, VectorOverlap, WeightPreload
+from .accelerator import (Dataflow, EnergyModel, Gather, Precision, SparseStrategy, VectorOverlap,
+                          WeightPreload)
 from .sparsity import IndexFormat
 
 
@@ -53,12 +54,35 @@ class VectorSpec(_Strict):
 
 
 class EnergySpec(_Strict):
-    mac_pj: float | dict[Precision, float]
-    buffer_read_pj_per_byte: float = Field(ge=0)
-    buffer_write_pj_per_byte: float = Field(ge=0)
+    """Per-action figures. `energy_model: table` needs all of them; `fpga` needs only
+    `dram_pj_per_byte` (the rest are derived from `power:`, and a figure given here wins)."""
+
+    mac_pj: float | dict[Precision, float] | None = None
+    buffer_read_pj_per_byte: float | None = Field(default=None, ge=0)
+    buffer_write_pj_per_byte: float | None = Field(default=None, ge=0)
     dram_pj_per_byte: float = Field(ge=0)
-    vector_pj: float = Field(ge=0)
-    static_mw: float = Field(ge=0)
+    vector_pj: float | None = Field(default=None, ge=0)
+    static_mw: float | None = Field(default=None, ge=0)
+
+
+class Coefficient(_Strict):
+    """One power coefficient: its figure and where it comes from (a document, a measurement,
+    or the word "estimate" and why)."""
+
+    value: float = Field(ge=0)
+    source: str = Field(min_length=8)
+
+
+class PowerSpec(_Strict):
+    """The part's power coefficients (hwmodels.power); every one is required."""
+
+    part_static_mw: Coefficient
+    junction_c: Coefficient
+    dsp_pj_per_cycle: Coefficient
+    lut_pj_per_cycle: Coefficient
+    clock_pj_per_lut_cycle: Coefficient
+    bram36_pj_per_access: Coefficient
+    uram_pj_per_access: Coefficient
 
 
 class BoardSpec(_Strict):
@@ -95,14 +119,16 @@ class AcceleratorSpec(_Strict):
     buffers: BuffersSpec
     dram: DramSpec
     vector_unit: VectorSpec
+    energy_model: EnergyModel = "table"
     energy: EnergySpec
+    power: PowerSpec | None = None
     board: BoardSpec
 
 
 def _known_keys() -> set[str]:
     keys: set[str] = set()
     for model in (AcceleratorSpec, PEArraySpec, BufferSpec, BuffersSpec, DramSpec,
-                  VectorSpec, EnergySpec, BoardSpec):
+                  VectorSpec, EnergySpec, BoardSpec, PowerSpec, Coefficient):
         keys |= set(model.model_fields)
     return keys
 
@@ -127,6 +153,27 @@ def _one_line(label: str, err: ValidationError) -> str:
 def validate_board(data: Mapping[str, Any], label: str = "<dict>") -> AcceleratorSpec:
     """Plain data in the YAML layout, validated; BoardError (one line, naming `label`) if not."""
     try:
-        return AcceleratorSpec.model_validate(dict(data))
+        spec = AcceleratorSpec.model_validate(dict(data))
     except ValidationError as err:
         raise BoardError(_one_line(label, err)) from None
+    _check_energy_model(spec, label)
+    return spec
+
+
+#: the energy: figures `energy_model: table` needs (fpga derives them)
+TABLE_FIGURES = ("mac_pj", "buffer_read_pj_per_byte", "buffer_write_pj_per_byte", "vector_pj",
+                 "static_mw")
+
+
+def _check_energy_model(spec: AcceleratorSpec, label: str) -> None:
+    """The sections the chosen energy model needs are there (one-line BoardError if not)."""
+    if spec.energy_model == "fpga":
+        if spec.power is None:
+            raise BoardError(f"{label}: power: missing; energy_model: fpga needs the part's power "
+                             "coefficients (see hwmodels/boards/zcu102.yaml) or set "
+                             "energy_model: table")
+        return
+    for key in TABLE_FIGURES:
+        if getattr(spec.energy, key) is None:
+            raise BoardError(f"{label}: energy.{key}: missing; energy_model: table needs every "
+                             "per-action figure (or set energy_model: fpga with a power: section)")

@@ -4,14 +4,28 @@
 zeros inside a kept tile under tile skipping; compaction executes only kept blocks) x `mac_pj`,
 bytes written to and read from each on-chip buffer x the per-byte buffer figures, DRAM bytes
 moved x `dram_pj_per_byte`, vector-unit element passes x `vector_pj`. Static power is charged
-over the op's latency. Ignored: clock tree and interconnect beyond what the static figure covers,
-data-dependent switching (a zero operand costs as much as any other), DRAM refresh/idle power.
-The default figures are estimates (see the board YAML comments and docs/hardware.md).
+over the op's latency. Ignored: data-dependent switching (a zero operand costs as much as any
+other), DRAM refresh/idle power.
+
+Two ways to make the table (board YAML `energy_model`): `fpga` (the presets) derives it from the
+part's power coefficients (`hwmodels.power`: DSP, LUT logic, clock tree and BRAM/URAM per action,
+the part's static power); `table` takes the `energy:` figures as given. The table the presets
+used before the FPGA model is `HOROWITZ_45NM` + a `static_mw` (docs/hardware.md).
 """
 from __future__ import annotations
 
 from .accelerator import EnergyTable
 from .actions import BUFFERS, ActionCounts
+
+#: the per-action figures the presets used before the FPGA power model (issue 11): Horowitz,
+#: ISSCC 2014, 45 nm, not scaled and not FPGA-calibrated (int8 mult 0.2 + int32 add 0.1 pJ;
+#: int16 0.8 pJ = the 8-bit multiply scaled quadratically with width (estimate) + 0.1 pJ add;
+#: fp16 mult 1.1 + add 0.4 pJ; 64-bit read of an 8 KB SRAM 10 pJ -> 1.25 pJ/byte, writes assumed
+#: equal (estimate)). With `energy_model: table` and `static_mw` 3000 (zcu102) or 1500
+#: (ultra96v2), both estimates, they give the pre-issue-11 energies exactly.
+HOROWITZ_45NM = {"mac_pj": {"int8": 0.3, "int16": 0.9, "fp16": 1.5},
+                 "buffer_read_pj_per_byte": 1.25, "buffer_write_pj_per_byte": 1.25,
+                 "vector_pj": 1.5}
 
 COMPONENTS = ("mac", "weight_buffer", "input_buffer", "output_buffer", "dram", "vector", "static")
 
@@ -20,13 +34,13 @@ def price(counts: ActionCounts, table: EnergyTable, *, instances: int = 1,
           latency_us: float = 0.0) -> dict[str, float]:
     """Energy in pJ per component (`COMPONENTS`) of `instances` ops with these per-instance
     `counts`, plus static power over `latency_us` microseconds (all instances together)."""
-    rd, wr = table.buffer_read_pj_per_byte, table.buffer_write_pj_per_byte
+    pj = table.buffer_pj_per_byte
     dram_bytes = (counts.weight_dram_bytes + counts.index_dram_bytes + counts.input_dram_bytes
                   + counts.output_dram_bytes)
     per_instance = {
         "mac": counts.executed_macs * table.mac_pj,
-        **{f"{b}_buffer": counts.buffer_bytes(b, "read") * rd + counts.buffer_bytes(b, "write") * wr
-           for b in BUFFERS},
+        **{f"{b}_buffer": (counts.buffer_bytes(b, "read") * pj(b, "read")
+                           + counts.buffer_bytes(b, "write") * pj(b, "write")) for b in BUFFERS},
         "dram": dram_bytes * table.dram_pj_per_byte,
         "vector": counts.vector_element_passes * table.vector_pj,
     }
