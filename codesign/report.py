@@ -30,8 +30,9 @@ import numpy as np
 import pandas as pd
 
 from codesign import report_noise as noise
+from codesign.accuracy.recipe import FIDELITIES
 from codesign.pareto import (DEFAULT_OBJECTIVES, accelerator_columns, constraint_values,
-                             is_dense, points_column, with_speedup)
+                             interval_straddles, is_dense, points_column, with_speedup)
 from codesign.plots import _fits, _truthy, shape_order, source_label, study_pareto_mask, task_label
 
 
@@ -174,6 +175,48 @@ def _constraints_line(points: pd.DataFrame, study: Mapping, feas: np.ndarray,
             "qualify.")
 
 
+def _within_limit_lines(points: pd.DataFrame, study: Mapping) -> list[str]:
+    """Per block shape, the highest compression whose accuracy drop stays within the study's
+    `max_accuracy_drop`, each (block, ratio) judged by the most expensive fidelity measured for
+    it (one measurement per pruned model; the accelerator does not change accuracy)."""
+    limit = _constraints(study).get("max_accuracy_drop")
+    if limit is None or "accuracy" not in points or "block_shape" not in points:
+        return []
+    rows = points.loc[~is_dense(points)
+                      & pd.to_numeric(points["accuracy"], errors="coerce").notna()]
+    if rows.empty:
+        return []
+    rank = {f: i for i, f in enumerate(FIDELITIES)}
+    fid = rows.get("accuracy_fidelity", pd.Series("", index=rows.index)).astype(str)
+    rows = (rows.assign(_rank=fid.map(rank).fillna(-1)).sort_values("_rank", kind="mergesort")
+            .drop_duplicates(["block_shape", "prune_ratio"], keep="last"))
+    parts = []
+    for block in shape_order(list(dict.fromkeys(rows["block_shape"].astype(str)))):
+        grp = rows.loc[rows["block_shape"].astype(str) == block].sort_values("prune_ratio")
+        records = grp.to_dict("records")
+        ok = [r for r in records if noise.drop_of(r) <= float(limit)]
+        if not ok:
+            low = records[0]
+            parts.append(f"{block} none (at {_compression_text(low)} it loses "
+                         f"{noise.drop_of(low):.1f} points, {low.get('accuracy_fidelity')})")
+            continue
+        best = ok[-1]
+        d_low, d_high = noise.drop_interval_of(best)
+        undecided = (" (undecided at this dev-set size: drop interval "
+                     f"[{d_low:.1f}, {d_high:.1f}])"
+                     if interval_straddles(d_low, d_high, float(limit)) else "")
+        parts.append(f"{block} up to {_compression_text(best)} ({noise.drop_of(best):.1f} "
+                     f"points, {best.get('accuracy_fidelity')}){undecided}")
+    return [f"Block shapes within the {float(limit):g}-point limit (highest compression "
+            "measured within it; each pruned model judged by its most expensive fidelity): "
+            + "; ".join(parts) + "."]
+
+
+def _compression_text(row: Mapping) -> str:
+    """A row's nominal compression, 1 / (1 - prune_ratio), as `2x`."""
+    return f"{1.0 / (1.0 - float(row['prune_ratio'])):.3g}x"
+
+
 def _front_line(points: pd.DataFrame, in_set: np.ndarray) -> list[str]:
     """How many points the Pareto set has, their accuracy sources and block shapes."""
     front = points.loc[in_set]
@@ -220,7 +263,7 @@ def _answer_lines(points: pd.DataFrame, study: Mapping, in_set: np.ndarray) -> l
               else "accuracy")
     task = str(points["task"].iloc[0]) if "task" in points and len(points) else ""
     acc_name = task_label(task, metric) if task else metric
-    lines = [_constraints_line(points, study, feas, acc_name)]
+    lines = [_constraints_line(points, study, feas, acc_name), *_within_limit_lines(points, study)]
     noisy = noise.has_intervals(points)  # points.csv written since intervals exist
     limit = _constraints(study).get("max_accuracy_drop") if noisy else None
 

@@ -441,3 +441,25 @@ def test_pareto_figure_draws_thin_interval_bars_under_the_markers(tmp_path):
     assert not [col for ax in old.axes for col in ax.collections
                 if (col.get_gid() or "").startswith("accuracy-interval")]
     assert "bootstrap interval" not in _texts(old)
+
+
+def test_report_names_each_block_shapes_highest_compression_within_the_limit():
+    base, study = _two_designs(0.800, 0.790, 0.002)
+    dense = base.iloc[0].to_dict()
+
+    def row(shape, ratio, acc, fidelity, lat):
+        return {**base.iloc[1].to_dict(), "block_shape": shape, "prune_ratio": ratio,
+                "compression": 1 / (1 - ratio), "accuracy": acc, "accuracy_low": acc - 0.002,
+                "accuracy_high": acc + 0.002, "accuracy_fidelity": fidelity, "latency_ms": lat}
+    rows = [dense,
+            # 1x16: calibrated says 2x fails (drop 3), retraining the same model recovers it
+            row("1x16", 1 / 3, 0.795, "calibrated", 8.0),
+            row("1x16", 0.5, 0.770, "calibrated", 6.0), row("1x16", 0.5, 0.792, "retrain", 6.0),
+            row("1x16", 2 / 3, 0.700, "calibrated", 4.0),
+            # 16x16: fails already at 1.5x
+            row("16x16", 1 / 3, 0.760, "calibrated", 7.0),
+            row("16x16", 0.5, 0.650, "calibrated", 5.0)]
+    text = _answer(render_report(pd.DataFrame(rows), study))
+    assert ("Block shapes within the 1.5-point limit (highest compression measured within it; "
+            "each pruned model judged by its most expensive fidelity): 1x16 up to 2x (0.8 points, "
+            "retrain); 16x16 none (at 1.5x it loses 4.0 points, calibrated).") in text
