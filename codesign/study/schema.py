@@ -81,7 +81,9 @@ class ModelSpec(_Strict):
 class PruningSpec(_Strict):
     """Block pruning: method, block shapes, and the compression (or prune) ratios to try."""
 
-    method: Literal["magnitude", "rgl"] = "magnitude"
+    # magnitude: block L2 norm (oneshot); calibrated: OBS-proxy saliency and least-squares re-fit
+    # (a first stage of fidelity calibrated); rgl: reweighted group Lasso (a last stage rgl)
+    method: Literal["magnitude", "calibrated", "rgl"] = "magnitude"
     block_shapes: list[str] = Field(min_length=1)
     compression: list[float] | None = None
     prune_ratios: list[float] | None = None
@@ -377,6 +379,10 @@ class Study(_Strict):
             raise ValueError("accuracy.measure is false but an objective uses accuracy")
         if self.pruning.method == "rgl" and self.accuracy.stages[-1].fidelity != "rgl":
             raise ValueError("pruning.method rgl needs a last accuracy stage with fidelity rgl")
+        first = self.accuracy.stages[0].fidelity if self.accuracy.stages else None
+        if (self.pruning.method == "calibrated") != (first == "calibrated"):
+            raise ValueError("pruning.method calibrated goes with a first accuracy stage of "
+                             "fidelity calibrated: write both, or neither")
         return self
 
     # --- convenience -------------------------------------------------------------------------

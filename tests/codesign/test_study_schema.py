@@ -213,3 +213,16 @@ def test_dry_run_stops_on_a_glue_folder_without_the_task(tmp_path):
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode != 0 and "SST-2/dev.tsv" in proc.stderr and "design points" not in \
         proc.stdout
+
+
+def test_calibrated_method_and_first_stage_go_together(tmp_path):
+    err = _error(tmp_path, BASE.replace("  method: magnitude", "  method: calibrated", 1))
+    assert "pruning.method calibrated goes with a first accuracy stage of fidelity calibrated" \
+        in str(err)
+    err = _error(tmp_path, BASE.replace("    - fidelity: oneshot", "    - fidelity: calibrated", 1))
+    assert "write both, or neither" in str(err)
+    both = BASE.replace("  method: magnitude", "  method: calibrated", 1).replace(
+        "    - fidelity: oneshot", "    - fidelity: calibrated", 1)
+    path = tmp_path / "both.yaml"
+    path.write_text(both)
+    assert load_study(path).pruning.method == "calibrated"
