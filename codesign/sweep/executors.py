@@ -13,7 +13,9 @@ failed, and retried on the next run of the sweep).
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -72,6 +74,7 @@ class PoolExecutor:
         self._futures: dict = {}
         self.measure_threads = measure_threads
         self.measures = measure_threads > 0
+        self._scratch: str | None = None  # the measurements' temporary folders, removed at close
 
     def submit(self, job: HardwareJob, tag: Any) -> None:
         self._futures[self._pool.submit(evaluate_hardware, job)] = tag
@@ -80,7 +83,9 @@ class PoolExecutor:
                            cache_rels: tuple[str, ...], glue_root: Path,
                            glue_rels: tuple[str, ...]) -> None:
         """Measure in a worker process; the files are linked from this machine's folders."""
-        job = replace(job, threads=self.measure_threads)
+        if self._scratch is None:
+            self._scratch = tempfile.mkdtemp(prefix="codesign-pool-")
+        job = replace(job, threads=self.measure_threads, scratch_dir=self._scratch)
         fut = self._pool.submit(remote.run_measure_job, job,
                                 remote.files_on_disk(cache_root, cache_rels),
                                 remote.files_on_disk(glue_root, glue_rels))
@@ -102,7 +107,22 @@ class PoolExecutor:
         return len(self._futures)
 
     def close(self, cancel: bool = False) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=cancel)
+        """Wait for running jobs; on cancel (Ctrl-C) a pool that measures stops its workers
+        instead (a measurement may run for minutes; it writes only its own temporary folder,
+        under the pool's scratch folder, removed here)."""
+        try:
+            if not (cancel and self.measures):
+                self._pool.shutdown(wait=True, cancel_futures=cancel)
+                return
+            processes = list((getattr(self._pool, "_processes", None) or {}).values())
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            for proc in processes:
+                proc.terminate()
+            for proc in processes:
+                proc.join(timeout=10)
+        finally:
+            if self._scratch is not None:
+                shutil.rmtree(self._scratch, ignore_errors=True)
 
 
 class DaskExecutor:

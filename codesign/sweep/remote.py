@@ -46,6 +46,7 @@ class MeasureJob:
     fidelity: str
     recipe: Any  # codesign.accuracy.recipe.Recipe (frozen)
     threads: int | None = None
+    scratch_dir: str | None = None  # parent of the private cache (None: the system's temp)
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def run_measure_job(job: MeasureJob, cache_files: Files, glue_files: Files) -> R
     from codesign.accuracy.measurement import measure_with_masks
 
     remember_model_sha256(job.model, job.model_sha256)
-    with tempfile.TemporaryDirectory(prefix="codesign-measure-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="codesign-measure-", dir=job.scratch_dir) as tmp:
         root = Path(tmp)
         _materialise(cache_files, root / "cache")
         _materialise(glue_files, root / "glue")
