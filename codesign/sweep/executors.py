@@ -21,8 +21,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from codesign.sweep.hardware import HardwareJob, evaluate_hardware, load_mask_file
 from codesign.sweep import remote
+from codesign.sweep.hardware import HardwareJob, evaluate_hardware, load_mask_file
 from codesign.sweep.remote import MeasureJob
 
 log = logging.getLogger("codesign")
