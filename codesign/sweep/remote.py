@@ -78,8 +78,9 @@ def glue_relpaths(glue_root: Path, task: str) -> tuple[str, ...]:
 
 
 def files_on_disk(root: Path, rels: tuple[str, ...]) -> Files:
-    """Files handed over by path (a worker on this machine links them)."""
-    return (str(root), tuple(rels))
+    """Files handed over by path (a worker on this machine links them; absolute, since a
+    link to a relative path would point inside the worker's temporary folder)."""
+    return (str(Path(root).resolve()), tuple(rels))
 
 
 def files_as_bytes(root: Path, rels: tuple[str, ...]) -> dict[str, bytes]:

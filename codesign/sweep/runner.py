@@ -23,10 +23,10 @@ from codesign.accuracy.recipe import FIDELITIES
 from codesign.store import ResultsStore
 from codesign.study import Study, resolve
 from codesign.sweep.executors import make_executor
-from codesign.sweep.remote import local_measurement_threads
 from codesign.sweep.hardware import HardwareJob, MaskSource
 from codesign.sweep.measurements import AccuracyProvider, AccuracyResult
 from codesign.sweep.progress import Progress
+from codesign.sweep.remote import local_measurement_threads
 from codesign.sweep.records import BestTracker, build_record, constraints, objective_values
 from codesign.sweep.space import DesignPoint, DesignSpace, distributions
 from codesign.workload import model_config

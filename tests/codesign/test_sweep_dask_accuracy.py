@@ -163,3 +163,15 @@ def test_measurement_thread_rule(monkeypatch):
     assert measure_threads("auto", workers=2, dask="tcp://127.0.0.1:1") == 0  # dask: workers'
     with pytest.raises(ValueError, match="measure_on 'gpu'"):
         measure_threads("gpu", workers=2, dask=None)
+
+
+def test_worker_thread_rule(monkeypatch):
+    """A job's threads win; else the worker's $CODESIGN_THREADS; else its CPUs (outside dask
+    one slot)."""
+    from codesign.pruning.batching import default_threads
+    from codesign.sweep.remote import worker_threads
+
+    monkeypatch.setenv("CODESIGN_THREADS", "3")
+    assert worker_threads(2) == 2 and worker_threads(None) == 3
+    monkeypatch.delenv("CODESIGN_THREADS")
+    assert worker_threads(None) == default_threads() >= 1
