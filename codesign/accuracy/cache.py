@@ -324,3 +324,9 @@ def model_sha256(model: str) -> str:
     return _SHA_MEMO[model]
 
 
+
+
+def remember_model_sha256(model: str, sha256: str) -> None:
+    """Record a checkpoint's sha256 for this process (a worker handed it by the main process
+    then never needs the base checkpoint's files to key a measurement)."""
+    _SHA_MEMO[str(model)] = str(sha256)

@@ -255,3 +255,61 @@ def oneshot_masks(model: str, task: str, block_shape: Any, ratio: float,
     masks = oneshot_prune(loaded.model, loaded.structure, BlockShape.parse(block), ratio)
     return _save_masks_atomic(path, masks,
                               _masks_metadata(dense, loaded, block, ratio, "oneshot", masks))
+
+
+# --- measurements made elsewhere (a worker process or a dask worker) ---------------------------
+
+
+def cached_record(model: str, task: str, block_shape: Any, ratio: float, fidelity: str,
+                  recipe: Recipe | None = None, *,
+                  cache: AccuracyCache | None = None) -> AccuracyRecord | None:
+    """The cached record of one point, or None when it must be measured (nothing is measured,
+    nothing is written)."""
+    recipe = Recipe() if recipe is None else recipe
+    task, block, ratio, fidelity = _resolve_point(task, block_shape, ratio, fidelity)
+    cache = AccuracyCache() if cache is None else cache
+    return cache.get(record_key(model_sha256(model), task, block, ratio, fidelity, recipe))
+
+
+def measure_with_masks(model: str, task: str, block_shape: Any, ratio: float, fidelity: str,
+                       recipe: Recipe, *, glue_dir: Any,
+                       cache: AccuracyCache) -> tuple[AccuracyRecord, bytes | None]:
+    """`measure` into `cache` (e.g. a worker's private temporary cache), with the bytes of the
+    record's mask file (None for the dense model): all a main process needs to import it."""
+    record = measure(model, task, block_shape, ratio, fidelity, recipe, glue_dir=glue_dir,
+                     cache=cache)
+    data = Path(record.masks_path).read_bytes() if record.masks_path else None
+    return record, data
+
+
+def import_measurement(record: AccuracyRecord, masks_bytes: bytes | None, *,
+                       dense: DenseCheckpoint, cache: AccuracyCache) -> AccuracyRecord:
+    """Write a record measured elsewhere (`measure_with_masks`) into `cache`, its mask file
+    first, so the entry reads as if measured here: the mask file keeps its name under
+    ``cache.masks_dir`` and its metadata and the record name this cache's dense checkpoint
+    `dense` (the same weights: its folder name holds the base hash, task and dense recipe)."""
+    import dataclasses
+    import tempfile
+
+    from codesign.masks import load_masks
+
+    masks_path = None
+    if record.masks_path:
+        if masks_bytes is None:
+            raise AccuracyError(f"record {record.key}: names a mask file but none came with it")
+        masks_path = cache.masks_dir / Path(record.masks_path).name
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / masks_path.name
+            src.write_bytes(masks_bytes)
+            loaded = load_masks(src)
+        metadata = {**loaded.metadata, "source_checkpoint": str(dense.path)}
+        _save_masks_atomic(masks_path, loaded.masks, metadata)
+    out = dataclasses.replace(record, masks_path=None if masks_path is None else str(masks_path),
+                              dense_checkpoint=str(dense.path), from_cache=False)
+    try:
+        cache.put(out)
+    except BaseException:
+        if masks_path is not None:
+            masks_path.unlink(missing_ok=True)
+        raise
+    return out

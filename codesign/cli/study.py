@@ -14,14 +14,19 @@ from codesign.cli.common import CodesignError, one_line
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Results folder (default: the study's `output`, else results/NAME).")
 @click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
-              help="Local worker processes for the hardware simulations.")
+              help="Local worker processes for the hardware simulations (and the accuracy "
+                   "measurements when the cores give each at least one thread).")
 @click.option("--dask", "dask_address", default=None, metavar="ADDRESS",
-              help="Run the hardware simulations on an existing dask.distributed scheduler, "
-                   "e.g. tcp://10.0.0.5:8786.")
+              help="Run the hardware simulations and accuracy measurements on an existing "
+                   "dask.distributed scheduler, e.g. tcp://10.0.0.5:8786.")
+@click.option("--measure-on", type=click.Choice(["auto", "main", "workers"]), default="auto",
+              show_default=True,
+              help="Where accuracy measurements run: auto (dask workers; local workers when "
+                   "cores // N >= 1), main (the main process, one at a time), workers.")
 @click.option("--dry-run", is_flag=True,
               help="Validate the study, print the design space and an estimate of the work.")
 def sweep_command(study_file: str, out_dir: str | None, workers: int, dask_address: str | None,
-                  dry_run: bool) -> None:
+                  measure_on: str, dry_run: bool) -> None:
     """Run (or resume) a co-design study: block shape x compression x accelerator.
 
     Evaluates every design point's latency and energy (hwmodels) and GLUE accuracy (measured once
@@ -52,7 +57,7 @@ def sweep_command(study_file: str, out_dir: str | None, workers: int, dask_addre
     progress = sw.Progress(stream=sys.stderr)
     try:
         result = sw.run_sweep(study, out_dir, workers=workers, dask=dask_address,
-                              progress=progress)
+                              progress=progress, measure_on=measure_on)
     except sw.SweepInterrupted as exc:
         r = exc.result
         raise CodesignError(f"interrupted: {r.n_points} point(s) stored in {r.out_dir} "

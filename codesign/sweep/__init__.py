@@ -5,12 +5,14 @@ its parameters and of the study's evaluation context. Accuracy is measured once 
 (task, block shape, ratio, fidelity) through codesign.accuracy and reused across every
 accelerator choice; the hardware model runs on the very mask file whose accuracy was measured.
 optuna is the study engine and the results store (codesign.store); only the main process writes
-it, while local processes or a dask.distributed cluster run the pure hardware evaluations.
+it and the accuracy cache, while local processes or a dask.distributed cluster run the pure
+hardware evaluations and, where they have the cores (dask: always), the accuracy measurements.
 
 Modules, along the data flow:
   space         the design space (typed, built once from the study) and point identity
   measurements  accuracy and mask files per (task, block, ratio, fidelity)
   hardware      the frozen HardwareJob and the pure worker function evaluate_hardware
+  remote        an accuracy measurement on a worker: private cache, shipped files, bytes back
   executors     inline, local process pool, dask
   records       a point's record, its constraints and the feasibility rule
   runner        one run: evaluate points, store each as it finishes (Ctrl-C safe)

@@ -46,15 +46,17 @@ class SweepInterrupted(KeyboardInterrupt):
 
 def run_sweep(study: Study, out_dir: str | Path | None = None, *, workers: int = 1,
               dask: str | None = None, progress: Progress | None = None, cache=None,
-              stop_after: int | None = None, write: bool = True) -> SweepResult:
+              stop_after: int | None = None, write: bool = True,
+              measure_on: str = "auto") -> SweepResult:
     """Run (or resume) a study; returns its points. On Ctrl-C raises SweepInterrupted after
-    exporting what is stored. `stop_after` (tests) interrupts after that many new points."""
+    exporting what is stored. `stop_after` (tests) interrupts after that many new points.
+    `measure_on`: where accuracy measurements run (codesign.sweep.runner.MEASURE_ON)."""
     t0 = time.monotonic()
     out = study.output_dir(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     space = DesignSpace.of(study)
     runner = Runner(space, out, workers=max(1, int(workers)), dask=dask, progress=progress,
-                    cache=cache, stop_after=stop_after)
+                    cache=cache, stop_after=stop_after, measure_on=measure_on)
     grid = study.search.method == "grid"
     points = space.points() if grid else []
     interrupted = False

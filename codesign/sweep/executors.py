@@ -1,20 +1,38 @@
-"""Where hardware evaluations run: inline, a local process pool, or a dask.distributed cluster.
+"""Where evaluations run: inline, a local process pool, or a dask.distributed cluster.
 
 Every executor takes (job, tag) pairs and hands back (tag, result, exception) triples as they
-finish; the tag stays in the main process. What is ignored: retries (a failed evaluation is
-reported, stored as failed, and retried on the next run of the sweep).
+finish; the tag stays in the main process. Hardware jobs go to `submit`; the pool and dask also
+take accuracy measurements (`submit_measurement`, codesign.sweep.remote), the inline executor
+does not (`measures` is False: the main process measures). A dask measurement whose worker dies
+is re-run by the scheduler; one that fails otherwise (or whose shipped files were lost with
+their worker) is submitted again, up to `MEASURE_ATTEMPTS` times in all.
+
+What is ignored: retries of hardware evaluations (a failed evaluation is reported, stored as
+failed, and retried on the next run of the sweep).
 """
 from __future__ import annotations
 
+import logging
+import shutil
 import signal
+import tempfile
 import time
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+from codesign.sweep import remote
 from codesign.sweep.hardware import HardwareJob, evaluate_hardware, load_mask_file
+from codesign.sweep.remote import MeasureJob
+
+log = logging.getLogger("codesign")
+MEASURE_ATTEMPTS = 3  # a dask measurement is tried at most this often before its points fail
 
 
 class InlineExecutor:
     """workers=1: evaluate in the main process, in submission order."""
+
+    measures = False
 
     def __init__(self):
         self._results: list = []
@@ -42,9 +60,10 @@ def _ignore_sigint() -> None:
 
 
 class PoolExecutor:
-    """--workers N: a spawn-context process pool (fork after torch threads can deadlock)."""
+    """--workers N: a spawn-context process pool (fork after torch threads can deadlock).
+    `measure_threads` > 0: measurements run in the pool at that many threads each."""
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, measure_threads: int = 0):
         import concurrent.futures as cf
         import multiprocessing as mp
 
@@ -53,9 +72,24 @@ class PoolExecutor:
                                             mp_context=mp.get_context("spawn"),
                                             initializer=_ignore_sigint)
         self._futures: dict = {}
+        self.measure_threads = measure_threads
+        self.measures = measure_threads > 0
+        self._scratch: str | None = None  # the measurements' temporary folders, removed at close
 
     def submit(self, job: HardwareJob, tag: Any) -> None:
         self._futures[self._pool.submit(evaluate_hardware, job)] = tag
+
+    def submit_measurement(self, job: MeasureJob, tag: Any, *, cache_root: Path,
+                           cache_rels: tuple[str, ...], glue_root: Path,
+                           glue_rels: tuple[str, ...]) -> None:
+        """Measure in a worker process; the files are linked from this machine's folders."""
+        if self._scratch is None:
+            self._scratch = tempfile.mkdtemp(prefix="codesign-pool-")
+        job = replace(job, threads=self.measure_threads, scratch_dir=self._scratch)
+        fut = self._pool.submit(remote.run_measure_job, job,
+                                remote.files_on_disk(cache_root, cache_rels),
+                                remote.files_on_disk(glue_root, glue_rels))
+        self._futures[fut] = tag
 
     def drain(self, block: bool = False) -> list:
         if not self._futures:
@@ -73,32 +107,69 @@ class PoolExecutor:
         return len(self._futures)
 
     def close(self, cancel: bool = False) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=cancel)
+        """Wait for running jobs; on cancel (Ctrl-C) a pool that measures stops its workers
+        instead (a measurement may run for minutes; it writes only its own temporary folder,
+        under the pool's scratch folder, removed here)."""
+        try:
+            if not (cancel and self.measures):
+                self._pool.shutdown(wait=True, cancel_futures=cancel)
+                return
+            processes = list((getattr(self._pool, "_processes", None) or {}).values())
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            for proc in processes:
+                proc.terminate()
+            for proc in processes:
+                proc.join(timeout=10)
+        finally:
+            if self._scratch is not None:
+                shutil.rmtree(self._scratch, ignore_errors=True)
 
 
 class DaskExecutor:
-    """--dask ADDRESS: hardware evaluations on an existing dask.distributed cluster. Mask sets
-    are scattered once each, so remote workers need no shared file system."""
+    """--dask ADDRESS: hardware evaluations and accuracy measurements on an existing
+    dask.distributed cluster. Mask sets, dense checkpoints and GLUE files are scattered once
+    each, so remote workers need no shared file system."""
+
+    measures = True
 
     def __init__(self, address: str):
         from distributed import Client
 
         self._client = Client(address, set_as_default=False, timeout="30s")
         self._futures: dict = {}
-        self._scattered: dict[str, Any] = {}
+        self._scattered: dict[Any, Any] = {}
+        self._retry: dict = {}  # measurement future -> (job, files, attempts so far)
+
+    def _scatter(self, key: Any, make) -> Any:
+        """One future per shipped object; scattered again when its worker lost it."""
+        fut = self._scattered.get(key)
+        if fut is None or fut.status != "finished":
+            # scatter a one-element list: scattering a dict itself would make one future
+            # per key, keyed by that key, so two sets would collide
+            fut = self._scattered[key] = self._client.scatter([make()], hash=False)[0]
+        return fut
 
     def submit(self, job: HardwareJob, tag: Any) -> None:
         masks = None
         if job.masks.kind == "file":
             path = job.masks.path
-            if path not in self._scattered:
-                # scatter a one-element list: scattering the dict itself would make one future
-                # per weight name, keyed by that name, so two mask sets would collide
-                self._scattered[path] = self._client.scatter([load_mask_file(path)],
-                                                             hash=False)[0]
-            masks = self._scattered[path]
+            masks = self._scatter(("masks", path), lambda: load_mask_file(path))
         fut = self._client.submit(evaluate_hardware, job, masks, pure=False)
         self._futures[fut] = tag
+
+    def submit_measurement(self, job: MeasureJob, tag: Any, *, cache_root: Path,
+                           cache_rels: tuple[str, ...], glue_root: Path,
+                           glue_rels: tuple[str, ...], attempts: int = 0) -> None:
+        """Measure on a worker; the dense checkpoint and GLUE files travel as bytes."""
+        files = dict(cache_root=cache_root, cache_rels=cache_rels, glue_root=glue_root,
+                     glue_rels=glue_rels)
+        cache = self._scatter(("cache", str(cache_root), cache_rels),
+                              lambda: remote.files_as_bytes(cache_root, cache_rels))
+        glue = self._scatter(("glue", str(glue_root), glue_rels),
+                             lambda: remote.files_as_bytes(glue_root, glue_rels))
+        fut = self._client.submit(remote.run_measure_job, job, cache, glue, pure=False)
+        self._futures[fut] = tag
+        self._retry[fut] = (job, files, attempts + 1)
 
     def drain(self, block: bool = False) -> list:
         if not self._futures:
@@ -109,10 +180,17 @@ class DaskExecutor:
         out = []
         for fut in [f for f in self._futures if f.done()]:
             tag = self._futures.pop(fut)
-            if fut.status == "error":
-                out.append((tag, None, fut.exception()))
-            else:
+            retry = self._retry.pop(fut, None)
+            if fut.status == "finished":
                 out.append((tag, fut.result(), None))
+            else:
+                exc = _exception_of(fut)
+                if retry is not None and retry[2] < MEASURE_ATTEMPTS:
+                    log.warning("accuracy measurement failed on a worker (%s); submitting it "
+                                "again", " ".join(str(exc).split()) or type(exc).__name__)
+                    self.submit_measurement(retry[0], tag, **retry[1], attempts=retry[2])
+                else:
+                    out.append((tag, None, exc))
             fut.release()
         return out
 
@@ -127,10 +205,20 @@ class DaskExecutor:
             self._client.close()
 
 
-def make_executor(*, workers: int, dask: str | None):
-    """The executor for a run: dask when an address is given, else a pool for workers > 1."""
+def _exception_of(fut: Any) -> BaseException:
+    """The exception of a failed or cancelled dask future."""
+    try:
+        exc = fut.exception()
+    except BaseException as err:  # noqa: BLE001 - a cancelled future raises its reason
+        return err
+    return exc if exc is not None else RuntimeError(f"dask task {fut.key}: {fut.status}")
+
+
+def make_executor(*, workers: int, dask: str | None, measure_threads: int = 0):
+    """The executor for a run: dask when an address is given, else a pool for workers > 1
+    (measuring in the pool at `measure_threads` each when > 0)."""
     if dask:
         return DaskExecutor(dask)
     if workers > 1:
-        return PoolExecutor(workers)
+        return PoolExecutor(workers, measure_threads)
     return InlineExecutor()

@@ -8,8 +8,10 @@ Every result carries the 95% dev-set bootstrap interval of the pruned model (`lo
 the dense model (`dense_low`, `dense_high`), NaN when the cached record predates intervals, and
 the precision it was measured at.
 
-What is ignored: measurements are not distributed (they run in the main process, one at a time,
-while the workers simulate).
+Where a measurement runs: in the main process (`get`), or, when the executor measures (a local
+pool with the cores for it, or dask), on a worker: `ready` serves the memo and the cache, the
+main process fine-tunes the dense model once (`shipment`) and the worker's record comes back
+through `accept`, the only place its entry and mask file are written (codesign.sweep.remote).
 """
 from __future__ import annotations
 
@@ -92,13 +94,69 @@ class AccuracyProvider:
                                "oneshot" if block is None else fidelity, self.recipe,
                                glue_dir=self.study.glue_dir, cache=self._cache_obj())
         self.measured += 1
-        masks_path = str(rec.masks_path) if rec.masks_path else None
-        prov = {"source": rec.source, "fidelity": rec.fidelity, "recipe": rec.recipe,
-                "seconds": rec.seconds, "key": rec.key, "masks_path": masks_path,
-                "precision": rec.precision, "dev_examples": rec.dev_examples,
-                "interval": "95% percentile bootstrap over the dev examples"}
-        return AccuracyResult(float(rec.pruned), rec.metric, float(rec.dense),
-                              rec.fidelity if block is not None else fidelity, rec.source,
-                              masks_path if block is not None else None, prov,
-                              low=rec.pruned_low, high=rec.pruned_high, dense_low=rec.dense_low,
-                              dense_high=rec.dense_high, precision=rec.precision)
+        return _result(rec, block, fidelity)
+
+    # --- measurements on workers (codesign.sweep.remote) ----------------------------------------
+    def ready(self, task: str, block: BlockShape | None, ratio: float,
+              fidelity: str) -> AccuracyResult | None:
+        """The result without a measurement (memo or cache), or None when a worker could
+        measure it; the dense model, masks-only points and studies without accuracy are
+        always served here (they cost no training)."""
+        key = (task, block, ratio, fidelity)
+        if key in self._memo or block is None or ratio == 0 or not self.study.accuracy.measure:
+            return self.get(task, block, ratio, fidelity)
+        from codesign.accuracy.measurement import cached_record
+
+        rec = cached_record(self.study.model.name, task, block, ratio, fidelity, self.recipe,
+                            cache=self._cache_obj())
+        if rec is None:
+            return None
+        self._memo[key] = _result(rec, block, fidelity)
+        return self._memo[key]
+
+    def shipment(self, task: str, block: BlockShape, ratio: float, fidelity: str):
+        """(MeasureJob, dense checkpoint, files) of one measurement for a worker: the dense
+        model is fine-tuned here first (once, through the cache); `files` names the cache's
+        dense checkpoint and teacher files and the task's GLUE files (roots and relative
+        paths), the keywords of the executors' `submit_measurement`."""
+        from codesign.accuracy.cache import block_text, model_sha256
+        from codesign.accuracy.dense import dense_checkpoint
+        from codesign.glue import resolve_glue_dir
+        from codesign.sweep.remote import MeasureJob, cache_relpaths, glue_relpaths
+
+        cache = self._cache_obj()
+        model = self.study.model.name
+        dense = dense_checkpoint(model, task, self.recipe, glue_dir=self.study.glue_dir,
+                                 cache=cache)
+        glue_root = resolve_glue_dir(self.study.glue_dir)
+        job = MeasureJob(model=model, model_sha256=model_sha256(model), task=task,
+                         block=block_text(block), ratio=float(ratio), fidelity=fidelity,
+                         recipe=self.recipe)
+        files = dict(cache_root=cache.root, cache_rels=cache_relpaths(cache.root, dense.path),
+                     glue_root=glue_root, glue_rels=glue_relpaths(glue_root, task))
+        return job, dense, files
+
+    def accept(self, task: str, block: BlockShape, ratio: float, fidelity: str, remote,
+               dense) -> AccuracyResult:
+        """Write a worker's measurement (a RemoteMeasurement) into the cache; its result."""
+        from codesign.accuracy.measurement import import_measurement
+
+        rec = import_measurement(remote.record, remote.masks_bytes, dense=dense,
+                                 cache=self._cache_obj())
+        self.measured += 1
+        self._memo[(task, block, ratio, fidelity)] = _result(rec, block, fidelity)
+        return self._memo[(task, block, ratio, fidelity)]
+
+
+def _result(rec, block: BlockShape | None, fidelity: str) -> AccuracyResult:
+    """The sweep's view of an AccuracyRecord (block None: the dense model)."""
+    masks_path = str(rec.masks_path) if rec.masks_path else None
+    prov = {"source": rec.source, "fidelity": rec.fidelity, "recipe": rec.recipe,
+            "seconds": rec.seconds, "key": rec.key, "masks_path": masks_path,
+            "precision": rec.precision, "dev_examples": rec.dev_examples,
+            "interval": "95% percentile bootstrap over the dev examples"}
+    return AccuracyResult(float(rec.pruned), rec.metric, float(rec.dense),
+                          rec.fidelity if block is not None else fidelity, rec.source,
+                          masks_path if block is not None else None, prov,
+                          low=rec.pruned_low, high=rec.pruned_high, dense_low=rec.dense_low,
+                          dense_high=rec.dense_high, precision=rec.precision)

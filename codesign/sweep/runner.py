@@ -1,13 +1,15 @@
 """One run of a study: evaluate design points and store each as it finishes.
 
 What is modelled: an `Evaluation` is one (design point, accuracy fidelity, stage[, optuna trial])
-to compute. The `Runner` measures accuracy in the main process once per (task, block, ratio,
-fidelity), hands the hardware job to the executor, and writes each result to the results store
+to compute. The `Runner` measures accuracy once per (task, block, ratio, fidelity), in the main
+process or, when the executor measures (`measure_on`, MEASURE_ON), on a worker, whose record
+and mask file the main process writes into the accuracy cache as it arrives; then it hands the
+group's hardware jobs to the executor, and writes each result to the results store
 (codesign.store) as one storage operation shielded from Ctrl-C, so the store never holds half a
-point. Only the main process writes the store.
+point. Only the main process writes the store and the accuracy cache.
 
-What is ignored: a failed hardware evaluation is counted and stored as failed (for an optuna
-trial), never retried within the run.
+What is ignored: a failed hardware evaluation (or a measurement that failed on every attempt)
+is counted and stored as failed (for an optuna trial), never retried within the run.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from codesign.sweep.executors import make_executor
 from codesign.sweep.hardware import HardwareJob, MaskSource
 from codesign.sweep.measurements import AccuracyProvider, AccuracyResult
 from codesign.sweep.progress import Progress
+from codesign.sweep.remote import local_measurement_threads
 from codesign.sweep.records import BestTracker, build_record, constraints, objective_values
 from codesign.sweep.space import DesignPoint, DesignSpace, distributions
 from codesign.workload import model_config
@@ -38,6 +41,32 @@ class Evaluation:
     fidelity: str
     stage: int = 0
     trial: Any = None
+
+
+#: Where accuracy measurements run: "auto" (dask: on the workers; --workers N: in the pool when
+#: the cores give each worker at least one thread, else in the main process), "main" (always
+#: in the main process, one at a time: the behaviour before measurements were distributed),
+#: "workers" (in the pool even when that oversubscribes the cores: one thread each).
+MEASURE_ON: tuple[str, ...] = ("auto", "main", "workers")
+
+
+@dataclass(frozen=True, eq=False)
+class _Measuring:
+    """The tag of a measurement on a worker: the evaluations waiting for it and its dense
+    checkpoint (whose path the imported record names)."""
+
+    group: tuple[Evaluation, ...]
+    dense: Any
+
+
+def measure_threads(measure_on: str, *, workers: int, dask: str | None) -> int:
+    """Threads each local pool worker gives a measurement (0: the pool does not measure)."""
+    if measure_on not in MEASURE_ON:
+        raise ValueError(f"measure_on {measure_on!r}: choose one of {', '.join(MEASURE_ON)}")
+    if dask or workers <= 1 or measure_on == "main":
+        return 0
+    share = local_measurement_threads(workers)
+    return max(1, share) if measure_on == "workers" else share
 
 
 @contextlib.contextmanager
@@ -62,12 +91,15 @@ class Runner:
     """The state of one run shared by the grid, the search and the promotion stages."""
 
     def __init__(self, space: DesignSpace, out_dir: Path, *, workers: int, dask: str | None,
-                 progress: Progress | None, cache, stop_after: int | None):
+                 progress: Progress | None, cache, stop_after: int | None,
+                 measure_on: str = "auto"):
         study = space.study
         self.study, self.space, self.context = study, space, space.context
         self.config = model_config(study.model.name)
         self.progress, self.stop_after = progress, stop_after
         self.workers, self.dask = workers, dask
+        self.measure_threads = measure_threads(measure_on, workers=workers, dask=dask)
+        self.remote_measure = measure_on != "main" and (bool(dask) or self.measure_threads > 0)
         sampler = None
         if study.search.method == "nsga2":
             import optuna
@@ -103,10 +135,12 @@ class Runner:
 
     # --- evaluating -------------------------------------------------------------------------
     def evaluate(self, evaluations: list[Evaluation]) -> None:
-        """Accuracy in the main process grouped by (task, block, ratio, fidelity), hardware in
-        the executor, results stored as they come."""
+        """Accuracy grouped by (task, block, ratio, fidelity), in the main process or on a
+        worker; each group's hardware in the executor once its accuracy is known; results
+        stored as they come."""
         if self.executor is None:
-            self.executor = make_executor(workers=self.workers, dask=self.dask)
+            self.executor = make_executor(workers=self.workers, dask=self.dask,
+                                          measure_threads=self.measure_threads)
         groups: dict[tuple, list[Evaluation]] = {}
         for ev in evaluations:
             groups.setdefault(ev.point.accuracy_key + (ev.fidelity,), []).append(ev)
@@ -114,15 +148,28 @@ class Runner:
             first = group[0].point
             task, block, ratio, fidelity = first.task, first.block, first.prune_ratio, \
                 group[0].fidelity
-            if self.progress and (block is not None and ratio > 0):
-                self.progress.note(f"accuracy {task} {block} ratio {ratio:g} ({fidelity})")
-            acc = self.accuracy.get(task, block, ratio, fidelity)
-            for ev in group:
-                self.executor.submit(self._job(ev.point, acc), (ev, acc))
+            remote = self.remote_measure and self.executor.measures
+            acc = self.accuracy.ready(task, block, ratio, fidelity) if remote else None
+            if acc is None and self.progress and (block is not None and ratio > 0):
+                where = " on a worker" if remote else ""
+                self.progress.note(f"accuracy {task} {block} ratio {ratio:g} ({fidelity})"
+                                   f"{where}")
+            if acc is None and remote:
+                job, dense, files = self.accuracy.shipment(task, block, ratio, fidelity)
+                self.executor.submit_measurement(job, _Measuring(tuple(group), dense), **files)
+            else:
+                if acc is None:
+                    acc = self.accuracy.get(task, block, ratio, fidelity)
+                self._submit_hardware(group, acc)
             self._collect(block=False)
         while self.executor.pending():
             self._collect(block=True)
         self._collect(block=False)
+
+    def _submit_hardware(self, group: list[Evaluation] | tuple[Evaluation, ...],
+                         acc: AccuracyResult) -> None:
+        for ev in group:
+            self.executor.submit(self._job(ev.point, acc), (ev, acc))
 
     def _job(self, point: DesignPoint, acc: AccuracyResult) -> HardwareJob:
         if point.block is None:
@@ -137,11 +184,27 @@ class Runner:
                            fit=resolved.fit, engine=self.study.hardware.engine, masks=masks)
 
     def _collect(self, block: bool) -> None:
-        for (ev, acc), hwres, exc in self.executor.drain(block):
+        for tag, hwres, exc in self.executor.drain(block):
+            if isinstance(tag, _Measuring):
+                self._measured(tag, hwres, exc)
+                continue
+            ev, acc = tag
             if hwres is None:
                 self._failed(ev, exc)
             else:
                 self._store(ev, acc, hwres)
+
+    def _measured(self, tag: _Measuring, remote: Any, exc: BaseException | None) -> None:
+        """A worker's measurement arrived: import it (main process only), then simulate."""
+        p, fidelity = tag.group[0].point, tag.group[0].fidelity
+        if remote is not None:
+            with shielded():  # the mask file and the cache entry together
+                acc = self.accuracy.accept(p.task, p.block, p.prune_ratio, fidelity, remote,
+                                           tag.dense)
+            self._submit_hardware(tag.group, acc)
+            return
+        for ev in tag.group:
+            self._failed(ev, exc)
 
     def _failed(self, ev: Evaluation, exc: BaseException | None) -> None:
         self.n_failed += 1
