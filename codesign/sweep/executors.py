@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from codesign.sweep import remote
-from codesign.sweep.hardware import HardwareJob, evaluate_hardware, load_mask_file
+from codesign.sweep.hardware import (HardwareJob, evaluate_hardware, evaluate_hardware_batch,
+                                     load_mask_file)
 from codesign.sweep.remote import MeasureJob
 
 log = logging.getLogger("codesign")
@@ -30,28 +31,41 @@ MEASURE_ATTEMPTS = 3  # a dask measurement is tried at most this often before it
 
 
 class InlineExecutor:
-    """workers=1: evaluate in the main process, in submission order."""
+    """workers=1: evaluate in the main process, in submission order. Jobs queue until the next
+    `drain`, which simulates them as one batch (`evaluate_hardware_batch`: the jobs of one mask
+    set share their schedules); if the batch fails, each job is evaluated alone so that the
+    failure is recorded against its own point."""
 
     measures = False
 
     def __init__(self):
-        self._results: list = []
+        self._queue: list[tuple[HardwareJob, Any]] = []
 
     def submit(self, job: HardwareJob, tag: Any) -> None:
-        try:
-            self._results.append((tag, evaluate_hardware(job), None))
-        except Exception as exc:  # noqa: BLE001 - a failed point is recorded, not fatal
-            self._results.append((tag, None, exc))
+        self._queue.append((job, tag))
 
     def drain(self, block: bool = False) -> list:
-        out, self._results = self._results, []
-        return out
+        queue, self._queue = self._queue, []
+        if not queue:
+            return []
+        try:
+            results = evaluate_hardware_batch([job for job, _ in queue])
+        except Exception:  # noqa: BLE001 - find the failing point below
+            return [_evaluate_one(job, tag) for job, tag in queue]
+        return [(tag, result, None) for (_, tag), result in zip(queue, results)]
 
     def pending(self) -> int:
-        return 0
+        return len(self._queue)
 
     def close(self, cancel: bool = False) -> None:
-        pass
+        self._queue = []
+
+
+def _evaluate_one(job: HardwareJob, tag: Any) -> tuple:
+    try:
+        return tag, evaluate_hardware(job), None
+    except Exception as exc:  # noqa: BLE001 - a failed point is recorded, not fatal
+        return tag, None, exc
 
 
 def _ignore_sigint() -> None:
