@@ -32,7 +32,7 @@ group never overlaps the next GEMM.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -105,13 +105,20 @@ def fused_timings(ops: Sequence[GemmOp | VectorOp], schedules: Sequence[Schedule
                   timings: Sequence[Timing]) -> list[Timing]:
     """Every op's timing with each vector op fused behind the GEMM before it (vector ops with no
     GEMM before them keep their own timing). Groups with the same schedules are computed once."""
+    return _fuse_all(ops, schedules, timings, fuse_group)
+
+
+def _fuse_all(ops: Sequence[GemmOp | VectorOp], schedules: Sequence[Schedule],
+              timings: Sequence[Timing], fuse: Callable[..., list[Timing]]) -> list[Timing]:
+    """`fuse(producer schedule, producer timing, vector ops, their timings)` over every fusion
+    group of `ops`, memoised on the identity of the group's schedules and timings."""
     out = list(timings)
     memo: dict[tuple, list[Timing]] = {}
     for i, j in fusion_groups(ops):
         key = tuple(id(x) for x in (*schedules[i:j], *timings[i:j]))
         hit = memo.get(key)
         if hit is None:
-            hit = memo[key] = fuse_group(schedules[i], timings[i], ops[i + 1:j], timings[i + 1:j])
+            hit = memo[key] = fuse(schedules[i], timings[i], ops[i + 1:j], timings[i + 1:j])
         out[i + 1:j] = hit
     return out
 
@@ -148,16 +155,7 @@ def fuse_group_batch(producer: Schedule, producer_timing: Timing, vectors: Seque
 def fused_timings_batch(ops: Sequence[GemmOp | VectorOp], schedules: Sequence[Schedule],
                         timings: Sequence[Timing]) -> list[Timing]:
     """`fused_timings` over design points at once (see `fuse_group_batch`)."""
-    out = list(timings)
-    memo: dict[tuple, list[Timing]] = {}
-    for i, j in fusion_groups(ops):
-        key = tuple(id(x) for x in (*schedules[i:j], *timings[i:j]))
-        hit = memo.get(key)
-        if hit is None:
-            hit = memo[key] = fuse_group_batch(schedules[i], timings[i], ops[i + 1:j],
-                                               timings[i + 1:j])
-        out[i + 1:j] = hit
-    return out
+    return _fuse_all(ops, schedules, timings, fuse_group_batch)
 
 
 def fusion_groups(ops: Sequence[GemmOp | VectorOp]) -> list[tuple[int, int]]:

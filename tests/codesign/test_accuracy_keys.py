@@ -1,11 +1,12 @@
 """The accuracy cache's keys are pinned: entries written by earlier versions stay valid.
 
-The literal values below were computed with codesign/accuracy.py as it stood before it became a
-package (commit 82c5afd), at PROCEDURE_VERSION 1: the tests pin the key derivation at that
-version. If one fails, the derivation changed and cached measurements would be orphaned by
-accident. PROCEDURE_VERSION itself was bumped to 2 on purpose (length-bucketed training and a
-seeded classification head change every trained model): `test_the_procedure_version_orphans_old_entries`
-checks that the bump changes every key, so version-1 entries are never served as version 2.
+The literal values below (for the first version's default recipes, V1_PRESETS) were computed
+with codesign/accuracy.py as it stood before it became a package (commit 82c5afd), at
+PROCEDURE_VERSION 1: the tests pin the key derivation at that version. If one fails, the
+derivation changed and cached measurements would be orphaned by accident. PROCEDURE_VERSION
+itself was bumped to 2 on purpose (length-bucketed training and a seeded classification head
+change every trained model): `test_the_procedure_version_orphans_old_entries` checks that the
+bump changes every key, so version-1 entries are never served as version 2.
 """
 from __future__ import annotations
 
@@ -20,6 +21,13 @@ from codesign.accuracy import AccuracyCache, AccuracyError, Recipe, measurement
 from codesign.hashing import short_hash
 
 SHA = "ab" * 32
+# the recipes the pins were computed with: the first version's defaults (2,000 dense examples,
+# retraining from magnitude masks without distillation); the current defaults differ on purpose
+V1_FIELDS = {"dense_examples": 2000, "retrain_start": "magnitude", "distill": False}
+V1_DEFAULT = Recipe(**V1_FIELDS)
+V1_QUICK = Recipe.from_dict({**Recipe.quick().to_dict(), "retrain_start": "magnitude",
+                             "distill": False})
+V1_PRESETS = {"default": V1_DEFAULT, "quick": V1_QUICK, "paper": Recipe.paper()}
 
 
 @pytest.fixture(autouse=True)
@@ -38,21 +46,22 @@ RECIPE_HASHES = {
 
 @pytest.mark.parametrize("preset,fidelity", sorted(RECIPE_HASHES))
 def test_recipe_hash_is_pinned(preset, fidelity):
-    assert Recipe.preset(preset).hash(fidelity) == RECIPE_HASHES[preset, fidelity]
+    assert V1_PRESETS[preset].hash(fidelity) == RECIPE_HASHES[preset, fidelity]
 
 
 def test_dense_checkpoint_folder_hash_is_pinned():
     # the dense checkpoint folder is named <sha[:16]>-<task>-<this hash>
-    assert short_hash(Recipe().dense_fields(), 12) == "afb92a8c093d"
-    assert short_hash(Recipe.quick().dense_fields(), 12) == "10fddea5b512"
+    assert short_hash(V1_DEFAULT.dense_fields(), 12) == "afb92a8c093d"
+    assert short_hash(V1_QUICK.dense_fields(), 12) == "10fddea5b512"
     assert short_hash(Recipe.paper().dense_fields(), 12) == "4f6aa4dc49ee"
 
 
 @pytest.mark.parametrize("args,key", [
-    ((SHA, "sst2", "16x16", 0.5, "retrain", Recipe()), "704d24046c3be24e24f5829e"),
-    ((SHA, "SST-2", "32x1", 0.25, "rgl", Recipe.quick()), "ec5e3385b06ff51281fc5f70"),
+    ((SHA, "sst2", "16x16", 0.5, "retrain", V1_DEFAULT), "704d24046c3be24e24f5829e"),
+    ((SHA, "SST-2", "32x1", 0.25, "rgl", V1_QUICK), "ec5e3385b06ff51281fc5f70"),
     ((SHA, "mrpc", None, 0.0, "rgl", Recipe.paper()), "d5e8c51e2d6a0f9243fa0e20"),
-    ((SHA, "rte", "1x1", 1 / 3, "oneshot", Recipe(seed=3)), "3a346a029ba1c323b0b8acaa"),
+    ((SHA, "rte", "1x1", 1 / 3, "oneshot", Recipe(seed=3, **V1_FIELDS)),
+     "3a346a029ba1c323b0b8acaa"),
 ])
 def test_record_key_is_pinned(args, key):
     assert acc.record_key(*args) == key
@@ -60,9 +69,9 @@ def test_record_key_is_pinned(args, key):
 
 def test_the_procedure_version_orphans_old_entries(monkeypatch):
     monkeypatch.setattr("codesign.accuracy.recipe.PROCEDURE_VERSION", 2)
-    assert acc.record_key(SHA, "sst2", "16x16", 0.5, "retrain", Recipe()) != \
+    assert acc.record_key(SHA, "sst2", "16x16", 0.5, "retrain", V1_DEFAULT) != \
         "704d24046c3be24e24f5829e"
-    assert all(Recipe.preset(p).hash(f) != RECIPE_HASHES[p, f] for p, f in RECIPE_HASHES)
+    assert all(V1_PRESETS[p].hash(f) != RECIPE_HASHES[p, f] for p, f in RECIPE_HASHES)
 
 
 def test_dense_key_ignores_block_and_fidelity():
@@ -80,7 +89,7 @@ def test_block_text_is_the_block_shape_spelling():
 
 def _old_row(key: str, masks_path: str) -> tuple:
     """A row exactly as the pre-package code wrote it (columns and JSON record)."""
-    recipe = Recipe().stage_fields("retrain")
+    recipe = V1_DEFAULT.stage_fields("retrain")
     record = {"task": "sst2", "metric": "accuracy", "dense": 0.8, "pruned": 0.7,
               "metrics": {"accuracy": 0.7}, "fidelity": "retrain", "recipe": recipe,
               "seconds": 12.5, "masks_path": masks_path, "key": key, "model": "minilm-l6",
@@ -108,7 +117,7 @@ def test_an_entry_written_by_the_old_code_is_served(tmp_path, monkeypatch):
 
     monkeypatch.setattr(measurement, "model_sha256", lambda model: SHA)
     monkeypatch.setattr(measurement, "dense_checkpoint", boom)
-    rec = acc.measure("minilm-l6", "sst2", "16x16", 0.5, "retrain", Recipe(), cache=cache)
+    rec = acc.measure("minilm-l6", "sst2", "16x16", 0.5, "retrain", V1_DEFAULT, cache=cache)
     assert rec.from_cache and rec.key == key and rec.pruned == 0.7 and rec.density == 0.5
     assert rec.masks_path == str(masks) and rec.compression == 2.0
 

@@ -97,14 +97,17 @@ def test_teacher_of_the_wrong_shape_is_a_one_line_error(glue_dir):
 
 def test_distill_off_keeps_every_key(monkeypatch):
     monkeypatch.setattr("codesign.accuracy.recipe.PROCEDURE_VERSION", 1)
-    off = Recipe(distill=False, distill_alpha=0.9, distill_temperature=7.0)
+    # the first version's default recipe (2,000 dense examples, magnitude start) without
+    # distillation: its keys do not see the distillation fields
+    off = Recipe(dense_examples=2000, retrain_start="magnitude", distill=False, distill_alpha=0.9,
+                 distill_temperature=7.0)
     for fidelity, key in KEYS_V1.items():
         assert off.hash(fidelity) == key
-    assert off.dense_fields() == Recipe().dense_fields()
+    assert off.dense_fields() == Recipe(dense_examples=2000).dense_fields()
 
 
 def test_distill_on_enters_only_the_training_fidelities():
-    on, off = Recipe(distill=True), Recipe()
+    on, off = Recipe(distill=True), Recipe(distill=False)
     for fidelity in ("oneshot", "calibrated"):
         assert on.hash(fidelity) == off.hash(fidelity) and not on.distills(fidelity)
     for fidelity in ("retrain", "rgl"):
