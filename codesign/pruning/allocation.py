@@ -82,7 +82,7 @@ class Move:
     blocks: np.ndarray
     importance: float
     saved_cycles: float  # estimated
-    klass: tuple  # unit class: ("tile", out span, in span) or ("level",)
+    klass: tuple  # unit class: ("tile", block rows, block cols) or ("level", column group)
 
 
 def target_cycles(table: CostTable, *, latency_ms: float | None = None,
@@ -124,8 +124,9 @@ class _State:
         self.unit_of = unit_of
         rlo, rhi = block_spans(out, costs.unit_out, bh)
         clo, chi = block_spans(inp, costs.unit_in, bw)
-        self.klass = [("tile", int(r1 - r0), int(c1 - c0)) if costs.kind == "tile" else ("level",)
-                      for r0, r1 in zip(rlo, rhi) for c0, c1 in zip(clo, chi)]
+        self.klass = [("tile", int(r1 - r0), int(c1 - c0)) if costs.kind == "tile"
+                      else ("level", u) for u, (r0, r1) in enumerate(zip(rlo, rhi))
+                      for c0, c1 in zip(clo, chi)]
         self.rows_of = [np.arange(r0, r1) for r0, r1 in zip(rlo, rhi)]  # level units
         self.ncols = ncols
 
@@ -292,52 +293,62 @@ def _shortest_prefix(seq: _Sequence, target: float, start_cycles: float) -> int:
 
 
 def _refine(seq: _Sequence, prefix: int, target: float) -> tuple[set[int], int, int]:
-    """Trim and swap passes (see the module docstring); the active moves, trims, swaps."""
+    """Trim and swap passes (see the module docstring); the active moves, trims, swaps.
+
+    Only the latest active move of a (matrix, unit class) may be restored (for a class of equal
+    tiles the greedy took them in importance order, so it is the most important; for a
+    compaction group it is the last level taken), and only the first spare move of a class not
+    restored from may be swapped in, so every class keeps its least important moves removed."""
     active = set(range(prefix))
     seq.extend(SWAP_CANDIDATES)
-    spare = [i for i in range(prefix, len(seq.moves))]
-    tries, trimmed, swaps = 0, 0, 0
-    blocked: set[tuple] = set()  # (matrix, class) whose most important removed move stays
-    restored: set[tuple] = set()  # (matrix, class) with a restored move: never swapped into
-    for i in sorted(active, key=lambda k: -seq.moves[k].importance):
-        mv = seq.moves[i]
-        cls = (mv.matrix, mv.klass)
-        if cls in blocked or tries >= MAX_REFINE_TRIES:
-            continue
+    spare = list(range(prefix, len(seq.moves)))
+    by_class: dict[tuple, list[int]] = {}
+    for i in range(prefix):
+        by_class.setdefault(_class_of(seq.moves[i]), []).append(i)
+    tries = trimmed = swaps = 0
+    blocked: set[tuple] = set()
+    restored: set[tuple] = set()
+    while tries < MAX_REFINE_TRIES:
+        heads = [(seq.moves[v[-1]].importance, c) for c, v in by_class.items()
+                 if v and c not in blocked]
+        if not heads:
+            break
+        _, cls = max(heads, key=lambda h: (h[0], -seq.moves[by_class[h[1]][-1]].matrix))
+        i = by_class[cls][-1]
         tries += 1
         if seq.cycles(active - {i}) <= target:
-            active.discard(i)
-            restored.add(cls)
             trimmed += 1
-            continue
-        swapped = _try_swap(seq, active, spare, i, target, restored | {cls})
-        tries += 1 if swapped is not None else 0
-        if swapped is None:
-            blocked.add(cls)
-        else:
-            restored.add(cls)
+        elif _try_swap(seq, active, spare, i, target, restored | {cls}) is not None:
+            tries += 1
             swaps += 1
+        else:
+            blocked.add(cls)
+            continue
+        active.discard(i)
+        by_class[cls].pop()
+        restored.add(cls)
     return active, trimmed, swaps
+
+
+def _class_of(mv: Move) -> tuple:
+    return (mv.matrix, mv.klass)
 
 
 def _try_swap(seq: _Sequence, active: set[int], spare: list[int], i: int, target: float,
               restored: set[tuple]) -> int | None:
-    """Replace active move i by the first spare move that is cheaper in importance and saves at
-    least as much (estimated) and is the least important spare of its class; exact check."""
+    """Replace active move i by the first spare move of a class (not restored from) that
+    removes less importance and saves at least as much (estimated), if the target still holds
+    (exact check); the move swapped in, or None."""
     mv = seq.moves[i]
     seen: set[tuple] = set()
     for j in spare:
         b = seq.moves[j]
-        cls = (b.matrix, b.klass)
-        if cls in seen:
+        cls = _class_of(b)
+        if cls in seen or cls in restored:
             continue
         seen.add(cls)
-        if cls in restored:
-            continue
         if b.importance < mv.importance and b.saved_cycles >= mv.saved_cycles:
-            trial = (active - {i}) | {j}
-            if seq.cycles(trial) <= target:
-                active.discard(i)
+            if seq.cycles((active - {i}) | {j}) <= target:
                 active.add(j)
                 spare.remove(j)
                 return j
