@@ -327,6 +327,10 @@ def _prune_and_fit(model: Any, name: str, layer: int, role: str, moments: _Momen
         new_w, new_b = _refit(w, b, keep, element, block_shape, moments, lam, refit_bias)
     new_w = new_w * element  # exactly zero where pruned
     after = _squared_error(torch.cat([new_w.T, new_b[None]]), moments)
+    if given is not None and after > before:
+        # given masks only: keep the masked weights when the damped re-fit fits worse (a matrix
+        # with nothing removed, whose inputs are still the dense ones)
+        new_w, new_b, after = w * element, b, before
     weight.copy_(new_w.to(weight.dtype))
     if module.bias is not None:
         module.bias.copy_(new_b.to(module.bias.dtype))
@@ -472,8 +476,11 @@ def calibrate_masks(model: Any, structure: Any, *, masks: Mapping[str, BlockMask
                     calibration: Sequence[Mapping[str, torch.Tensor]], damping: float = 0.01,
                     refit_bias: bool = True, threads: int | None = None) -> CalibratedPruning:
     """`calibrate_prune` with the masks given instead of chosen: the same forward-order re-fit
-    of every matrix's kept weights (and bias) to the dense layer outputs, in place. `masks`
-    must hold every prunable matrix, all of one block shape."""
+    of every matrix's kept weights (and bias) to the dense layer outputs, in place, except that
+    a matrix whose re-fit fits the calibration tokens worse than its masked weights keeps
+    them (the damping makes the re-fit of a matrix with nothing removed and dense inputs
+    slightly worse than the dense weights). `masks` must hold every prunable matrix, all of
+    one block shape."""
     names = [n for n, _, _ in structure.prunable(model)]
     missing = [n for n in names if n not in masks]
     if missing:
