@@ -16,14 +16,35 @@ from codesign.cli.common import CodesignError, block_option, first_line
 @click.option("--block", "block", required=True,
               help="Block shape BHxBW in the weight's orientation (rows = output features), "
                    "e.g. 16x16, 256x1; shapes that do not divide are zero-padded.")
-@click.option("--ratio", type=float, required=True,
-              help="Fraction of blocks pruned in every prunable matrix (compression 1/(1-r)).")
+@click.option("--ratio", type=float, default=None,
+              help="Fraction of blocks pruned in every prunable matrix (compression 1/(1-r)); "
+                   "required unless --latency-ms / --speedup.")
 @click.option("--ratios", "ratios_file", type=click.Path(dir_okay=False), default=None,
               help="YAML/JSON per-layer ratios {layer|role|name|default: r}; --ratio is the "
                    "default.")
-@click.option("--method", type=click.Choice(["rgl", "oneshot"]), default="rgl", show_default=True,
+@click.option("--method", type=click.Choice(["rgl", "oneshot", "calibrated"]), default="rgl",
+              show_default=True,
               help="rgl: reweighted group Lasso training, hard prune, masked retraining; "
-                   "oneshot: dense fine-tuning, block-magnitude prune, optional retraining.")
+                   "oneshot: dense fine-tuning, block-magnitude prune, optional retraining; "
+                   "calibrated: dense fine-tuning, block saliency + least-squares re-fit "
+                   "(uniform ratio, or allocated to --latency-ms / --speedup).")
+@click.option("--latency-ms", type=float, default=None,
+              help="calibrated: allocate the blocks so the simulated latency on --board is at "
+                   "most this many ms.")
+@click.option("--speedup", type=float, default=None,
+              help="calibrated: allocate the blocks for this simulated speedup over the same "
+                   "accelerator's dense run.")
+@click.option("--board", default="zcu102", show_default=True,
+              help="With a latency target: board preset (zcu102, ultra96v2) or a board YAML.")
+@click.option("--set", "set_items", multiple=True, metavar="KEY=VALUE",
+              help="With a latency target: board override, dotted key, YAML value, e.g. "
+                   "--set sparse_strategy=compact --set pe_array.rows=16 (repeatable).")
+@click.option("--sim-seq-len", type=click.IntRange(min=1), default=128, show_default=True,
+              help="With a latency target: tokens per sequence of the simulated workload.")
+@click.option("--calib-examples", type=click.IntRange(min=1), default=256, show_default=True,
+              help="calibrated: unlabelled training sentences for saliency and re-fit.")
+@click.option("--saliency", type=click.Choice(["obs", "norm"]), default="obs",
+              show_default=True, help="calibrated: block saliency (OBS proxy or L2 norm).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for the pruned checkpoint (save_pretrained) and masks.safetensors.")
 @click.option("--glue-dir", type=click.Path(file_okay=False), default=None,
@@ -58,7 +79,8 @@ from codesign.cli.common import CodesignError, block_option, first_line
 @click.option("--threads", type=int, default=None, help="torch threads (default: torch's).")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Training progress bars (stderr).")
-def prune_cmd(model, task, block, ratio, ratios_file, method, out_dir, glue_dir, examples,
+def prune_cmd(model, task, block, ratio, ratios_file, method, latency_ms, speedup, board,
+              set_items, sim_seq_len, calib_examples, saliency, out_dir, glue_dir, examples,
               epochs, retrain_epochs, lr, retrain_lr, lambda_, lambdas_file, eps, milestones,
               reweight_unit, reweight_every, batch_size, max_seq_len, seed, eval_examples,
               threads, progress):
@@ -71,6 +93,7 @@ def prune_cmd(model, task, block, ratio, ratios_file, method, out_dir, glue_dir,
     from codesign.pruning import read_per_matrix_file
 
     block_shape = block_option(block)
+    target = _latency_target(method, ratio, latency_ms, speedup, board, set_items, sim_seq_len)
     try:
         ratio_spec = ratio if ratios_file is None else read_per_matrix_file(
             ratios_file, default=ratio, what="--ratios")
@@ -83,12 +106,13 @@ def prune_cmd(model, task, block, ratio, ratios_file, method, out_dir, glue_dir,
     except ValueError:
         raise CodesignError(f"--milestones {milestones!r}: write integers separated by commas, "
                             "e.g. 4,8,12,16") from None
-    if not 0.0 <= ratio <= 1.0:
+    if ratio is not None and not 0.0 <= ratio <= 1.0:
         raise CodesignError(f"--ratio {ratio}: must lie in [0, 1]")
     if retrain_epochs is None:
         retrain_epochs = 3 if method == "rgl" else 0
     try:
         from codesign.pruning import prune_checkpoint
+        from codesign.pruning.checkpoint import CalibrationConfig
         from codesign.pruning.rgl import RGLConfig
         from codesign.pruning.train import TrainConfig
 
@@ -101,17 +125,72 @@ def prune_cmd(model, task, block, ratio, ratios_file, method, out_dir, glue_dir,
             out_dir=out_dir, train=TrainConfig(epochs=epochs, lr=lr, **common),
             retrain=TrainConfig(epochs=retrain_epochs, lr=retrain_lr, **common), rgl=rgl,
             glue_dir=glue_dir, examples=examples, eval_examples=eval_examples,
-            progress=progress)
+            progress=progress, target=target,
+            calibration=CalibrationConfig(examples=calib_examples, saliency=saliency))
     except ValueError as err:  # CheckpointError, GlueDataError, MaskFileError are ValueErrors
         raise CodesignError(first_line(err)) from None
     _print_pruned(done, ratio)
 
 
-def _print_pruned(done, ratio: float) -> None:
+def _latency_target(method, ratio, latency_ms, speedup, board, set_items, seq_len):
+    """The LatencyTarget of the options (None without --latency-ms / --speedup)."""
+    if latency_ms is None and speedup is None:
+        if ratio is None:
+            raise CodesignError("give --ratio, or --latency-ms / --speedup (method calibrated)")
+        if set_items:
+            raise CodesignError("--set applies to the latency target: add --latency-ms or "
+                                "--speedup")
+        return None
+    if latency_ms is not None and speedup is not None:
+        raise CodesignError("give one target: --latency-ms or --speedup, not both")
+    if method != "calibrated":
+        raise CodesignError(f"--latency-ms / --speedup need --method calibrated (got {method})")
+    if latency_ms is not None and not latency_ms > 0:
+        raise CodesignError(f"--latency-ms {latency_ms}: must be > 0")
+    if speedup is not None and not speedup >= 1:
+        raise CodesignError(f"--speedup {speedup}: must be >= 1 (over the dense run)")
+    from codesign.pruning.checkpoint import LatencyTarget
+
+    return LatencyTarget(board=board, overrides=parse_set_items(set_items),
+                         latency_ms=latency_ms, speedup=speedup, seq_len=seq_len)
+
+
+def parse_set_items(items) -> dict:
+    """`--set a.b=value` items as a nested dict ({"a": {"b": value}}), values read as YAML."""
+    import yaml
+
+    out: dict = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise CodesignError(f"--set {item!r}: write KEY=VALUE, e.g. sparse_strategy=compact")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise CodesignError(f"--set {item!r}: the value is not valid YAML") from None
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise CodesignError(f"--set {item!r}: {part} is set to a value already")
+        node[parts[-1]] = value
+    return out
+
+
+def _print_pruned(done, ratio: float | None) -> None:
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in done.stage_seconds.items())
     click.echo(f"pruned {done.source} ({done.architecture}) on {done.task}: method "
-               f"{done.method}, block {done.block_shape}, ratio {ratio}, {done.train_examples} "
-               "training examples")
+               f"{done.method}, block {done.block_shape}, "
+               + (f"ratio {ratio}, " if done.allocation is None else "latency-aware, ")
+               + f"{done.train_examples} training examples")
+    a = done.allocation
+    if a is not None:
+        click.echo(f"simulated latency {a['latency_ms']:.4f} ms (target {a['target_ms']:.4f} ms"
+                   + (f", speedup {a['target_speedup']:g}x" if a["target_speedup"] else "")
+                   + f"; dense {a['dense_ms']:.4f} ms, speedup {a['speedup']:.3f}x) on "
+                   f"{a['accelerator']}" + (f" with {a['overrides']}" if a["overrides"] else "")
+                   + f", seq {a['seq_len']}")
     click.echo(f"stages: {stages}; device {done.devices}")
     click.echo(f"density {done.stats.density:.4f} (block density {done.stats.block_density:.4f}),"
                f" compression {done.stats.compression:.3f}x over {done.n_matrices} matrices")

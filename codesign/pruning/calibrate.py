@@ -37,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from hwmodels.sparsity import BlockMask
@@ -299,8 +300,10 @@ def _pruned_statistics(model: Any, layer: torch.nn.Module, names: Mapping[str, s
 
 def _prune_and_fit(model: Any, name: str, layer: int, role: str, moments: _Moments, *,
                    block_shape: tuple[int, int], ratio: PerMatrix, saliency: str, damping: float,
-                   refit_bias: bool) -> tuple[BlockMask, MatrixFit]:
-    """Choose one matrix's blocks, re-fit its kept weights (in place); its mask and fit."""
+                   refit_bias: bool, given: Mapping[str, BlockMask] | None = None,
+                   ) -> tuple[BlockMask, MatrixFit]:
+    """Choose one matrix's blocks (or take `given[name]`), re-fit its kept weights (in place);
+    its mask and fit."""
     module = _module_of(model, name)
     weight = module.weight
     inp = weight.shape[1]
@@ -309,18 +312,25 @@ def _prune_and_fit(model: Any, name: str, layer: int, role: str, moments: _Momen
     refit_bias = refit_bias and module.bias is not None
     gram_w = moments.gram[:inp, :inp]
     lam = float(damping) * max(float(gram_w.diagonal().mean()), 1e-12)
-    r = per_matrix_value(ratio, name, layer, role, what="prune ratio")
-    if saliency == "obs":
-        scores = _obs_scores(w, gram_w, lam, block_shape)
+    if given is not None:
+        keep = torch.from_numpy(np.array(given[name].grid, dtype=bool))
     else:
-        scores = block_norms(weight, block_shape)  # the very masks of oneshot_prune
-    keep = prune_mask(scores, r)
+        r = per_matrix_value(ratio, name, layer, role, what="prune ratio")
+        if saliency == "obs":
+            scores = _obs_scores(w, gram_w, lam, block_shape)
+        else:
+            scores = block_norms(weight, block_shape)  # the very masks of oneshot_prune
+        keep = prune_mask(scores, r)
     element = expand(keep, block_shape, tuple(weight.shape)).to(w.device)
     before = _squared_error(torch.cat([(w * element).T, b[None]]), moments)
     with torch_threads(1):
         new_w, new_b = _refit(w, b, keep, element, block_shape, moments, lam, refit_bias)
     new_w = new_w * element  # exactly zero where pruned
     after = _squared_error(torch.cat([new_w.T, new_b[None]]), moments)
+    if given is not None and after > before:
+        # given masks only: keep the masked weights when the damped re-fit fits worse (a matrix
+        # with nothing removed, whose inputs are still the dense ones)
+        new_w, new_b, after = w * element, b, before
     weight.copy_(new_w.to(weight.dtype))
     if module.bias is not None:
         module.bias.copy_(new_b.to(module.bias.dtype))
@@ -391,3 +401,98 @@ def _solve_spd(system: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
         half = torch.linalg.solve_triangular(factor, rhs, upper=False)
         return torch.linalg.solve_triangular(factor.mT, half, upper=True)
     return torch.linalg.lstsq(system, rhs).solution
+
+
+# --------------------------------------------------------------------------- given masks
+@dataclass(frozen=True)
+class BlockSaliency:
+    """Per-block saliency of every prunable matrix on the DENSE model (nothing pruned): grids
+    keyed by checkpoint name (float64, the mask grid's shape), and each matrix's output energy
+    (sum of y_d^2 over the calibration tokens: the error of an all-zero matrix)."""
+
+    scores: dict[str, np.ndarray]
+    energy: dict[str, float]
+    tokens: int
+    saliency: str
+
+    def relative(self) -> dict[str, np.ndarray]:
+        """Scores over the matrix's output energy: the fraction of the layer output's energy
+        each block's removal is estimated to cost, comparable across matrices (an estimate:
+        layer outputs of different layers matter differently to the task loss)."""
+        return {n: s / max(self.energy[n], 1e-30) for n, s in self.scores.items()}
+
+
+def block_saliency(model: Any, structure: Any, *, block_shape: tuple[int, int],
+                   calibration: Sequence[Mapping[str, torch.Tensor]], saliency: str = "obs",
+                   damping: float = 0.01, threads: int | None = None) -> BlockSaliency:
+    """The saliency `calibrate_prune` ranks blocks by, for every matrix at once, without
+    pruning: each linear's inputs are those of the dense model (calibrate_prune sees the pruned
+    model's inputs from the second group of linears on, so only layer 0's q, k, v agree
+    exactly). The model is not changed."""
+    if saliency not in SALIENCIES:
+        raise ValueError(f"saliency {saliency!r}: choose one of {', '.join(SALIENCIES)}")
+    if not float(damping) > 0:
+        raise ValueError(f"damping {damping}: must be > 0 (a fraction of mean diag(X^T X))")
+    if not calibration:
+        raise ValueError("calibration: no batches (tokenise a few hundred training sentences)")
+    block_shape = tuple(int(x) for x in block_shape)
+    scores: dict[str, np.ndarray] = {}
+    energy: dict[str, float] = {}
+    with torch_threads(threads), torch.no_grad():
+        model.eval()
+        layers = _layer_matrices(model, structure)
+        streams = _first_layer_inputs(model, layers[0][1], calibration)
+        hidden = [s["hidden"] for s in streams]
+        for _layer, path, names in layers:
+            targets, nxt = _dense_targets(model, path, names, streams, hidden)
+            module = model.get_submodule(path)
+            for group in ROLE_GROUPS:
+                roles = [r for r in group if r in names]
+                if not roles:
+                    continue
+                stats = _pruned_statistics(model, module, names, roles, streams, hidden, targets)
+                for role in roles:
+                    scores[names[role]] = _saliency_grid(model, names[role], stats[role],
+                                                         block_shape, saliency, float(damping))
+                    energy[names[role]] = float(stats[role].energy.sum())
+            hidden = nxt
+    tokens = int(sum(int(s["tokens"].sum()) for s in streams))
+    return BlockSaliency(scores=scores, energy=energy, tokens=tokens, saliency=saliency)
+
+
+def _saliency_grid(model: Any, name: str, moments: _Moments, block_shape: tuple[int, int],
+                   saliency: str, damping: float) -> np.ndarray:
+    """One matrix's block scores as `_prune_and_fit` computes them (float64 numpy grid)."""
+    weight = _module_of(model, name).weight
+    if saliency == "norm":
+        return block_norms(weight, block_shape).double().cpu().numpy()
+    inp = weight.shape[1]
+    gram_w = moments.gram[:inp, :inp]
+    lam = damping * max(float(gram_w.diagonal().mean()), 1e-12)
+    return _obs_scores(weight.detach().double(), gram_w, lam, block_shape).cpu().numpy()
+
+
+def calibrate_masks(model: Any, structure: Any, *, masks: Mapping[str, BlockMask],
+                    calibration: Sequence[Mapping[str, torch.Tensor]], damping: float = 0.01,
+                    refit_bias: bool = True, threads: int | None = None) -> CalibratedPruning:
+    """`calibrate_prune` with the masks given instead of chosen: the same forward-order re-fit
+    of every matrix's kept weights (and bias) to the dense layer outputs, in place, except that
+    a matrix whose re-fit fits the calibration tokens worse than its masked weights keeps
+    them (the damping makes the re-fit of a matrix with nothing removed and dense inputs
+    slightly worse than the dense weights). `masks` must hold every prunable matrix, all of
+    one block shape."""
+    names = [n for n, _, _ in structure.prunable(model)]
+    missing = [n for n in names if n not in masks]
+    if missing:
+        raise ValueError(f"masks: none for {len(missing)} prunable matrix(es), e.g. {missing[0]}")
+    shapes = {tuple(masks[n].block_shape) for n in names}
+    if len(shapes) != 1:
+        raise ValueError(f"masks: one block shape expected, got {sorted(shapes)}")
+    if not float(damping) > 0:
+        raise ValueError(f"damping {damping}: must be > 0 (a fraction of mean diag(X^T X))")
+    if not calibration:
+        raise ValueError("calibration: no batches (tokenise a few hundred training sentences)")
+    with torch_threads(threads):
+        return _calibrate(model, structure, calibration, dict(
+            block_shape=shapes.pop(), ratio=0.0, saliency="norm", damping=float(damping),
+            refit_bias=refit_bias, given=dict(masks)))

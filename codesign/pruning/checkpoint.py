@@ -4,7 +4,10 @@ What is modelled: the whole `codesign prune` pipeline as one call. It loads the 
 split (and, unless asked not to, its dev split), loads the model with a classification head for
 the task, runs the chosen pipeline (`rgl`: reweighted group Lasso training, hard pruning, masked
 retraining; `oneshot`: optional dense fine-tuning, block-magnitude pruning, optional masked
-retraining), evaluates the pruned model on the dev split, and writes OUT/ (config.json,
+retraining; `calibrated`: optional dense fine-tuning, calibrated one-shot pruning, at a uniform
+ratio or, with a `LatencyTarget`, latency-aware allocation on the simulated accelerator
+(`codesign.pruning.allocation`), optional masked retraining), evaluates the pruned model on the
+dev split, and writes OUT/ (config.json,
 model.safetensors, tokenizer files: loadable with AutoModelForSequenceClassification
 .from_pretrained), OUT/masks.safetensors and OUT/prune.json (recipe, per-stage seconds, dev
 metrics, density, hashes).
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +33,34 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only; importing them loads t
     from codesign.pruning.rgl import RGLConfig
     from codesign.pruning.train import TrainConfig
 
-METHODS = ("rgl", "oneshot")
+METHODS = ("rgl", "oneshot", "calibrated")
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """Settings of `method="calibrated"` (codesign.pruning.calibrate): unlabelled training
+    sentences (a seeded sample, seed = train.seed + 3), block saliency, damping; `importance`
+    of the latency-aware allocation ("relative": saliency over each matrix's output energy)."""
+
+    examples: int = 256
+    saliency: str = "obs"
+    damping: float = 0.01
+    importance: str = "relative"
+
+
+@dataclass(frozen=True)
+class LatencyTarget:
+    """A simulated-latency target for latency-aware allocation: a board preset (or YAML) with
+    nested overrides, the simulated workload's sequence length and batch, and exactly one of
+    `latency_ms` or `speedup` (over the same accelerator's dense run)."""
+
+    board: str = "zcu102"
+    overrides: dict = field(default_factory=dict)
+    latency_ms: float | None = None
+    speedup: float | None = None
+    seq_len: int = 128
+    batch: int = 1
+    engine: str = "analytical"
 
 
 @dataclass(frozen=True)
@@ -55,14 +85,16 @@ class PrunedCheckpoint:
     masks_path: Path                 # OUT/masks.safetensors
     sha256: str                      # of the saved pruned weights
     info_path: Path                  # OUT/prune.json
+    allocation: dict | None = None   # latency-aware: target, simulated latency, dense latency
 
 
 def prune_checkpoint(*, model: str, task: str, block_shape: BlockShape, ratio: PerMatrix,
                      method: str, out_dir: str | Path, train: TrainConfig,
                      retrain: TrainConfig | None, rgl: RGLConfig | None = None,
                      glue_dir: str | Path | None = None, examples: int | None = None,
-                     eval_examples: int | None = None, progress: bool = True
-                     ) -> PrunedCheckpoint:
+                     eval_examples: int | None = None, progress: bool = True,
+                     calibration: CalibrationConfig | None = None,
+                     target: LatencyTarget | None = None) -> PrunedCheckpoint:
     """Block-prune `model` on GLUE `task` and write the pruned checkpoint to `out_dir`.
 
     `ratio` is the fraction of blocks pruned per matrix (a number, or a per-matrix mapping, see
@@ -70,13 +102,19 @@ def prune_checkpoint(*, model: str, task: str, block_shape: BlockShape, ratio: P
     for oneshot; 0 epochs = none), `retrain` the masked retraining (None or 0 epochs = none);
     the data subset seed, sequence length and batch size are `train`'s. `rgl` configures the
     penalty (default RGLConfig()). `examples` takes a seeded random subset of the train split;
-    `eval_examples` of the dev split (0 = do not evaluate).
+    `eval_examples` of the dev split (0 = do not evaluate). `method="calibrated"` reads
+    `calibration` (default CalibrationConfig()); with `target` the blocks are allocated to meet
+    the simulated latency and `ratio` is ignored (None allowed).
     """
     from codesign.checkpoints import load_model
     from codesign.glue import headline_metric, load_split
 
     if method not in METHODS:
         raise ValueError(f"method {method!r}: use one of {', '.join(METHODS)}")
+    if target is not None and method != "calibrated":
+        raise ValueError("a latency target needs method calibrated")
+    if ratio is None and target is None:
+        raise ValueError("give a prune ratio, or a latency target (method calibrated)")
     train_split = load_split(task, "train", glue_dir=glue_dir, limit=examples, seed=train.seed)
     dev_split = None
     if eval_examples != 0:
@@ -84,13 +122,21 @@ def prune_checkpoint(*, model: str, task: str, block_shape: BlockShape, ratio: P
                                seed=train.seed)
     loaded = load_model(model, task=task)
     start = time.perf_counter()
-    result = _run_pipeline(loaded, train_split, block_shape=block_shape, ratio=ratio,
-                           method=method, train=train, retrain=retrain, rgl=rgl,
-                           progress=progress)
+    if method == "calibrated":
+        result = _calibrated_pipeline(loaded, train_split, task=task, glue_dir=glue_dir,
+                                      block_shape=block_shape, ratio=ratio, train=train,
+                                      retrain=retrain, calibration=calibration or
+                                      CalibrationConfig(), target=target, progress=progress)
+    else:
+        result = _run_pipeline(loaded, train_split, block_shape=block_shape, ratio=ratio,
+                               method=method, train=train, retrain=retrain, rgl=rgl,
+                               progress=progress)
     metrics = _evaluate(loaded, task, dev_split, train)
     seconds = time.perf_counter() - start
     loaded.model.to("cpu")
-    saved, stats = _save(out_dir, loaded, result, task=task, ratio=ratio)
+    allocation = result.settings.get("allocation")
+    saved, stats = _save(out_dir, loaded, result, task=task, ratio=ratio,
+                         extra={"allocation": allocation} if allocation else None)
     info = {"model": loaded.source, "model_sha256": loaded.sha256, "task": task,
             "method": method, "block_shape": str(block_shape), "ratio": ratio,
             "train_examples": len(train_split), "dev_examples":
@@ -98,7 +144,8 @@ def prune_checkpoint(*, model: str, task: str, block_shape: BlockShape, ratio: P
             "stage_seconds": result.stage_seconds, "seconds": seconds,
             "settings": result.settings, "reweight_points": list(result.reweight_points),
             "dev_metrics": metrics, "density": stats.density,
-            "compression": stats.compression, "checkpoint_sha256": saved["sha256"]}
+            "compression": stats.compression, "checkpoint_sha256": saved["sha256"],
+            "allocation": allocation}
     info_path = saved["checkpoint"] / "prune.json"
     with open(info_path, "w", encoding="utf-8") as fh:
         json.dump(info, fh, indent=2, default=str)
@@ -110,7 +157,7 @@ def prune_checkpoint(*, model: str, task: str, block_shape: BlockShape, ratio: P
         stage_seconds=dict(result.stage_seconds), devices=", ".join(sorted(devices)) or "cpu",
         dev_metrics=metrics, headline_metric=headline_metric(task), stats=stats,
         n_matrices=len(result.masks), checkpoint=saved["checkpoint"], masks_path=saved["masks"],
-        sha256=saved["sha256"], info_path=info_path)
+        sha256=saved["sha256"], info_path=info_path, allocation=allocation)
 
 
 def _run_pipeline(loaded: Any, train_split: Any, *, block_shape: BlockShape, ratio: PerMatrix,
@@ -140,18 +187,93 @@ def _evaluate(loaded: Any, task: str, dev_split: Any | None,
     return compute_metrics(task, preds, dev_split.labels)
 
 
-def _save(out_dir: str | Path, loaded: Any, result: Any, *, task: str,
-          ratio: PerMatrix) -> tuple[dict[str, Any], MaskStats]:
+def _save(out_dir: str | Path, loaded: Any, result: Any, *, task: str, ratio: PerMatrix,
+          extra: dict[str, Any] | None = None) -> tuple[dict[str, Any], MaskStats]:
     """save_pruned (checkpoint + masks.safetensors) and the statistics of the masks."""
     from codesign.masks import mask_statistics
     from codesign.pruning import save_pruned
 
     saved = save_pruned(out_dir, loaded.model, loaded.tokenizer, loaded.structure, result.masks,
                         metadata={"method": result.method, "ratio": ratio, "task": task,
-                         "parent_checkpoint": loaded.source, "parent_sha256": loaded.sha256})
+                         "parent_checkpoint": loaded.source, "parent_sha256": loaded.sha256,
+                                  **(extra or {})})
     roles = {n: (layer, r) for n, layer, r in loaded.structure.prunable(
         list(result.masks), include_heads=True)}
     return saved, mask_statistics(result.masks, roles=roles)
 
 
-__all__ = ["METHODS", "PrunedCheckpoint", "prune_checkpoint"]
+def _calibrated_pipeline(loaded: Any, train_split: Any, *, task: str, glue_dir: Any,
+                         block_shape: BlockShape, ratio: PerMatrix | None, train: TrainConfig,
+                         retrain: TrainConfig | None, calibration: CalibrationConfig,
+                         target: LatencyTarget | None, progress: bool) -> Any:
+    """Optional dense fine-tuning, calibrated pruning (uniform, or allocated to `target`),
+    optional masked retraining; an rgl.PruneResult (settings carry the allocation)."""
+    from dataclasses import asdict
+
+    from codesign.glue import load_split
+    from codesign.pruning.calibrate import calibrate_prune, tokenise_calibration
+    from codesign.pruning.rgl import PruneResult
+    from codesign.pruning.train import finetune
+
+    seconds: dict[str, float] = {}
+    stats: dict[str, Any] = {"finetune": None, "retrain": None}
+    if train.epochs > 0:
+        stats["finetune"] = finetune(loaded.model, loaded.tokenizer, train_split, train,
+                                     progress=progress, desc="dense fine-tuning")
+        seconds["finetune"] = stats["finetune"].seconds
+    calib = load_split(task, "train", glue_dir=glue_dir, limit=calibration.examples,
+                       seed=train.seed + 3)
+    batches = tokenise_calibration(loaded.tokenizer, calib, max_seq_len=train.max_seq_len,
+                                   batch_size=train.batch_size)
+    settings: dict[str, Any] = {"calibration": asdict(calibration),
+                                "train": asdict(train), "retrain": asdict(retrain) if retrain
+                                else None}
+    start = time.perf_counter()
+    if target is None:
+        masks = calibrate_prune(loaded.model, loaded.structure, block_shape=block_shape,
+                                ratio=ratio, calibration=batches, saliency=calibration.saliency,
+                                damping=calibration.damping, threads=train.threads).masks
+    else:
+        masks, settings["allocation"] = _allocate(loaded, block_shape, batches, calibration,
+                                                  target, train.threads)
+    seconds["prune"] = time.perf_counter() - start
+    if retrain is not None and retrain.epochs > 0:
+        stats["retrain"] = finetune(loaded.model, loaded.tokenizer, train_split, retrain,
+                                    masks=masks, progress=progress, desc="masked retraining")
+        seconds["retrain"] = stats["retrain"].seconds
+    return PruneResult(method="calibrated", masks=masks, stage_seconds=seconds,
+                       stage_stats=stats, settings=settings)
+
+
+def _allocate(loaded: Any, block_shape: BlockShape, batches: Any, calibration: CalibrationConfig,
+              target: LatencyTarget, threads: int | None) -> tuple[dict[str, Any], dict]:
+    """Latency-aware calibrated pruning of `loaded.model` in place; masks and a summary."""
+    import hwmodels
+    from hwmodels.costs import build_costs
+
+    from codesign.pruning.allocation import latency_aware_prune
+    from codesign.workload import encoder_workload
+
+    acc = hwmodels.load_board(target.board, target.overrides or None)
+    names = [n for n, _, _ in loaded.structure.prunable(loaded.model)]
+    workload = encoder_workload(loaded.model.config.to_dict(), target.seq_len, target.batch,
+                                mask_names=names)
+    table = build_costs(workload, acc, block_shape, engine=target.engine)
+    done = latency_aware_prune(loaded.model, loaded.structure, table=table, calibration=batches,
+                               latency_ms=target.latency_ms, speedup=target.speedup,
+                               saliency=calibration.saliency, importance=calibration.importance,
+                               damping=calibration.damping, threads=threads)
+    a = done.allocation
+    summary = {"board": target.board, "overrides": dict(target.overrides or {}),
+               "accelerator": acc.name, "seq_len": target.seq_len, "batch": target.batch,
+               "engine": target.engine, "target_latency_ms": target.latency_ms,
+               "target_speedup": target.speedup, "target_ms": a.target_ms,
+               "latency_ms": a.latency_ms, "dense_ms": a.dense_ms, "speedup": a.speedup,
+               "block_density": a.block_density, "moves": a.moves, "trimmed": a.trimmed,
+               "swaps": a.swaps, "removed_importance": a.removed_importance,
+               "total_importance": a.total_importance, "seconds": done.seconds}
+    return a.masks, summary
+
+
+__all__ = ["CalibrationConfig", "LatencyTarget", "METHODS", "PrunedCheckpoint",
+           "prune_checkpoint"]
