@@ -167,8 +167,8 @@ def test_measure_distils_from_the_cached_teacher(glue_dir, distil_cache, monkeyp
 
 def test_distilled_and_plain_records_are_kept_apart(glue_dir, distil_cache):
     on = Recipe.from_spec({"base": "quick", "distill": True})
-    plain = measure("minilm-l6", "sst2", "16x16", 0.5, "retrain", Recipe.quick(),
-                    cache=distil_cache)
+    plain = measure("minilm-l6", "sst2", "16x16", 0.5, "retrain",
+                    Recipe.from_spec({"base": "quick", "distill": False}), cache=distil_cache)
     distilled = measure("minilm-l6", "sst2", "16x16", 0.5, "retrain", on, cache=distil_cache)
     assert "distill" not in plain.recipe and distilled.recipe["distill"] is True
     assert plain.key != distilled.key and plain.dense == distilled.dense
