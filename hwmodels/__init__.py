@@ -16,6 +16,7 @@ from .resources import (FitCheck, ResourceError, assess_fit, check_fit,
                         estimate as estimate_resources)
 from .simulate import gemm_workload, simulate
 from .batch import simulate_points
+from .costs import CostTable, build_costs
 from .sparsity import BlockMask, BlockShape, IndexFormat, edge_sizes, parse_dims
 from .workload import BUILTIN_CONFIGS, GemmOp, VectorOp, Workload, bert_encoder, builtin_workload
 
@@ -23,7 +24,7 @@ __all__ = [
     "Accelerator", "BoardError", "BoardResources", "Buffer", "Dram", "EnergyTable", "PEArray",
     "VectorUnit", "accelerator_from_dict", "list_boards", "load_board", "ActionCounts", "price",
     "OpReport", "Report", "FitCheck", "ResourceError", "assess_fit", "check_fit",
-    "estimate_resources", "gemm_workload", "simulate", "simulate_points", "BlockMask", "BlockShape", "IndexFormat", "edge_sizes",
+    "estimate_resources", "gemm_workload", "simulate", "simulate_points", "build_costs", "CostTable", "BlockMask", "BlockShape", "IndexFormat", "edge_sizes",
     "parse_dims", "BUILTIN_CONFIGS", "GemmOp", "VectorOp", "Workload", "bert_encoder",
     "builtin_workload",
 ]

@@ -39,7 +39,7 @@ import numpy as np
 from . import sweepcache
 from .accelerator import Accelerator
 from .engines.fusion import fuse_group, fusion_groups
-from .simulate import _engine, attach_masks, op_schedule
+from .simulate import attach_masks, engine_time_fn, op_schedule
 from .sparsity import (BlockMask, BlockShape, column_tile_packing, gemm_blocks,
                        tile_occupancy)
 from .workload import GemmOp, Workload
@@ -152,7 +152,7 @@ class CostTable:
 def _group_cycles(workload: Workload, acc: Accelerator, group: tuple[int, int],
                   mask: BlockMask | None, engine: str) -> tuple[float, ...]:
     """The per-op total cycles of ops[i:j] as `simulate` computes them."""
-    time_fn = _engine(engine)
+    time_fn = engine_time_fn(engine)
     tkey = sweepcache.timing_key(acc) if sweepcache.is_enabled() else None
     bpc, db = acc.dram_bytes_per_cycle, acc.double_buffering
     i, j = group
@@ -221,7 +221,7 @@ def build_costs(workload: Workload, accelerator: Accelerator, block_shape: "Bloc
                 *, engine: str = "analytical") -> CostTable:
     """The cost lookup of every weight GEMM of `workload` (see the module docstring)."""
     shape = BlockShape.parse(block_shape)
-    _engine(engine)  # a bad engine name fails here, in one line
+    engine_time_fn(engine)  # a bad engine name fails here, in one line
     groups = _groups(workload)
     matrices: dict[str, MatrixCosts] = {}
     fixed: list[float | None] = [None] * len(workload.ops)

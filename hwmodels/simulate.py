@@ -22,7 +22,8 @@ from .sparsity import BlockMask, gemm_blocks
 from .workload import GemmOp, VectorOp, Workload
 
 
-def _engine(name: str):
+def engine_time_fn(name: str):
+    """The function that times one op's schedule under engine `name` (analytical or event)."""
     if name == "analytical":
         return _analytical.time_schedule
     if name == "event":
@@ -59,7 +60,7 @@ def simulate(workload: Workload, accelerator: Accelerator,
              masks: Mapping[str, BlockMask] | None = None,
              engine: str = "analytical") -> Report:
     """Simulate `workload` on `accelerator` (see the module docstring)."""
-    time_fn = _engine(engine)
+    time_fn = engine_time_fn(engine)
     attached = attach_masks(workload, masks)
     acc = accelerator
     bpc = acc.dram_bytes_per_cycle
