@@ -217,6 +217,31 @@ def _compression_text(row: Mapping) -> str:
     return f"{1.0 / (1.0 - float(row['prune_ratio'])):.3g}x"
 
 
+# the pipeline model's hardware keys, and the values that reproduce SCALE-Sim's counting
+_SCALESIM_PIPELINE = {"weight_preload": "serial", "vector_overlap": "none"}
+
+
+def _pipeline_lines(data: pd.DataFrame, feas: np.ndarray, keys: Sequence[str],
+                    hw: str) -> list[str]:
+    """When a study sweeps the pipeline model (weight_preload, vector_overlap): the fastest
+    design meeting the constraints under each combination, SCALE-Sim's counting first."""
+    cols = [c for c in _SCALESIM_PIPELINE if c in data and data[c].astype(str).nunique() > 1]
+    cand = data.loc[feas]
+    if not cols or cand.empty:
+        return []
+    parts = []
+    for values, grp in cand.groupby([cand[c].astype(str) for c in cols], sort=False):
+        values = values if isinstance(values, tuple) else (values,)
+        scalesim = all(_SCALESIM_PIPELINE[c] == v for c, v in zip(cols, values))
+        best = grp.sort_values("latency_ms", kind="mergesort").iloc[0]
+        label = ", ".join(f"{c} {v}" for c, v in zip(cols, values))
+        parts.append((not scalesim, f"{label}{' (SCALE-Sim counting)' if scalesim else ''}: "
+                      f"{_design_text(best, [k for k in keys if k not in cols])}, "
+                      f"{_num(best['latency_ms'])} ms"))
+    return [f"Fastest design meeting the constraints under each pipeline model ({hw}): "
+            + "; ".join(text for _, text in sorted(parts, key=lambda p: p[0])) + "."]
+
+
 def _front_line(points: pd.DataFrame, in_set: np.ndarray) -> list[str]:
     """How many points the Pareto set has, their accuracy sources and block shapes."""
     front = points.loc[in_set]
@@ -300,6 +325,7 @@ def _answer_lines(points: pd.DataFrame, study: Mapping, in_set: np.ndarray) -> l
         else:
             lines.append("The same design also has the lowest energy among those meeting the "
                          "constraints.")
+    lines += _pipeline_lines(data, feas, keys, hw)
     lines += _front_line(points, in_set)
     if noisy:
         lines += noise.pareto_lines(points, in_set, lambda row: _design_text(row, keys))

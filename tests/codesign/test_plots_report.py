@@ -463,3 +463,20 @@ def test_report_names_each_block_shapes_highest_compression_within_the_limit():
     assert ("Block shapes within the 1.5-point limit (highest compression measured within it; "
             "each pruned model judged by its most expensive fidelity): 1x16 up to 2x (0.8 points, "
             "retrain); 16x16 none (at 1.5x it loses 4.0 points, calibrated).") in text
+
+
+def test_report_names_the_fastest_design_under_each_swept_pipeline_model():
+    base, study = _two_designs(0.800, 0.795, 0.002)
+    rows = []
+    for preload, overlap, scale in (("serial", "none", 1.0), ("overlapped", "fused", 0.7)):
+        for r in base.to_dict("records"):
+            rows.append({**r, "weight_preload": preload, "vector_overlap": overlap,
+                         "latency_ms": r["latency_ms"] * scale})
+    study = {**study, "hardware": {**study.get("hardware", {}),
+                                   "weight_preload": ["serial", "overlapped"],
+                                   "vector_overlap": ["none", "fused"]}}
+    text = _answer(render_report(pd.DataFrame(rows), study))
+    line = next(x for x in text.splitlines() if "under each pipeline model" in x)
+    assert line.index("weight_preload serial, vector_overlap none (SCALE-Sim counting): 16x16") \
+        < line.index("weight_preload overlapped, vector_overlap fused: 16x16")
+    assert ", 5 ms;" in line and line.endswith(", 3.5 ms.")
