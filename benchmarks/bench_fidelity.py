@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                     for name in variants:
                         fidelity, extra = VARIANTS[name]
                         recipe = Recipe.from_dict({**base, **extra})
-                        rec = measure(args.model, task, block, 1.0 - 1.0 / comp, fidelity, recipe,
+                        rec = measure(args.model, task, block, prune_ratio(comp), fidelity, recipe,
                                       glue_dir=args.glue_dir, cache=cache)
                         rows.append(_row(task, block, comp, name, rec))
                         print(_line(rows[-1]), flush=True)
@@ -99,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         writer.writerows(rows)
     print(f"wrote {out / args.name}.{{md,csv}}")
     return 0
+
+
+def prune_ratio(compression: float) -> float:
+    """1 - 1/compression, rounded as a study rounds it (codesign.study's PruningSpec.ratios), so
+    the points a study measured are served from the cache here and the other way round."""
+    return round(1.0 - 1.0 / compression, 6)
 
 
 def _row(task: str, block: str, comp: float, variant: str, rec) -> dict:
