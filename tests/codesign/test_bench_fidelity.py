@@ -39,3 +39,11 @@ def test_report_table_and_tau(bench):
     assert "| 16x16 | 2x | 0.500 [0.480, 0.520] +36.0 (3 s) | 0.840 [0.820, 0.860] +2.0 (3 s) |" \
         in text
     assert "Kendall tau-b against `retrain` over 3 points: oneshot 1.00" in text
+
+
+def test_prune_ratios_match_a_studys_so_the_cache_is_shared(bench):
+    from codesign.study.schema import PruningSpec
+
+    comps = [1.5, 2, 3, 4, 5]
+    spec = PruningSpec(block_shapes=["16x16"], compression=comps)
+    assert [bench.prune_ratio(c) for c in comps] == spec.ratios
