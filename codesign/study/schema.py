@@ -26,7 +26,8 @@ from codesign.accuracy.recipe import FIDELITIES, Recipe
 
 DATAFLOWS = ("ws", "os")
 SPARSE_STRATEGIES = ("tile-skip", "compact")
-PRECISIONS = ("int8", "int16", "fp16")
+# the per-operand precisions and their old aliases (hwmodels.accelerator.PRECISION_ALIASES)
+PRECISIONS = ("w4a8", "w8a8", "w8a16", "w16a16", "int8", "int16", "fp16")
 BUFFERS = ("weight", "input", "output")
 WEIGHT_PRELOADS = ("serial", "overlapped")
 VECTOR_OVERLAPS = ("none", "fused")
