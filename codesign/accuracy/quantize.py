@@ -9,8 +9,8 @@ encoder's prunable matrices (Q, K, V, attention output, FFN in, FFN out: the
   clamped to +-(2^(b-1) - 1), times scale. A pruned (zero) weight stays exactly zero;
 * activations entering those GEMMs: per tensor, symmetric, at the activation bits, the scale
   from the largest |x| seen over `QUANT_CALIB_EXAMPLES` training sentences (a seeded sample of
-  the training split, never the dev split; "max" calibration, padding positions included),
-  measured with the weights already quantized;
+  the training split, never the dev split; "max" calibration),
+  measured with the weights already quantized, over real tokens (padding positions left out);
 * ``fp16``: weights and those activations rounded to IEEE half precision (no calibration).
 
 What stays in fp32 (stated in docs/accuracy.md "Precision"): embeddings, LayerNorm, softmax,
@@ -106,22 +106,35 @@ def quantized_modules(model: Any, structure: Any) -> dict[str, Any]:
 
 def _calibrate_max_abs(model: Any, modules: Mapping[str, Any],
                        batches: Iterable[Mapping[str, Any]]) -> dict[str, float]:
-    """The largest |x| entering each module over the calibration batches (no grad)."""
+    """The largest |x| entering each module over the calibration batches (no grad), over the
+    real tokens only: positions the batch's attention mask marks as padding are left out (the
+    model masks them; their values do not reach a real token's output)."""
     import torch
 
     seen = {name: 0.0 for name in modules}
-    handles = []
-    for name, module in modules.items():
-        def observe(_mod, args, _name=name):
-            seen[_name] = max(seen[_name], float(args[0].detach().abs().max()))
-        handles.append(module.register_forward_pre_hook(observe))
+    tokens: dict[str, Any] = {}
+
+    def observe(_mod, args, _name):
+        x = args[0].detach().abs()
+        mask = tokens.get("mask")
+        if mask is not None and x.dim() >= 2 and tuple(x.shape[:2]) == tuple(mask.shape):
+            x = x[mask]
+        if x.numel():
+            seen[_name] = max(seen[_name], float(x.max()))
+
+    handles = [module.register_forward_pre_hook(
+        lambda mod, args, _name=name: observe(mod, args, _name))
+        for name, module in modules.items()]
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             for batch in batches:
-                model(**{k: torch.as_tensor(v).to(device) for k, v in batch.items()})
+                inputs = {k: torch.as_tensor(v).to(device) for k, v in batch.items()}
+                mask = inputs.get("attention_mask")
+                tokens["mask"] = None if mask is None else mask.bool()
+                model(**inputs)
     finally:
         for h in handles:
             h.remove()

@@ -72,7 +72,7 @@ class _Tiny(torch.nn.Module):
             self.a.weight.copy_(torch.randn(8, 8, generator=g))
             self.b.weight.copy_(torch.randn(2, 8, generator=g))
 
-    def forward(self, x):
+    def forward(self, x, attention_mask=None):
         return self.b(torch.relu(self.a(x)))
 
 
@@ -104,3 +104,21 @@ def test_fake_quantize_weights_and_activation_hooks():
     assert fake_quantize(_Tiny(), _Structure(), "fp32", calibration=None) == []
     with pytest.raises(ValueError, match="calibration"):
         fake_quantize(_Tiny(), _Structure(), "w8a8", calibration=None)
+
+
+def test_calibration_leaves_padding_out():
+    """Positions the attention mask marks as padding do not set the activation scale."""
+    x = torch.ones(2, 3, 8)
+    x[1, 2] = 1000.0  # a padding position
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    model = _Tiny()
+    handles = fake_quantize(model, _Structure(), "w8a8",
+                            calibration=[{"x": x, "attention_mask": mask}])
+    probe = torch.full((1, 1, 8), 2.0)  # twice the calibrated peak 1.0: clamped to it
+    seen = {}
+    model.a.register_forward_hook(lambda _m, args, _out: seen.setdefault("in", args[0]))
+    with torch.no_grad():
+        model(probe)
+    assert torch.equal(seen["in"], torch.ones(1, 1, 8))
+    for h in handles:
+        h.remove()
