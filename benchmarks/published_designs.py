@@ -29,10 +29,12 @@ from hwmodels.power import power_mw  # noqa: E402
 
 FQ_BERT = "FQ-BERT (Liu et al., DATE 2021, arXiv 2103.02800)"
 # FQ-BERT's weight GEMMs run 8-bit activations x 4-bit weights on 8x4 multipliers; its QK^T and
-# AV (8x8) combine two 8x4 multipliers per MAC (section III-B). The model has no precision below
-# int8: every GEMM runs at int8 with one MAC per multiplier.
-INT8_NOTE = ("4-bit weights not modelled: run at int8 (weights 2x the bytes); the paper's 8x8 "
-             "attention matmuls use two 8x4 multipliers per MAC, ours one")
+# AV (8x8) combine two 8x4 multipliers per MAC (section III-B). Ours run at w4a8 (4-bit weights:
+# half the weight bytes of int8; 2 MACs per DSP48E2, hwmodels.resources.MACS_PER_DSP), and the
+# attention matmuls (8-bit x 8-bit) at the full rate of our array.
+PRECISION = "w4a8"
+PRECISION_NOTE = ("w4a8 as theirs (4-bit weights, 8-bit activations); the paper's 8x8 "
+                  "attention matmuls use two 8x4 multipliers per MAC, ours one")
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,8 @@ class Published:
 def _fq_bert_zcu102(rows: int, cols: int, note: str) -> Published:
     return Published(
         name=f"FQ-BERT ZCU102, ours {rows}x{cols}", source=FQ_BERT + " Tables III, IV",
-        board="zcu102", overrides={"clock_mhz": 214, "pe_array": {"rows": rows, "cols": cols}},
+        board="zcu102", overrides={"clock_mhz": 214, "pe_array": {"rows": rows, "cols": cols,
+                                                                   "precision": PRECISION}},
         clock_mhz=214, multipliers=12 * 8 * 16, dsp=1751, latency_ms=43.89, power_w=9.8,
         power_scope="'Power(W)' of the ZCU102 (Table IV); how it was measured is not stated",
         config_note=note)
@@ -67,11 +70,12 @@ def _fq_bert_zcu102(rows: int, cols: int, note: str) -> Published:
 DESIGNS = (
     _fq_bert_zcu102(16, 96, "(N, M) = (8, 16), 12 PUs: 16-long dot products x 96 outputs "
                     "= 1,536 multipliers; ours: 16 rows (K) x 96 columns (N), same MACs/cycle"),
-    _fq_bert_zcu102(48, 72, "same DSP budget instead: 48x72 int8 = 3,456 MACs on 1,728 DSPs "
+    _fq_bert_zcu102(48, 72, "same DSP budget instead: 48x72 w4a8 = 3,456 MACs on 1,728 DSPs "
                     "(+32 vector) vs their 1,751 DSPs"),
     Published(
         name="FQ-BERT ZCU111, ours 16x192", source=FQ_BERT + " Tables III, IV", board="zcu102",
-        overrides={"clock_mhz": 214, "pe_array": {"rows": 16, "cols": 192},
+        overrides={"clock_mhz": 214, "pe_array": {"rows": 16, "cols": 192,
+                                                  "precision": PRECISION},
                    # ZCU111 budget as Table III lists it (BRAM18K 2,160 = 1,080 BRAM36)
                    "board": {"part": "ZCU111 (part not named in the paper)", "dsp": 4272,
                              "bram36": 1080, "lut": 425280, "uram": 0}},
@@ -129,7 +133,7 @@ def markdown(rows: list[dict]) -> str:
     notes = [""]
     for r in rows:
         notes.append(f"* {r['design']}: {r['config']}; DSPs ours {r['dsp_ours']:,} vs "
-                     f"{r['dsp_published']:,}; {INT8_NOTE} (at half rate they would add "
+                     f"{r['dsp_published']:,}; {PRECISION_NOTE} (at half rate they would add "
                      f"{r['attn_half_rate_ms']:.2f} ms: ours / published "
                      f"{(r['ours_ms'] + r['attn_half_rate_ms']) / r['published_ms']:.2f}). Power: {r['power_scope']}; ours is "
                      f"PL static {r['ours_static_w']:.2f} W + PL dynamic + DRAM access "

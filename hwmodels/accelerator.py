@@ -1,6 +1,7 @@
 """Accelerator description: frozen dataclasses (built from a board YAML by `hwmodels.board_loader`).
 
-What is modelled: an R x C systolic PE array of MAC units at one precision and one clock, three
+What is modelled: an R x C systolic PE array of MAC units at one precision per operand (weights,
+activations: `PrecisionSpec`) and one clock, three
 on-chip buffers (weights, inputs, outputs/partial sums) with a capacity and a memory kind
 (BRAM36 or URAM288), a DRAM interface with a *sustained* bandwidth, a vector unit for the non-GEMM
 work, an energy table and the board's resource budget. What is ignored: clock-domain crossings,
@@ -12,7 +13,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-Precision = Literal["int8", "int16", "fp16"]
+#: per-operand precision: w<weight bits>a<activation bits> (integers) or fp16 (both operands);
+#: int8 and int16 are the old names, kept as aliases of w8a8 and w16a16 (`PRECISION_ALIASES`)
+Precision = Literal["w4a8", "w8a8", "w8a16", "w16a16", "fp16", "int8", "int16"]
 Dataflow = Literal["ws", "os"]
 SparseStrategy = Literal["dense", "tile-skip", "compact"]
 #: serial: SCALE-Sim's counting (preload and skew per fold); overlapped: double-buffered PE
@@ -29,9 +32,67 @@ Gather = Literal["replicate", "crossbar"]
 #: (hwmodels.power), `energy:` figures given explicitly win
 EnergyModel = Literal["table", "fpga"]
 
-#: bytes of one operand and of one accumulator (partial sum) per precision
-OPERAND_BYTES = {"int8": 1, "int16": 2, "fp16": 2}
-ACCUMULATOR_BYTES = {"int8": 4, "int16": 4, "fp16": 4}  # int32 / int32 (48-bit DSP acc truncated) / fp32
+#: the old single-width names -> the per-operand names they mean
+PRECISION_ALIASES = {"int8": "w8a8", "int16": "w16a16"}
+
+
+@dataclass(frozen=True)
+class PrecisionSpec:
+    """Bit widths of the two GEMM operands. `weight_bits` apply to a weight GEMM's W operand
+    only; activations (X, outputs, both operands of the attention GEMMs, the vector unit's data)
+    are `activation_bits` wide. Accumulators are 32 bits (int32 / fp32) for every precision."""
+
+    name: str
+    weight_bits: int
+    activation_bits: int
+    floating: bool = False
+
+    @property
+    def weight_bytes(self) -> int | float:
+        """Bytes of one weight in buffers and DRAM (0.5 for 4 bits: two weights per byte)."""
+        return _bytes(self.weight_bits)
+
+    @property
+    def activation_bytes(self) -> int | float:
+        return _bytes(self.activation_bits)
+
+
+def _bytes(bits: int) -> int | float:
+    """bits / 8, an int when whole (so 8-bit operands keep the integer arithmetic of before)."""
+    return bits // 8 if bits % 8 == 0 else bits / 8
+
+
+#: the canonical precisions (the aliases resolve to these)
+PRECISIONS = {p.name: p for p in (
+    PrecisionSpec("w4a8", 4, 8), PrecisionSpec("w8a8", 8, 8), PrecisionSpec("w8a16", 8, 16),
+    PrecisionSpec("w16a16", 16, 16), PrecisionSpec("fp16", 16, 16, floating=True))}
+
+
+def canonical_precision(name: str) -> str:
+    """The per-operand name of `name` (int8 -> w8a8, int16 -> w16a16); ValueError naming the
+    known names when it is none of them."""
+    name = PRECISION_ALIASES.get(name, name)
+    if name not in PRECISIONS:
+        known = ", ".join([*PRECISIONS, *PRECISION_ALIASES])
+        raise ValueError(f"precision {name!r}: unknown; use one of {known}")
+    return name
+
+
+def precision_spec(name: str) -> PrecisionSpec:
+    """The `PrecisionSpec` of a precision name or alias."""
+    return PRECISIONS[canonical_precision(name)]
+
+
+def by_precision(table: dict[str, Any]) -> dict[str, Any]:
+    """`table` (canonical name -> value) with the aliases added, so that old and new names look
+    up the same figure."""
+    return {**table, **{alias: table[c] for alias, c in PRECISION_ALIASES.items() if c in table}}
+
+
+#: bytes of one activation operand, of one weight and of one accumulator (partial sum)
+OPERAND_BYTES = by_precision({n: p.activation_bytes for n, p in PRECISIONS.items()})
+WEIGHT_BYTES = by_precision({n: p.weight_bytes for n, p in PRECISIONS.items()})
+ACCUMULATOR_BYTES = by_precision({n: 4 for n in PRECISIONS})  # int32 / fp32 (48-bit DSP acc truncated)
 
 
 # --------------------------------------------------------------------------- frozen values
@@ -153,8 +214,19 @@ class Accelerator:
 
     # derived figures --------------------------------------------------------------
     @property
-    def operand_bytes(self) -> int:
+    def operand_bytes(self) -> int | float:
+        """Bytes of one activation (X, outputs, attention operands, vector data)."""
         return OPERAND_BYTES[self.pe_array.precision]
+
+    @property
+    def weight_bytes(self) -> int | float:
+        """Bytes of one weight of a weight GEMM (0.5 at 4 bits)."""
+        return WEIGHT_BYTES[self.pe_array.precision]
+
+    def w_operand_bytes(self, kind: str) -> int | float:
+        """Bytes of one element of a GEMM's W operand: a weight (`kind` "weight") or an
+        activation (the attention GEMMs, `kind` "activation")."""
+        return self.weight_bytes if kind == "weight" else self.operand_bytes
 
     @property
     def accumulator_bytes(self) -> int:

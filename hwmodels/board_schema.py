@@ -12,8 +12,8 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .accelerator import (Dataflow, EnergyModel, Gather, Precision, SparseStrategy, VectorOverlap,
-                          WeightPreload)
+from .accelerator import (PRECISION_ALIASES, Dataflow, EnergyModel, Gather, Precision,
+                          SparseStrategy, VectorOverlap, WeightPreload)
 from .sparsity import IndexFormat
 
 
@@ -63,6 +63,21 @@ class EnergySpec(_Strict):
     dram_pj_per_byte: float = Field(ge=0)
     vector_pj: float | None = Field(default=None, ge=0)
     static_mw: float | None = Field(default=None, ge=0)
+
+    @field_validator("mac_pj")
+    @classmethod
+    def _mac_pj_aliases(cls, v: Any) -> Any:
+        """A per-precision table answers for a name and its alias alike (int8 <-> w8a8,
+        int16 <-> w16a16); a name given explicitly wins over its alias's figure."""
+        if not isinstance(v, dict):
+            return v
+        out = dict(v)
+        for alias, name in PRECISION_ALIASES.items():
+            if alias in v and name not in v:
+                out[name] = v[alias]
+            elif name in v and alias not in v:
+                out[alias] = v[name]
+        return out
 
 
 class Coefficient(_Strict):

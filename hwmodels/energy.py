@@ -14,7 +14,7 @@ used before the FPGA model is `HOROWITZ_45NM` + a `static_mw` (docs/hardware.md)
 """
 from __future__ import annotations
 
-from .accelerator import EnergyTable
+from .accelerator import EnergyTable, by_precision
 from .actions import BUFFERS, ActionCounts
 
 #: the per-action figures the presets used before the FPGA power model (issue 11): Horowitz,
@@ -22,8 +22,11 @@ from .actions import BUFFERS, ActionCounts
 #: int16 0.8 pJ = the 8-bit multiply scaled quadratically with width (estimate) + 0.1 pJ add;
 #: fp16 mult 1.1 + add 0.4 pJ; 64-bit read of an 8 KB SRAM 10 pJ -> 1.25 pJ/byte, writes assumed
 #: equal (estimate)). With `energy_model: table` and `static_mw` 3000 (zcu102) or 1500
-#: (ultra96v2), both estimates, they give the pre-issue-11 energies exactly.
-HOROWITZ_45NM = {"mac_pj": {"int8": 0.3, "int16": 0.9, "fp16": 1.5},
+#: (ultra96v2), both estimates, they give the pre-issue-11 energies exactly. The per-operand
+#: names: w8a8 = int8, w16a16 = int16; w4a8 0.2 and w8a16 0.5 pJ scale the 8x8 multiply with the
+#: product of the widths (0.1, 0.4 pJ) + the 0.1 pJ add (estimates).
+HOROWITZ_45NM = {"mac_pj": by_precision({"w4a8": 0.2, "w8a8": 0.3, "w8a16": 0.5,
+                                         "w16a16": 0.9, "fp16": 1.5}),
                  "buffer_read_pj_per_byte": 1.25, "buffer_write_pj_per_byte": 1.25,
                  "vector_pj": 1.5}
 

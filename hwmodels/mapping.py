@@ -26,7 +26,10 @@ the weight buffer). X is resident when M_chunk x K fits the usable input buffer 
 the first column tile that needs each k slice), otherwise re-fetched for every column tile.
 (os): row tile a > column tile j; X[a] rows are resident across j if R x K fits the input buffer,
 W is resident across row tiles if the whole (kept) W fits the weight buffer, else it is re-fetched
-per row tile. Outputs are written once at operand precision (no partial-sum spills: ws chunks M
+per row tile. Bytes per element (`Accelerator.w_operand_bytes`, `operand_bytes`): W at the
+weight precision in weight GEMMs (0.5 byte at 4 bits: a 16x16 block is 128 bytes + its index),
+at the activation precision in the attention GEMMs; X and outputs at the activation precision.
+Outputs are written once at operand precision (no partial-sum spills: ws chunks M
 instead; os accumulates in the PEs). Usable capacity is half the buffer with double buffering.
 
 Block sparsity (mask in GEMM orientation, see sparsity.py):
@@ -169,22 +172,24 @@ def _packing_and_layout(gb: GemmBlocks, cols: int, fmt: IndexFormat,
                      lambda: (column_tile_packing(gb, cols), index_layout(gb, cols, fmt, ib)))
 
 
-def _pass_structure(gb: GemmBlocks, strategy: str, acc: Accelerator, dataflow: str):
+def _pass_structure(gb: GemmBlocks, strategy: str, acc: Accelerator, dataflow: str,
+                    wb: int | float):
     """One pass over W (ws `_WsFolds`, os `_OsSlabs`), from the bounded cache
     `hwmodels.sweepcache.FOLDS`: it depends on the mask, the array shape, the strategy, the
-    index format and the operand/index bytes only (not on clock, bandwidth or buffers)."""
+    index format, the bytes of one W element (`wb`: a weight's or, for the attention GEMMs, an
+    activation's) and the index bytes only (not on clock, bandwidth or buffers)."""
     R, C = acc.pe_array.rows, acc.pe_array.cols
-    ob, ib = acc.operand_bytes, acc.index_bytes
+    ib = acc.index_bytes
     if strategy == "compact":
         fmt = IndexFormat.parse(acc.index_format)
-        key = (dataflow, strategy, gb.content_key, R, C, ob, ib, str(fmt))
+        key = (dataflow, strategy, gb.content_key, R, C, wb, ib, str(fmt))
         if dataflow == "ws":
-            return FOLDS.get(key, lambda: _ws_compact_folds(gb, R, C, ob, ib, fmt))
-        return FOLDS.get(key, lambda: _os_compact_slabs(gb, C, ob, ib, fmt))
-    key = (dataflow, strategy, gb.content_key, R, C, ob)
+            return FOLDS.get(key, lambda: _ws_compact_folds(gb, R, C, wb, ib, fmt))
+        return FOLDS.get(key, lambda: _os_compact_slabs(gb, C, wb, ib, fmt))
+    key = (dataflow, strategy, gb.content_key, R, C, wb)
     if dataflow == "ws":
-        return FOLDS.get(key, lambda: _ws_tile_folds(gb, strategy, R, C, ob))
-    return FOLDS.get(key, lambda: _os_tile_slabs(gb, strategy, R, C, ob))
+        return FOLDS.get(key, lambda: _ws_tile_folds(gb, strategy, R, C, wb))
+    return FOLDS.get(key, lambda: _os_tile_slabs(gb, strategy, R, C, wb))
 
 
 # --------------------------------------------------------------------------- weight stationary
@@ -201,7 +206,7 @@ class _WsFolds:
     index: np.ndarray  # index-overhead cycles of the fold
     used_k_total: int  # K positions used by any kept block (rows of X needed)
     #: resident X: compact, the share of it the fold loads; otherwise X bytes per streamed row
-    #: the fold loads first (its k slice in the first column tile that needs it)
+    #: the fold loads first (its k slice in the first column tile that needs it), in elements
     x_resident: np.ndarray
     x_stream_k: np.ndarray  # K positions the fold streams when X is not resident
     exec_elems: int  # weights multiplied per streamed row (zeros inside kept tiles included)
@@ -228,7 +233,7 @@ def _ws_fold_index_cycles(lay: IndexLayout, fmt: IndexFormat, jj: np.ndarray, se
     return np.where(seg > 0, np.maximum(0, cycles - rows), 0)
 
 
-def _ws_compact_folds(gb: GemmBlocks, rows: int, cols: int, ob: int, ib: int,
+def _ws_compact_folds(gb: GemmBlocks, rows: int, cols: int, wb: int | float, ib: int,
                       fmt: IndexFormat) -> _WsFolds:
     pk, lay = _packing_and_layout(gb, cols, fmt, ib)
     folds_j = -(-pk.packed_k // rows)  # ceil
@@ -239,7 +244,7 @@ def _ws_compact_folds(gb: GemmBlocks, rows: int, cols: int, ob: int, ib: int,
     real = pos < folds_j[jj]
     seg = np.where(real, np.minimum(rows, pk.packed_k[jj] - pos * rows), 0)
     frac = np.where(real, seg / np.maximum(pk.packed_k[jj], 1), 0.0)
-    w_tile_bytes = pk.kept_elems * ob + lay.bytes  # per column tile
+    w_tile_bytes = pk.kept_elems * wb + lay.bytes  # per column tile
     index = _ws_fold_index_cycles(lay, fmt, jj, seg, frac, gb.bk, ib, rows)
     first_j = int(np.argmax(pk.packed_k > 0)) if (pk.packed_k > 0).any() else -1
     return _WsFolds(
@@ -252,7 +257,8 @@ def _ws_compact_folds(gb: GemmBlocks, rows: int, cols: int, ob: int, ib: int,
         load_imbalance=_packing_imbalance(pk))
 
 
-def _ws_tile_folds(gb: GemmBlocks, strategy: str, rows: int, cols: int, ob: int) -> _WsFolds:
+def _ws_tile_folds(gb: GemmBlocks, strategy: str, rows: int, cols: int,
+                   wb: int | float) -> _WsFolds:
     k_len, n_len = edge_sizes(gb.k, rows), edge_sizes(gb.n, cols)
     nKt = k_len.size
     occ = _occupancy(gb, strategy, rows, cols)
@@ -268,12 +274,12 @@ def _ws_tile_folds(gb: GemmBlocks, strategy: str, rows: int, cols: int, ob: int)
     exec_elems = int((k_len[:, None] * n_len[None, :] * occ).sum())
     return _WsFolds(
         compact=False, jj=jj, real=real, seg=seg,
-        w_load=np.where(real, k_len[ii] * n_len[jj] * ob, 0).astype(np.float64),
+        w_load=np.where(real, k_len[ii] * n_len[jj] * wb, 0).astype(np.float64),
         index=np.zeros(jj.size, np.int64), used_k_total=int(k_len[occ.any(axis=1)].sum()),
-        x_resident=(x_first * seg * ob).astype(np.float64), x_stream_k=seg.astype(np.float64),
+        x_resident=(x_first * seg).astype(np.float64), x_stream_k=seg.astype(np.float64),
         exec_elems=exec_elems, tiles_total=int(occ.size), tiles_skipped=int(occ.size - occ.sum()),
         in_read_k=int((k_len[:, None] * occ).sum()),  # K streamed per row, summed over tiles
-        w_read_bytes=exec_elems * ob, index_bytes=0, load_imbalance=1.0)
+        w_read_bytes=exec_elems * wb, index_bytes=0, load_imbalance=1.0)
 
 
 def _ws_input_load(f: _WsFolds, rows: int, x_cap: int, ob: int) -> tuple[np.ndarray, bool]:
@@ -281,7 +287,7 @@ def _ws_input_load(f: _WsFolds, rows: int, x_cap: int, ob: int) -> tuple[np.ndar
     if rows * f.used_k_total * ob <= x_cap:
         if f.compact:
             return f.x_resident * (rows * f.used_k_total * ob), True
-        return f.x_resident * rows, True
+        return f.x_resident * rows * ob, True
     return f.x_stream_k * (rows * ob), False
 
 
@@ -294,7 +300,7 @@ def _ws(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str) -> Schedule
     m_lens = [int(ml) for ml in edge_sizes(M, max(1, min(M, acc.usable_bytes(
         acc.output_buffer) // (C * ab))))]
     nch = len(m_lens)
-    f = _pass_structure(gb, strategy, acc, "ws")
+    f = _pass_structure(gb, strategy, acc, "ws", acc.w_operand_bytes(op.kind))
     # the last entry of each column tile carries that tile's output store
     last = np.ones(f.jj.size, bool)
     last[:-1] = f.jj[1:] != f.jj[:-1]
@@ -362,14 +368,14 @@ class _OsSlabs:
     load_imbalance: float
 
 
-def _os_compact_slabs(gb: GemmBlocks, cols: int, ob: int, ib: int,
+def _os_compact_slabs(gb: GemmBlocks, cols: int, wb: int | float, ib: int,
                       fmt: IndexFormat) -> _OsSlabs:
     """The decoder reads a slab's new index bits (see `IndexLayout`) while the slab streams;
     only the excess over the stream is charged."""
     pk, lay = _packing_and_layout(gb, cols, fmt, ib)
     decode = -(-lay.bits // INDEX_DECODE_BITS_PER_CYCLE)
     return _OsSlabs(
-        streamed_k=pk.packed_k, w_bytes=pk.kept_elems * ob + lay.bytes, index_bytes=lay.bytes,
+        streamed_k=pk.packed_k, w_bytes=pk.kept_elems * wb + lay.bytes, index_bytes=lay.bytes,
         index_cycles=np.maximum(0, decode - pk.packed_k),
         used_k=pk.used_k, used_k_total=pk.used_k_total, exec_per_row=pk.kept_elems,
         in_read_k=pk.gathered_k, tiles_total=int(pk.packed_k.size), tiles_skipped=0,
@@ -388,14 +394,15 @@ def _os_skip_step(gb: GemmBlocks, strategy: str, rows: int) -> int:
     return gb.bk if strategy == "tile-skip" else rows
 
 
-def _os_tile_slabs(gb: GemmBlocks, strategy: str, rows: int, cols: int, ob: int) -> _OsSlabs:
+def _os_tile_slabs(gb: GemmBlocks, strategy: str, rows: int, cols: int,
+                   wb: int | float) -> _OsSlabs:
     step = _os_skip_step(gb, strategy, rows)
     k_len, n_len = edge_sizes(gb.k, step), edge_sizes(gb.n, cols)
     occ = _occupancy(gb, strategy, step, cols)
     streamed = (k_len[:, None] * occ).sum(axis=0)
     none = np.zeros(n_len.size, np.int64)
     return _OsSlabs(
-        streamed_k=streamed, w_bytes=streamed * n_len * ob, index_bytes=none, index_cycles=none,
+        streamed_k=streamed, w_bytes=streamed * n_len * wb, index_bytes=none, index_cycles=none,
         used_k=streamed, used_k_total=int(k_len[occ.any(axis=1)].sum()),
         exec_per_row=streamed * n_len, in_read_k=streamed, tiles_total=int(occ.size),
         tiles_skipped=int(occ.size - occ.sum()), load_imbalance=1.0)
@@ -407,7 +414,7 @@ def _os(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str) -> Schedule
     M, K, N = op.m, op.k, op.n
     r_len, n_len = edge_sizes(M, R), edge_sizes(N, C)
     nMt, nNt = r_len.size, n_len.size
-    sl = _pass_structure(gb, strategy, acc, "os")
+    sl = _pass_structure(gb, strategy, acc, "os", acc.w_operand_bytes(op.kind))
     w_total = float(sl.w_bytes.sum())
     w_resident = nMt > 1 and w_total <= acc.usable_bytes(acc.weight_buffer)
     aa = np.repeat(np.arange(nMt), nNt)  # row tile a > column tile j

@@ -6,8 +6,10 @@ typed in but DERIVED here from the part's power coefficients (board YAML ``power
 figure with its source:
 
 * ``dsp_pj_per_cycle``: dynamic energy of one DSP48E2 for one clocked cycle of work
-  (µW per MHz = pJ per cycle). An int8 DSP holds two MACs (``hwmodels.resources``), so one MAC
-  costs half of it; int16/fp16 one DSP per MAC.
+  (µW per MHz = pJ per cycle). A DSP holds ``hwmodels.resources.MACS_PER_DSP`` MACs: two at
+  w8a8 (int8) and w4a8, so one MAC costs half of it; one at w8a16, w16a16 (int16), fp16. So
+  w4a8 costs what w8a8 costs per MAC: the same DSP work per cycle (fewer toggling weight bits
+  are not modelled: the coefficients are at default activity); its saving is in bytes.
 * ``lut_pj_per_cycle``: CLB logic + signal (routing) energy per LUT and cycle of work; a PE
   has ``hwmodels.resources.LUT_PER_MAC`` LUTs, charged once per executed MAC.
 * ``clock_pj_per_lut_cycle``: clock-tree energy per LUT (the proxy for the clocked sites a LUT
@@ -34,15 +36,13 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from .accelerator import EnergyTable, VectorUnit
-from .resources import LUT_PER_MAC
+from .resources import LUT_PER_MAC, MACS_PER_DSP
 
 #: the coefficients of a board YAML's ``power:`` section, in order
 COEFFICIENTS = ("part_static_mw", "junction_c", "dsp_pj_per_cycle", "lut_pj_per_cycle",
                 "clock_pj_per_lut_cycle", "bram36_pj_per_access", "uram_pj_per_access")
 #: bytes of one BRAM36 / URAM288 port access (64 data bits)
 ACCESS_BYTES = 8
-#: MACs one DSP48E2 performs per cycle at each precision (see hwmodels.resources)
-MACS_PER_DSP = {"int8": 2, "int16": 1, "fp16": 1}
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,15 @@
 """FPGA resource estimate (DSP48E2, BRAM36, URAM288, LUT) and the fit check (`assess_fit`).
 
 What is modelled (all figures are ESTIMATES, not synthesis results):
-* DSP: a DSP48E2 packs two int8 MACs that share one operand (the 27x18 multiplier computes
-  (a << 18 + b) x w, Xilinx WP486), so an int8 array needs ceil(R*C/2) DSPs; int16 needs one DSP
-  per MAC; fp16 is costed at one DSP per MAC plus LUTs (a rough figure for a fused half-precision
-  multiply-add). The vector unit adds `dsp_per_lane` per lane.
+* DSP: ceil(R*C / `MACS_PER_DSP`) for the array (w8a8 = int8 and w4a8: two MACs per DSP48E2,
+  w8a16, w16a16 = int16, fp16: one; the packing and its sources at `MACS_PER_DSP`); fp16 is
+  costed at one DSP per MAC plus LUTs (a rough figure for a fused half-precision multiply-add).
+  The vector unit adds `dsp_per_lane` per lane.
 * BRAM36: 36 Kb = 4 KiB of data, at most 64 data bits (8 bytes) per port and cycle (512 x 72).
   A buffer needs max(ceil(capacity / 4 KiB), banks for its port width); the port width follows
-  from the array (inputs: R operands per cycle, weights: C operands per cycle, partial sums:
-  C accumulators per cycle); with double buffering each half needs its own banks.
+  from the array (inputs: R activations per cycle, weights: C W operands per cycle at the wider
+  of the weight and activation widths, since the attention GEMMs stream activations through the
+  weight buffer; partial sums: C accumulators per cycle); with double buffering each half needs its own banks.
   URAM288: 32 KiB, 64 data bits per port.
 * LUT: per-MAC control/packing logic, a fixed controller/DMA/interconnect block and the vector
   unit's lanes. Ignored: routing congestion, timing closure, the PS.
@@ -31,13 +32,24 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .accelerator import Accelerator, BoardResources, Buffer
+from .accelerator import Accelerator, BoardResources, Buffer, by_precision, precision_spec
 
 BRAM36_BYTES = 4096
 URAM_BYTES = 32768
 PORT_BYTES = 8  # 64 data bits per BRAM36 / URAM288 port
-#: LUTs per MAC for operand registers, packing correction and control (estimate)
-LUT_PER_MAC = {"int8": 30, "int16": 25, "fp16": 250}
+#: LUTs per MAC for operand registers, packing correction and control (estimate; w4a8 as w8a8:
+#: the same two-MAC packing and correction, w8a16 as w16a16: one MAC per DSP)
+LUT_PER_MAC = by_precision({"w4a8": 30, "w8a8": 30, "w8a16": 25, "w16a16": 25, "fp16": 250})
+#: MACs one DSP48E2 (27x18 multiplier, 48-bit accumulator) performs per cycle, per precision:
+#: w8a8: two MACs sharing one operand, (a1 << 18 + a2) x w (Xilinx WP486, "Deep Learning with
+#: INT8 Optimization on Xilinx Devices"). w4a8: also two, (w1 << k + w2) x a with one shared
+#: 8-bit activation: each product is 12 bits wide, so a third weight or activation does not fit
+#: the 27- and 18-bit ports with the spacing exact packing needs (the bit-offset rule of Sommer
+#: et al., "DSP-Packing: Squeezing Low-precision Arithmetic into FPGA DSP Blocks", FPL 2022,
+#: arXiv 2203.11028; their four-per-DSP packing is for 4x4-bit products, and more than two 4x8
+#: products per DSP needs their approximate "overpacking"). 16-bit activations fill the 18-bit
+#: port: one MAC (w8a16, w16a16); fp16: one DSP per MAC plus LUTs (estimate, as before).
+MACS_PER_DSP = by_precision({"w4a8": 2, "w8a8": 2, "w8a16": 1, "w16a16": 1, "fp16": 1})
 #: controller, AXI DMA and interconnect (estimate)
 LUT_CONTROL = 20_000
 #: index decoder / gather logic per PE column when compaction is used (estimate)
@@ -152,11 +164,11 @@ def estimate(acc: Accelerator) -> ResourceEstimate:
     """Estimated DSP/BRAM36/URAM/LUT use of `acc` (see the module docstring)."""
     pe, vec = acc.pe_array, acc.vector_unit
     macs = pe.rows * pe.cols
-    mac_dsp = math.ceil(macs / 2) if pe.precision == "int8" else macs
-    dsp = mac_dsp + vec.lanes * vec.dsp_per_lane
+    dsp = math.ceil(macs / MACS_PER_DSP[pe.precision]) + vec.lanes * vec.dsp_per_lane
     ob, ab = acc.operand_bytes, acc.accumulator_bytes
+    wport = pe.cols * max(acc.weight_bytes, ob)
     bram = uram = 0
-    for buf, port in ((acc.input_buffer, pe.rows * ob), (acc.weight_buffer, pe.cols * ob),
+    for buf, port in ((acc.input_buffer, pe.rows * ob), (acc.weight_buffer, wport),
                       (acc.output_buffer, pe.cols * ab)):
         b, u = _memory_blocks(buf, port, acc.double_buffering)
         bram += b
@@ -169,6 +181,41 @@ def estimate(acc: Accelerator) -> ResourceEstimate:
     return ResourceEstimate(dsp=dsp, bram36=bram, uram=uram, lut=lut)
 
 
+@dataclass(frozen=True)
+class PrecisionCost:
+    """What the array's precision costs: bits and bytes per operand, MACs per DSP48E2, the
+    array's DSPs and PE LUTs (the energy per MAC is the accelerator's `energy.mac_pj`)."""
+
+    precision: str
+    weight_bits: int
+    activation_bits: int
+    weight_bytes: float
+    activation_bytes: float
+    macs_per_dsp: int
+    array_dsp: int
+    array_lut: int
+
+    def line(self) -> str:
+        """One line for a report: ``w4a8: weights 4 bit (0.5 B), activations 8 bit (1 B), ...``."""
+        return (f"{self.precision}: weights {self.weight_bits} bit ({self.weight_bytes:g} B), "
+                f"activations {self.activation_bits} bit ({self.activation_bytes:g} B), "
+                f"{self.macs_per_dsp} MAC/DSP48E2 -> array {self.array_dsp:,} DSP, "
+                f"{self.array_lut:,} LUT")
+
+
+def precision_cost(acc: Accelerator) -> PrecisionCost:
+    """The array's precision and what it costs (see `PrecisionCost`)."""
+    pe = acc.pe_array
+    spec = precision_spec(pe.precision)
+    macs = pe.rows * pe.cols
+    return PrecisionCost(
+        precision=pe.precision, weight_bits=spec.weight_bits,
+        activation_bits=spec.activation_bits, weight_bytes=acc.weight_bytes,
+        activation_bytes=acc.operand_bytes, macs_per_dsp=MACS_PER_DSP[pe.precision],
+        array_dsp=math.ceil(macs / MACS_PER_DSP[pe.precision]),
+        array_lut=macs * LUT_PER_MAC[pe.precision])
+
+
 def _remedies(acc: Accelerator) -> dict[str, str]:
     """Per resource: what uses it in this design and how to use less of it."""
     pe = acc.pe_array
@@ -179,8 +226,11 @@ def _remedies(acc: Accelerator) -> dict[str, str]:
         f"try gather: {'crossbar' if acc.gather == 'replicate' else 'replicate'} or use tile-skip)")
     return {
         "dsp": f"{pe.rows}x{pe.cols} {pe.precision} array"
-        + (" (2 MACs/DSP48E2)" if pe.precision == "int8" else "")
-        + f" + {acc.vector_unit.lanes}-lane vector unit; shrink pe_array or vector_unit.lanes",
+        + (f" ({MACS_PER_DSP[pe.precision]} MACs/DSP48E2)" if MACS_PER_DSP[pe.precision] > 1
+           else "")
+        + f" + {acc.vector_unit.lanes}-lane vector unit; shrink pe_array or vector_unit.lanes"
+        + ("" if MACS_PER_DSP[pe.precision] > 1 else
+           " or use a precision with 8-bit activations (w8a8, w4a8: 2 MACs/DSP48E2)"),
         "bram36": "buffers (weight+input+output, banks for the port width); shrink "
         "buffers.*.capacity_bytes or move a buffer to uram" + gather,
         "uram": "buffers placed in uram; use memory: bram or shrink them" + gather,

@@ -6,7 +6,8 @@ ratio, fidelity, hash of the recipe fields that fidelity uses), with the dense c
 (``dense/``) and mask files (``masks/``) beside it. An entry is written in one transaction only
 after its measurement completed; ``export_csv(path)`` writes every entry. Each record carries the
 95% dev-set bootstrap interval of its score (in its metrics dicts; ``pruned_low``/``pruned_high``,
-``dense_low``/``dense_high``, also table columns) and the precision it was measured at.
+``dense_low``/``dense_high``, also table columns) and the precision it was measured at
+(``fp32``, or a hardware precision such as ``w4a8``: then the precision is part of the key).
 
 What is ignored: the GLUE data files (not part of the key), and entries of another
 PROCEDURE_VERSION (never served: their keys differ). The key derivation below is fixed: the
@@ -137,18 +138,27 @@ class AccuracyRecord:
 
 
 def record_key(model_sha256: str, task: str, block_shape: str | None, ratio: float,
-               fidelity: str, recipe: Recipe) -> str:
+               fidelity: str, recipe: Recipe, precision: str = "fp32") -> str:
     """The cache key of a point (ratio 0 is the dense model whatever the block shape/fidelity).
 
-    `block_shape` is the text of `block_text` (or None). Fixed: changing the hashed dict would
-    orphan every cached entry (tests/codesign/test_accuracy_keys.py pins its values).
+    `block_shape` is the text of `block_text` (or None); `precision` the canonical precision the
+    point is evaluated at (codesign.accuracy.quantize.accuracy_precision). Fixed: changing the
+    hashed dict would orphan every cached entry (tests/codesign/test_accuracy_keys.py pins its
+    values), so the precision (with the calibration size of the quantization,
+    codesign.accuracy.quantize.QUANT_CALIB_EXAMPLES) enters it only when it is not fp32: fp32
+    keys are those of before.
     """
     ratio = float(ratio)
     if ratio == 0.0:
         block_shape, fidelity = None, "oneshot"  # every dense point is the same measurement
-    return short_hash({"model": model_sha256, "task": get_task(task).name, "block": block_shape,
-                       "ratio": round(ratio, 9), "fidelity": fidelity,
-                       "recipe": recipe.hash(fidelity)}, n=24)
+    hashed = {"model": model_sha256, "task": get_task(task).name, "block": block_shape,
+              "ratio": round(ratio, 9), "fidelity": fidelity, "recipe": recipe.hash(fidelity)}
+    if precision != "fp32":
+        from codesign.accuracy.quantize import QUANT_CALIB_EXAMPLES
+
+        hashed["precision"] = precision
+        hashed["quant_calib_examples"] = QUANT_CALIB_EXAMPLES
+    return short_hash(hashed, n=24)
 
 
 # --- cache -------------------------------------------------------------------------------------

@@ -24,6 +24,13 @@ logits read from the cache (``codesign.accuracy.teacher``: computed once per den
 training sample); the record's recipe then carries the distill fields.
 ``ratio == 0`` is the dense fine-tuned model itself, whatever the block shape and fidelity.
 
+``precision``: ``fp32`` (the default: the measurement as before, same key, same record) or a
+hardware precision (``w4a8``, ``w8a8``, ...; int8 = w8a8): the pruned (or dense) model is then
+fake-quantized (`codesign.accuracy.quantize`: weights per output channel, activations entering
+the encoder GEMMs per tensor, calibrated on ``QUANT_CALIB_EXAMPLES`` seeded training sentences)
+before the dev evaluation; the precision enters the key and the record. The record's ``dense``
+stays the fp32 dense model's score (its ``drop`` includes the quantization).
+
 The dev split's sampling noise is a bootstrap interval on the record (`evaluate_dev`); the noise
 of training (seed, sampled subsets) is ignored. The mask
 file is written before the record, and removed if the record is not committed, so an interrupted
@@ -40,6 +47,8 @@ from codesign.accuracy.cache import (AccuracyCache, AccuracyRecord, atomic_file,
                                      model_sha256, record_key)
 from codesign.accuracy.dense import (DenseCheckpoint, dense_checkpoint, dev_split, device_of,
                                      evaluate_dev, train_config, train_split, utc_now)
+from codesign.accuracy.quantize import (FP32, QUANT_CALIB_EXAMPLES, QUANT_CALIB_STAGE,
+                                        accuracy_precision)
 from codesign.accuracy.recipe import AccuracyError, Recipe, check_fidelity
 from codesign.glue import get_task
 from codesign.masks import mask_statistics, save_masks
@@ -156,6 +165,31 @@ def _rgl(loaded: Any, block: tuple[int, int], ratio: float, recipe: Recipe, task
     return out.masks
 
 
+def _precision(precision: Any) -> str:
+    """The canonical precision of a measurement, or a one-line AccuracyError."""
+    try:
+        return accuracy_precision(precision)
+    except ValueError as err:
+        raise AccuracyError(str(err)) from None
+
+
+def _quantize(loaded: Any, precision: str, recipe: Recipe, task: str, glue_dir: Any) -> None:
+    """Fake-quantize `loaded.model` in place at `precision` (nothing at fp32), its activation
+    scales calibrated on `QUANT_CALIB_EXAMPLES` seeded training sentences (never the dev split;
+    labels are not read)."""
+    if precision == FP32:
+        return
+    from codesign.accuracy.quantize import fake_quantize, scheme
+    from codesign.pruning.calibrate import tokenise_calibration
+
+    batches = None
+    if not scheme(precision).floating:
+        split = train_split(task, QUANT_CALIB_EXAMPLES, recipe, glue_dir, stage=QUANT_CALIB_STAGE)
+        batches = tokenise_calibration(loaded.tokenizer, split, max_seq_len=recipe.max_seq_len,
+                                       batch_size=recipe.batch_size)
+    fake_quantize(loaded.model, loaded.structure, precision, calibration=batches)
+
+
 def _resolve_point(task: str, block_shape: Any, ratio: float,
                    fidelity: str) -> tuple[str, str | None, float, str]:
     """(task name, block text or None, ratio, fidelity) checked, or a one-line AccuracyError."""
@@ -176,17 +210,20 @@ def _resolve_point(task: str, block_shape: Any, ratio: float,
 
 def measure(model: str, task: str, block_shape: Any, ratio: float, fidelity: str = "retrain",
             recipe: Recipe | None = None, *, glue_dir: Any = None,
-            cache: AccuracyCache | None = None, progress: bool = False) -> AccuracyRecord:
+            cache: AccuracyCache | None = None, progress: bool = False,
+            precision: str = FP32) -> AccuracyRecord:
     """Measure (or serve from the cache) the dev metric of `model` pruned at one point.
 
     `block_shape`: "16x16" or (16, 16) in the parameter orientation (rows = output features);
     None only with ratio 0 (the dense model). `cache=None` uses the default cache location.
+    `precision`: fp32 (as before) or a hardware precision the model is fake-quantized at.
     """
     recipe = Recipe() if recipe is None else recipe
     task, block, ratio, fidelity = _resolve_point(task, block_shape, ratio, fidelity)
+    precision = _precision(precision)
     cache = AccuracyCache() if cache is None else cache
     sha = model_sha256(model)
-    key = record_key(sha, task, block, ratio, fidelity, recipe)
+    key = record_key(sha, task, block, ratio, fidelity, recipe, precision)
     hit = cache.get(key)
     if hit is not None:
         return hit
@@ -194,17 +231,13 @@ def measure(model: str, task: str, block_shape: Any, ratio: float, fidelity: str
                              progress=progress)
     t0 = time.perf_counter()
     common = dict(task=task, metric=dense.metric, dense=dense.score, fidelity=fidelity,
-                  recipe=recipe.stage_fields(fidelity), key=key, model=model, model_sha256=sha,
+                  recipe=_record_recipe(recipe, fidelity, precision), key=key, model=model,
+                  model_sha256=sha,
                   block_shape=block, ratio=ratio, seed=recipe.seed, dense_metrics=dense.metrics,
                   dense_seconds=dense.seconds, dense_checkpoint=str(dense.path),
-                  dev_examples=dense.dev_examples, created=utc_now())
+                  dev_examples=dense.dev_examples, created=utc_now(), precision=precision)
     if ratio == 0.0:
-        # the dense model: its score is the cached dense evaluation, nothing is pruned
-        record = AccuracyRecord(pruned=dense.score, metrics=dict(dense.metrics),
-                                seconds=time.perf_counter() - t0, masks_path=None, density=1.0,
-                                device=dense.device,
-                                **{**common, "fidelity": "oneshot", "block_shape": None,
-                                   "recipe": recipe.stage_fields("oneshot")})
+        record = _dense_record(dense, recipe, precision, task, glue_dir, t0, common)
         cache.put(record)
         return record
     from codesign.checkpoints import load_model
@@ -215,6 +248,7 @@ def measure(model: str, task: str, block_shape: Any, ratio: float, fidelity: str
         loaded = load_model(dense.path, task=task)
         masks = _prune(fidelity, loaded, BlockShape.parse(block), ratio, recipe, task, glue_dir,
                        progress, dense=dense, cache=cache)
+        _quantize(loaded, precision, recipe, task, glue_dir)
         metrics = evaluate_dev(loaded.model, loaded.tokenizer, task,
                                dev_split(task, recipe, glue_dir), recipe)
         _save_masks_atomic(masks_path, masks,
@@ -229,6 +263,35 @@ def measure(model: str, task: str, block_shape: Any, ratio: float, fidelity: str
     finally:
         if not committed:
             masks_path.unlink(missing_ok=True)
+
+
+def _record_recipe(recipe: Recipe, fidelity: str, precision: str) -> dict[str, Any]:
+    """The recipe fields a record names: the fidelity's, plus the quantization's calibration
+    size when it is not fp32 (fp32 records: exactly as before)."""
+    fields = recipe.stage_fields(fidelity)
+    return fields if precision == FP32 else {**fields,
+                                             "quant_calib_examples": QUANT_CALIB_EXAMPLES}
+
+
+def _dense_record(dense: DenseCheckpoint, recipe: Recipe, precision: str, task: str,
+                  glue_dir: Any, t0: float, common: dict[str, Any]) -> AccuracyRecord:
+    """The dense model's record: at fp32 its cached dense evaluation (nothing is pruned or
+    evaluated); at another precision the dense model fake-quantized and evaluated."""
+    dense_common = {**common, "fidelity": "oneshot", "block_shape": None,
+                    "recipe": _record_recipe(recipe, "oneshot", precision)}
+    if precision == FP32:
+        return AccuracyRecord(pruned=dense.score, metrics=dict(dense.metrics),
+                              seconds=time.perf_counter() - t0, masks_path=None, density=1.0,
+                              device=dense.device, **dense_common)
+    from codesign.checkpoints import load_model
+
+    loaded = load_model(dense.path, task=task)
+    _quantize(loaded, precision, recipe, task, glue_dir)
+    metrics = evaluate_dev(loaded.model, loaded.tokenizer, task,
+                           dev_split(task, recipe, glue_dir), recipe)
+    return AccuracyRecord(pruned=metrics[dense.metric], metrics=metrics,
+                          seconds=time.perf_counter() - t0, masks_path=None, density=1.0,
+                          device=device_of(loaded.model), **dense_common)
 
 
 def oneshot_masks(model: str, task: str, block_shape: Any, ratio: float,
@@ -261,23 +324,24 @@ def oneshot_masks(model: str, task: str, block_shape: Any, ratio: float,
 
 
 def cached_record(model: str, task: str, block_shape: Any, ratio: float, fidelity: str,
-                  recipe: Recipe | None = None, *,
-                  cache: AccuracyCache | None = None) -> AccuracyRecord | None:
+                  recipe: Recipe | None = None, *, cache: AccuracyCache | None = None,
+                  precision: str = FP32) -> AccuracyRecord | None:
     """The cached record of one point, or None when it must be measured (nothing is measured,
     nothing is written)."""
     recipe = Recipe() if recipe is None else recipe
     task, block, ratio, fidelity = _resolve_point(task, block_shape, ratio, fidelity)
     cache = AccuracyCache() if cache is None else cache
-    return cache.get(record_key(model_sha256(model), task, block, ratio, fidelity, recipe))
+    return cache.get(record_key(model_sha256(model), task, block, ratio, fidelity, recipe,
+                                _precision(precision)))
 
 
 def measure_with_masks(model: str, task: str, block_shape: Any, ratio: float, fidelity: str,
-                       recipe: Recipe, *, glue_dir: Any,
-                       cache: AccuracyCache) -> tuple[AccuracyRecord, bytes | None]:
+                       recipe: Recipe, *, glue_dir: Any, cache: AccuracyCache,
+                       precision: str = FP32) -> tuple[AccuracyRecord, bytes | None]:
     """`measure` into `cache` (e.g. a worker's private temporary cache), with the bytes of the
     record's mask file (None for the dense model): all a main process needs to import it."""
     record = measure(model, task, block_shape, ratio, fidelity, recipe, glue_dir=glue_dir,
-                     cache=cache)
+                     cache=cache, precision=precision)
     data = Path(record.masks_path).read_bytes() if record.masks_path else None
     return record, data
 

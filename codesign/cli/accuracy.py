@@ -55,12 +55,15 @@ def _parse_recipe_overrides(items: tuple[str, ...]) -> dict:
 @click.option("--recipe", "recipe_items", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe field, e.g. --recipe retrain_examples=1000 or --recipe "
                    "calib_saliency=obs (repeatable).")
+@click.option("--precision", default="fp32", show_default=True,
+              help="Evaluate fake-quantized at a hardware precision: w4a8, w8a8, w8a16, "
+                   "w16a16, fp16 (int8 = w8a8, int16 = w16a16), or fp32 (no quantization).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--progress", is_flag=True, help="Show training progress bars (stderr).")
 @click.option("--export-csv", "export_csv", type=click.Path(dir_okay=False), default=None,
               help="Write every cached measurement to this CSV file and exit.")
 def accuracy_cmd(task, block, ratio, fidelity, model, glue_dir, cache_dir, seed, recipe_items,
-                 as_json, progress, export_csv):
+                 precision, as_json, progress, export_csv):
     """Measure (or read from the cache) the GLUE dev metric of a block-pruned model.
 
     Prints the dense fine-tuned baseline and the pruned model's metric with their provenance
@@ -85,7 +88,7 @@ def accuracy_cmd(task, block, ratio, fidelity, model, glue_dir, cache_dir, seed,
             overrides["seed"] = seed
         recipe = Recipe.from_dict(overrides)
         rec = measure(model, task, block, ratio, fidelity, recipe, glue_dir=glue_dir, cache=cache,
-                      progress=progress)
+                      progress=progress, precision=precision)
     except (AccuracyError, GlueDataError) as err:
         raise CodesignError(str(err)) from None
     except ValueError as err:  # CheckpointError, bad block text from hwmodels.BlockShape
@@ -103,7 +106,9 @@ def accuracy_cmd(task, block, ratio, fidelity, model, glue_dir, cache_dir, seed,
     click.echo(f"  pruned  {rec.pruned:.4f} {_interval(rec.pruned_low, rec.pruned_high)}  "
                f"{block_text}, ratio {rec.ratio:g}, density {rec.density:.3f} "
                f"({rec.compression:.2f}x), fidelity {rec.fidelity}, {rec.precision}")
-    click.echo(f"  drop    {rec.drop:+.4f}")
+    click.echo(f"  drop    {rec.drop:+.4f}"
+               + ("" if rec.precision == "fp32" else
+                  f"   (pruned at {rec.precision} against the fp32 dense model)"))
     hidden = {rec.metric, *interval_keys(rec.metric)}
     others = {k: round(v, 4) for k, v in rec.metrics.items() if k not in hidden}
     if others:

@@ -67,8 +67,35 @@ def _pipeline_overrides(weight_preload: str | None, vector_overlap: str | None) 
     return out
 
 
+#: the --precision choices: the per-operand names and the old aliases (hwmodels.accelerator)
+PRECISION_CHOICES = ("w4a8", "w8a8", "w8a16", "w16a16", "fp16", "int8", "int16")
+
+
+def _precision_overrides(precision: str | None) -> dict:
+    """The board override of --precision (None: the board's)."""
+    return {"pe_array": {"precision": precision}} if precision else {}
+
+
+def _precision_summary(acc) -> dict:
+    """What the array's precision costs (hwmodels.resources.precision_cost), for the JSON."""
+    from dataclasses import asdict
+
+    from hwmodels.resources import precision_cost
+
+    return dict(asdict(precision_cost(acc)), mac_pj=acc.energy.mac_pj)
+
+
+def _precision_line(acc) -> str:
+    from hwmodels.resources import precision_cost
+
+    return f"  precision      {precision_cost(acc).line()}, {acc.energy.mac_pj:.3g} pJ/MAC"
+
+
 def _hw_common(fn):
     fn = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")(fn)
+    fn = click.option("--precision", type=click.Choice(PRECISION_CHOICES), default=None,
+                      help="Weight/activation bits of the array: w4a8, w8a8, w8a16, w16a16, "
+                           "fp16 (int8 = w8a8, int16 = w16a16). Default: the board's.")(fn)
     fn = click.option("--vector-overlap", type=click.Choice(["none", "fused"]), default=None,
                       help="none: vector ops run after their GEMM; fused: overlapped with it "
                            "(default: the board's).")(fn)
@@ -107,19 +134,20 @@ def _hw_common(fn):
 @_hw_common
 def simulate_gemm(m, k, n, array, dataflow, block, density, seed, sparse_strategy, index_format,
                   gather, gather_block_rows, board, engine, weight_preload, vector_overlap,
-                  as_json) -> None:
+                  precision, as_json) -> None:
     """Simulate one GEMM Y[M,N] = X[M,K] @ W[K,N] (W = weight.T), dense or block-sparse."""
     import json
 
     import hwmodels
 
-    overrides = _pipeline_overrides(weight_preload, vector_overlap)
+    overrides = {**_pipeline_overrides(weight_preload, vector_overlap),
+                 **_precision_overrides(precision)}
     if array:
         try:
             rows, cols = hwmodels.parse_dims(array, "PE array")
         except ValueError as err:
             raise CodesignError(f"--array: {err}") from None
-        overrides["pe_array"] = {"rows": rows, "cols": cols}
+        overrides.setdefault("pe_array", {}).update(rows=rows, cols=cols)
     if dataflow:
         overrides["dataflow"] = dataflow
     if sparse_strategy:
@@ -140,10 +168,12 @@ def simulate_gemm(m, k, n, array, dataflow, block, density, seed, sparse_strateg
                    density=masks["gemm.weight"].density if masks else 1.0,
                    sparse_strategy=acc.sparse_strategy if masks else "dense",
                    index_format=acc.index_format, load_imbalance=report.load_imbalance,
-                   tiles_skipped=report.ops[0].tiles_skipped, tiles_total=report.ops[0].tiles_total)
+                   tiles_skipped=report.ops[0].tiles_skipped, tiles_total=report.ops[0].tiles_total,
+                   precision=_precision_summary(acc))
         click.echo(json.dumps(out, indent=2))
         return
     click.echo(report.table(per_op=False))
+    click.echo(_precision_line(acc))
     op = report.ops[0]
     click.echo(f"  array {acc.pe_array.rows}x{acc.pe_array.cols} {acc.dataflow}, "
                f"{op.folds:,} folds"
@@ -164,7 +194,7 @@ def simulate_gemm(m, k, n, array, dataflow, block, density, seed, sparse_strateg
 @_sparse_format_options
 @_hw_common
 def simulate_model(model, seq_len, batch, masks_path, index_format, gather, gather_block_rows,
-                   board, engine, weight_preload, vector_overlap, as_json) -> None:
+                   board, engine, weight_preload, vector_overlap, precision, as_json) -> None:
     """Simulate a whole BERT-family encoder (optionally with block masks) on a board."""
     import json
 
@@ -178,6 +208,7 @@ def simulate_model(model, seq_len, batch, masks_path, index_format, gather, gath
         raise CodesignError(f"--model {err}") from None
     overrides = _pipeline_overrides(weight_preload, vector_overlap)
     overrides.update(_sparse_overrides(index_format, gather, gather_block_rows))
+    overrides.update(_precision_overrides(precision))
     acc = _hw_board(board, overrides)
     masks = None
     if masks_path:
@@ -196,7 +227,8 @@ def simulate_model(model, seq_len, batch, masks_path, index_format, gather, gath
         out = _hw_summary(report)
         out.update(model=model, seq_len=seq_len, batch=batch, board=acc.name,
                    weight_preload=acc.weight_preload, vector_overlap=acc.vector_overlap,
-                   masks=masks_path, report=report.to_dict())
+                   masks=masks_path, precision=_precision_summary(acc), report=report.to_dict())
         click.echo(json.dumps(out, indent=2))
         return
     click.echo(report.table())
+    click.echo(_precision_line(acc))

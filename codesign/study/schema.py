@@ -26,7 +26,10 @@ from codesign.accuracy.recipe import FIDELITIES, Recipe
 
 DATAFLOWS = ("ws", "os")
 SPARSE_STRATEGIES = ("tile-skip", "compact")
-PRECISIONS = ("int8", "int16", "fp16")
+# the per-operand precisions and their old aliases (hwmodels.accelerator.PRECISION_ALIASES)
+PRECISIONS = ("w4a8", "w8a8", "w8a16", "w16a16", "int8", "int16", "fp16")
+# accuracy.precision: measured at the accelerator's precision, unquantized, or one of PRECISIONS
+ACCURACY_PRECISIONS = ("hardware", "fp32") + PRECISIONS
 BUFFERS = ("weight", "input", "output")
 WEIGHT_PRELOADS = ("serial", "overlapped")
 VECTOR_OVERLAPS = ("none", "fused")
@@ -160,6 +163,21 @@ class AccuracySpec(_Strict):
     recipe: Union[str, dict[str, Any]] = "default"
     stages: list[StageSpec] = Field(default_factory=lambda: [StageSpec(fidelity="oneshot")],
                                     min_length=1)
+    #: the precision a point's accuracy is measured at: "fp32" (the default: no quantization,
+    #: as before precision was an axis; every record says fp32), "hardware" (the model
+    #: fake-quantized at its accelerator's precision, codesign.accuracy.quantize), or one
+    #: precision for every point (e.g. w8a8)
+    precision: str = "fp32"
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _accuracy_precision(cls, v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            raise ValueError("one precision, not a list (sweep hardware.precision instead); "
+                             f"allowed: {', '.join(ACCURACY_PRECISIONS)}")
+        _choices(v, ACCURACY_PRECISIONS, "an accuracy precision",
+                 lambda x: str(x).lower())
+        return str(v).lower()
 
     @field_validator("recipe")
     @classmethod

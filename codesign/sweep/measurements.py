@@ -6,7 +6,9 @@ for hardware-only studies (accuracy.measure false) only the one-shot mask file i
 
 Every result carries the 95% dev-set bootstrap interval of the pruned model (`low`, `high`) and of
 the dense model (`dense_low`, `dense_high`), NaN when the cached record predates intervals, and
-the precision it was measured at.
+the precision it was measured at: the study's ``accuracy.precision`` (fp32 by default; with
+"hardware", the precision of the point's accelerator, `precision_for`), so one measurement per
+(task, block, ratio, fidelity, precision).
 
 Where a measurement runs: in the main process (`get`), or, when the executor measures (a local
 pool with the cores for it, or dask), on a worker: `ready` serves the memo and the cache, the
@@ -21,6 +23,7 @@ from typing import Any
 
 from hwmodels import BlockShape
 
+from codesign.accuracy.quantize import FP32, accuracy_precision
 from codesign.accuracy.recipe import Recipe
 from codesign.study import Study
 from codesign.sweep.space import DENSE
@@ -54,6 +57,15 @@ class AccuracyProvider:
         self._memo: dict[tuple, AccuracyResult] = {}
         self.measured = 0  # how many calls went to codesign.accuracy this run
 
+    def precision_for(self, hardware_precision: str | None) -> str:
+        """The precision a point's accuracy is measured at, given its accelerator's precision
+        (study ``accuracy.precision``: fp32, "hardware" or one fixed precision); canonical
+        (int8 -> w8a8). fp32 when the study does not measure accuracy."""
+        mode = self.study.accuracy.precision
+        if not self.study.accuracy.measure or mode == FP32:
+            return FP32
+        return accuracy_precision(hardware_precision if mode == "hardware" else mode)
+
     def _cache_obj(self):
         if self._cache is None:
             from codesign.accuracy import AccuracyCache
@@ -62,14 +74,15 @@ class AccuracyProvider:
         return self._cache
 
     def get(self, task: str, block: BlockShape | None, ratio: float,
-            fidelity: str) -> AccuracyResult:
-        """The accuracy of (task, block, ratio) at `fidelity`; a block shape at ratio 0 and the
-        dense baseline (block None) share the dense model's accuracy."""
-        key = (task, block, ratio, fidelity)
+            fidelity: str, precision: str = FP32) -> AccuracyResult:
+        """The accuracy of (task, block, ratio) at `fidelity` and `precision` (`precision_for`);
+        a block shape at ratio 0 and the dense baseline (block None) share the dense model's
+        accuracy."""
+        key = (task, block, ratio, fidelity, precision)
         if key not in self._memo:
             pruned = None if block is None or ratio == 0 else block
             if self.study.accuracy.measure:
-                self._memo[key] = self._measure(task, pruned, ratio, fidelity)
+                self._memo[key] = self._measure(task, pruned, ratio, fidelity, precision)
             else:
                 self._memo[key] = self._masks_only(task, pruned, ratio)
         return self._memo[key]
@@ -86,31 +99,34 @@ class AccuracyProvider:
                               {"masks": path or DENSE})
 
     def _measure(self, task: str, block: BlockShape | None, ratio: float,
-                 fidelity: str) -> AccuracyResult:
+                 fidelity: str, precision: str) -> AccuracyResult:
         from codesign import accuracy
 
         rec = accuracy.measure(self.study.model.name, task, block,
                                0.0 if block is None else ratio,
                                "oneshot" if block is None else fidelity, self.recipe,
-                               glue_dir=self.study.glue_dir, cache=self._cache_obj())
+                               glue_dir=self.study.glue_dir, cache=self._cache_obj(),
+                               precision=precision)
         self.measured += 1
         return _result(rec, block, fidelity)
 
     # --- measurements on workers (codesign.sweep.remote) ----------------------------------------
     def ready(self, task: str, block: BlockShape | None, ratio: float,
-              fidelity: str) -> AccuracyResult | None:
+              fidelity: str, precision: str = FP32) -> AccuracyResult | None:
         """The result without a measurement (memo or cache), or None when a worker could
         measure it; the dense model, masks-only points and studies without accuracy are
-        always served here (they cost no training)."""
-        key = (task, block, ratio, fidelity)
+        always served here (they cost no training), and so are quantized points (measured in
+        this process: a worker's MeasureJob carries no precision)."""
+        key = (task, block, ratio, fidelity, precision)
         if key in self._memo or block is None or ratio == 0 or not self.study.accuracy.measure:
-            return self.get(task, block, ratio, fidelity)
+            return self.get(task, block, ratio, fidelity, precision)
         from codesign.accuracy.measurement import cached_record
 
         rec = cached_record(self.study.model.name, task, block, ratio, fidelity, self.recipe,
-                            cache=self._cache_obj())
+                            cache=self._cache_obj(), precision=precision)
         if rec is None:
-            return None
+            return self.get(task, block, ratio, fidelity, precision) if precision != FP32 \
+                else None
         self._memo[key] = _result(rec, block, fidelity)
         return self._memo[key]
 
@@ -144,8 +160,9 @@ class AccuracyProvider:
         rec = import_measurement(remote.record, remote.masks_bytes, dense=dense,
                                  cache=self._cache_obj())
         self.measured += 1
-        self._memo[(task, block, ratio, fidelity)] = _result(rec, block, fidelity)
-        return self._memo[(task, block, ratio, fidelity)]
+        key = (task, block, ratio, fidelity, rec.precision)
+        self._memo[key] = _result(rec, block, fidelity)
+        return self._memo[key]
 
 
 def _result(rec, block: BlockShape | None, fidelity: str) -> AccuracyResult:

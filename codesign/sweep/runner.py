@@ -143,28 +143,39 @@ class Runner:
                                           measure_threads=self.measure_threads)
         groups: dict[tuple, list[Evaluation]] = {}
         for ev in evaluations:
-            groups.setdefault(ev.point.accuracy_key + (ev.fidelity,), []).append(ev)
-        for group in groups.values():
+            key = ev.point.accuracy_key + (ev.fidelity, self.accuracy_precision(ev.point))
+            groups.setdefault(key, []).append(ev)
+        for (*_, precision), group in groups.items():
             first = group[0].point
             task, block, ratio, fidelity = first.task, first.block, first.prune_ratio, \
                 group[0].fidelity
             remote = self.remote_measure and self.executor.measures
-            acc = self.accuracy.ready(task, block, ratio, fidelity) if remote else None
+            acc = self.accuracy.ready(task, block, ratio, fidelity, precision) if remote \
+                else None
             if acc is None and self.progress and (block is not None and ratio > 0):
                 where = " on a worker" if remote else ""
+                at = "" if precision == "fp32" else f" at {precision}"
                 self.progress.note(f"accuracy {task} {block} ratio {ratio:g} ({fidelity})"
-                                   f"{where}")
+                                   f"{at}{where}")
             if acc is None and remote:
                 job, dense, files = self.accuracy.shipment(task, block, ratio, fidelity)
                 self.executor.submit_measurement(job, _Measuring(tuple(group), dense), **files)
             else:
                 if acc is None:
-                    acc = self.accuracy.get(task, block, ratio, fidelity)
+                    acc = self.accuracy.get(task, block, ratio, fidelity, precision)
                 self._submit_hardware(group, acc)
             self._collect(block=False)
         while self.executor.pending():
             self._collect(block=True)
         self._collect(block=False)
+
+    def accuracy_precision(self, point: DesignPoint) -> str:
+        """The precision `point`'s accuracy is measured at (the study's accuracy.precision; for
+        "hardware", its accelerator's, the board's when the study does not sweep it)."""
+        if self.study.accuracy.precision != "hardware":
+            return self.accuracy.precision_for(None)
+        return self.accuracy.precision_for(
+            resolve(self.study, point.accelerator).accelerator.pe_array.precision)
 
     def _submit_hardware(self, group: list[Evaluation] | tuple[Evaluation, ...],
                          acc: AccuracyResult) -> None:
