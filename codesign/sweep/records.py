@@ -55,8 +55,11 @@ def build_record(study: Study, point: DesignPoint, *, resolved: ResolvedChoice,
     rec["sparse_strategy"] = point.sparse_strategy
     rec.update({k: v for k, v in hwres.items() if k != "hw_source"})
     drop = 100.0 * (acc.dense - acc.accuracy) if math.isfinite(acc.accuracy) else math.nan
-    drop_low, drop_high = drop_interval(acc.dense, acc.low, acc.high,
-                                        dense_model=point.block is None or point.prune_ratio == 0)
+    # the dense model at fp32 is the reference itself; quantized, it has a drop of its own
+    fp32 = str(acc.precision or "fp32") == "fp32"
+    drop_low, drop_high = drop_interval(
+        acc.dense, acc.low, acc.high,
+        dense_model=(point.block is None or point.prune_ratio == 0) and fp32)
     rec.update({"accuracy": acc.accuracy, "accuracy_low": acc.low, "accuracy_high": acc.high,
                 "accuracy_metric": acc.metric, "accuracy_dense": acc.dense,
                 "accuracy_drop": drop, "accuracy_drop_low": drop_low,

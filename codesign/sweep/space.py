@@ -34,13 +34,17 @@ def hw_column(key: str) -> str:
 
 
 def context_of(study: Study) -> dict[str, Any]:
-    """Everything besides a point's own parameters that changes its results."""
-    return {"model": study.model.name, "seq_len": study.model.seq_len,
-            "batch": study.model.batch, "board": study.hardware.board,
-            "overrides": study.hardware.overrides, "engine": study.hardware.engine,
-            "method": study.pruning.method,
-            "recipe": study.accuracy.recipe if study.accuracy.measure else None,
-            "measure": study.accuracy.measure}
+    """Everything besides a point's own parameters that changes its results (the accuracy
+    precision only when it is not fp32, so fp32 studies keep their stores)."""
+    context = {"model": study.model.name, "seq_len": study.model.seq_len,
+               "batch": study.model.batch, "board": study.hardware.board,
+               "overrides": study.hardware.overrides, "engine": study.hardware.engine,
+               "method": study.pruning.method,
+               "recipe": study.accuracy.recipe if study.accuracy.measure else None,
+               "measure": study.accuracy.measure}
+    if study.accuracy.precision != "fp32":
+        context["accuracy_precision"] = study.accuracy.precision
+    return context
 
 
 def context_hash(study: Study) -> str:
