@@ -121,16 +121,21 @@ def calibrate_prune(model: Any, structure: Any, *, block_shape: tuple[int, int],
                     saliency: str = "norm", damping: float = 0.01, refit_bias: bool = True,
                     threads: int | None = None) -> CalibratedPruning:
     """`calibrated_prune` with each matrix's reconstruction errors (CalibratedPruning)."""
+    _check_settings(saliency, damping, calibration)
+    with torch_threads(threads):
+        return _calibrate(model, structure, calibration, dict(
+            block_shape=tuple(int(x) for x in block_shape), ratio=ratio, saliency=saliency,
+            damping=float(damping), refit_bias=refit_bias))
+
+
+def _check_settings(saliency: str, damping: float, calibration: Sequence[Any]) -> None:
+    """One-line errors for a bad saliency, damping or an empty calibration set."""
     if saliency not in SALIENCIES:
         raise ValueError(f"saliency {saliency!r}: choose one of {', '.join(SALIENCIES)}")
     if not float(damping) > 0:
         raise ValueError(f"damping {damping}: must be > 0 (a fraction of mean diag(X^T X))")
     if not calibration:
         raise ValueError("calibration: no batches (tokenise a few hundred training sentences)")
-    with torch_threads(threads):
-        return _calibrate(model, structure, calibration, dict(
-            block_shape=tuple(int(x) for x in block_shape), ratio=ratio, saliency=saliency,
-            damping=float(damping), refit_bias=refit_bias))
 
 
 def _calibrate(model: Any, structure: Any, calibration: Sequence[Mapping[str, torch.Tensor]],
@@ -429,12 +434,7 @@ def block_saliency(model: Any, structure: Any, *, block_shape: tuple[int, int],
     pruning: each linear's inputs are those of the dense model (calibrate_prune sees the pruned
     model's inputs from the second group of linears on, so only layer 0's q, k, v agree
     exactly). The model is not changed."""
-    if saliency not in SALIENCIES:
-        raise ValueError(f"saliency {saliency!r}: choose one of {', '.join(SALIENCIES)}")
-    if not float(damping) > 0:
-        raise ValueError(f"damping {damping}: must be > 0 (a fraction of mean diag(X^T X))")
-    if not calibration:
-        raise ValueError("calibration: no batches (tokenise a few hundred training sentences)")
+    _check_settings(saliency, damping, calibration)
     block_shape = tuple(int(x) for x in block_shape)
     scores: dict[str, np.ndarray] = {}
     energy: dict[str, float] = {}
@@ -488,10 +488,7 @@ def calibrate_masks(model: Any, structure: Any, *, masks: Mapping[str, BlockMask
     shapes = {tuple(masks[n].block_shape) for n in names}
     if len(shapes) != 1:
         raise ValueError(f"masks: one block shape expected, got {sorted(shapes)}")
-    if not float(damping) > 0:
-        raise ValueError(f"damping {damping}: must be > 0 (a fraction of mean diag(X^T X))")
-    if not calibration:
-        raise ValueError("calibration: no batches (tokenise a few hundred training sentences)")
+    _check_settings("norm", damping, calibration)
     with torch_threads(threads):
         return _calibrate(model, structure, calibration, dict(
             block_shape=shapes.pop(), ratio=0.0, saliency="norm", damping=float(damping),

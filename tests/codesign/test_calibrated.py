@@ -211,10 +211,13 @@ def test_fidelity_order_and_recipe_keys():
     assert fields["calib_examples"] == 256 and fields["calib_damping"] == 0.01
     assert fields["calib_saliency"] == "obs"
     assert "retrain_examples" not in fields and "dense_examples" in fields
+    # retrain reads the calib_* fields only when it starts from the calibrated pruning (the
+    # default; tests/codesign/test_retrain_start.py)
+    magnitude = {"retrain_start": "magnitude"}
     for fidelity in ("oneshot", "retrain", "rgl"):
-        assert not any(k.startswith("calib_") for k in Recipe().stage_fields(fidelity))
-        assert Recipe(calib_examples=7, calib_saliency="obs").hash(fidelity) == \
-            Recipe().hash(fidelity)
+        assert not any(k.startswith("calib_") for k in Recipe(**magnitude).stage_fields(fidelity))
+        assert Recipe(calib_examples=7, calib_saliency="obs", **magnitude).hash(fidelity) == \
+            Recipe(**magnitude).hash(fidelity)
     assert Recipe(calib_saliency="norm").hash("calibrated") != Recipe().hash("calibrated")
     with pytest.raises(AccuracyError, match="recipe.calib_saliency='fisher': choose one of "
                                             "norm, obs"):
@@ -225,8 +228,10 @@ def test_fidelity_order_and_recipe_keys():
                                         ("quick", "c2f341481d1f47e9"),
                                         ("paper", "b55aaf58c241ad42")])
 def test_calibrated_recipe_hash_is_pinned(preset, key):
-    # cached calibrated measurements stay valid: change on purpose only (PROCEDURE_VERSION 2)
-    assert Recipe.preset(preset).hash("calibrated") == key
+    # cached calibrated measurements stay valid: change on purpose only (PROCEDURE_VERSION 2);
+    # pinned with the dense budget the default recipe had then (2,000 examples)
+    recipe = Recipe(dense_examples=2000) if preset == "default" else Recipe.preset(preset)
+    assert recipe.hash("calibrated") == key
 
 
 SMALL = Recipe(max_seq_len=32, eval_examples=200, dense_examples=640, calib_examples=64)
