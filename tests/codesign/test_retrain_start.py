@@ -82,8 +82,9 @@ def test_calibrated_start_retrains_from_the_calibrated_masks(tmp_path, glue_dir,
                          glue_dir=glue_dir, cache=cache)
     retrained = measure("minilm-l6", "sst2", "16x16", 0.5, "retrain", start, glue_dir=glue_dir,
                         cache=cache)
-    magnitude = measure("minilm-l6", "sst2", "16x16", 0.5, "retrain", quick, glue_dir=glue_dir,
-                        cache=cache)
+    magnitude = measure("minilm-l6", "sst2", "16x16", 0.5, "retrain",
+                        Recipe.from_spec({"base": "quick", "retrain_start": "magnitude"}),
+                        glue_dir=glue_dir, cache=cache)
     assert len(seen) == 3  # three pruned evaluations (the dense one is not spied on)
     # the record says where retraining started; the magnitude record keeps its old fields
     assert retrained.recipe["retrain_start"] == "calibrated"
