@@ -93,7 +93,7 @@ def test_fake_quantize_weights_and_activation_hooks():
     lin = torch.nn.functional.linear
     scale_a = float(x.abs().max()) / 127
     h_calib = torch.relu(lin(x, model.a.weight, model.a.bias))
-    scale_b = float(h_calib.abs().max()) / 127
+    scale_b = float(h_calib.detach().abs().max()) / 127
     h = torch.relu(lin(quantize_tensor(x, scale_a, 8), model.a.weight, model.a.bias))
     want = lin(quantize_tensor(h, scale_b, 8), model.b.weight, model.b.bias)
     with torch.no_grad():
