@@ -109,10 +109,10 @@ def _print_design_space(study, info: dict) -> None:
     hw_text = f"{hw * 1000:.0f} ms per hardware point (timed one)" if math.isfinite(hw) else \
         "hardware time unknown"
     acc = info["accuracy_seconds"]
+    stages = ", ".join(f"~{acc[f]:.0f} s per {f} point" for f in info["fidelities"])
     click.echo(f"  estimate from a cold cache: ~{info['estimate_s'] / 60:.1f} min on 2 CPU cores "
-               f"({hw_text}; accuracy: ~{acc['dense']:.0f} s dense fine-tuning per task, "
-               f"~{acc['oneshot']:.0f} s per oneshot point, ~{acc['retrain']:.0f} s per retrain"
-               " point); a warm cache makes it much less")
+               f"({hw_text}; accuracy, one measurement at a time: ~{acc['dense']:.0f} s dense "
+               f"fine-tuning per task, {stages}); a warm cache makes it much less")
 
 
 @click.command("pareto")

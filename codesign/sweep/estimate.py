@@ -23,9 +23,9 @@ def accuracy_seconds(study: Study) -> dict[str, float]:
     """Rough wall time of one accuracy measurement per fidelity on 2 CPU cores, scaled from the
     figures codesign.accuracy documents for its default recipe (dense fine-tuning of 2,000
     examples ~50 s, dev evaluation ~5 s, masked retraining of 512 examples ~15 s) plus ~10 s of
-    model loading per measurement; a calibrated point ~150 s per 256 calibration sentences (the
-    16x16 and 1x16 points of docs/accuracy.md took 148-293 s on a loaded machine). An estimate
-    for the dry run, not a measurement."""
+    model loading per measurement; a calibrated point ~90 s per 256 calibration sentences (the
+    mean of the headline study's 25 calibrated points at load 4-9, 28-480 s, 1x16 the
+    slowest). An estimate for the dry run, not a measurement."""
     try:
         r = Recipe.from_spec(study.accuracy.recipe)
     except Exception:  # noqa: BLE001
@@ -36,7 +36,7 @@ def accuracy_seconds(study: Study) -> dict[str, float]:
     dense = 50.0 * (r.dense_examples or 67349) / 2000 * r.dense_epochs * seq + ev + 10.0
     retrain = 15.0 * (r.retrain_examples or 67349) / 512 * r.retrain_epochs * seq
     rgl = 15.0 * (r.rgl_examples or 67349) / 512 * r.rgl_epochs * seq
-    calibrated = 150.0 * (r.calib_examples or 67349) / 256 * seq
+    calibrated = 90.0 * (r.calib_examples or 67349) / 256 * seq
     start = calibrated if r.retrain_start == "calibrated" else 0.0
     return {"dense": dense, "oneshot": ev + 5.0, "calibrated": ev + 5.0 + calibrated,
             "retrain": ev + 5.0 + start + retrain, "rgl": ev + 5.0 + retrain + rgl}
@@ -68,6 +68,8 @@ def describe(study: Study, out_dir: str | Path | None = None,
             "accelerators": len(space.choices), "swept": study.hardware.swept(),
             "accuracy_configs": n_acc, "hw_seconds_per_point": hw_seconds,
             "accuracy_seconds": secs,
+            "fidelities": [st.fidelity for st in study.accuracy.stages]
+            if study.accuracy.measure else [],
             "estimate_s": est, "out_dir": out}
 
 
