@@ -33,7 +33,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,12 +154,8 @@ def _calibrate(model: Any, structure: Any, calibration: Sequence[Mapping[str, to
         for layer, path, names in layers:
             targets, dense_hidden = _dense_targets(dense, path, names, streams, dense_hidden)
             module = model.get_submodule(path)
-            for group in ROLE_GROUPS:
-                roles = [r for r in group if r in names]
-                if not roles:
-                    continue
-                stats = _pruned_statistics(model, module, names, roles, streams, pruned_hidden,
-                                           targets)
+            for roles, stats in _group_moments(model, module, names, streams, pruned_hidden,
+                                               targets):
                 for role in roles:
                     mask, fit = _prune_and_fit(model, names[role], layer, role, stats[role],
                                                **settings)
@@ -263,6 +259,19 @@ class _Moments:
     cross: torch.Tensor
     energy: torch.Tensor
     tokens: int
+
+
+def _group_moments(model: Any, layer: torch.nn.Module, names: Mapping[str, str],
+                   streams: Sequence[Mapping[str, Any]], hidden: Sequence[torch.Tensor],
+                   targets: Mapping[str, Sequence[torch.Tensor]],
+                   ) -> Iterator[tuple[list[str], dict[str, _Moments]]]:
+    """(roles, their moments) per ROLE_GROUPS group present in the layer, in forward order.
+    Lazy: a group's moments are collected only when the caller asks for it, so a caller that
+    prunes a group before asking for the next one gives the next one the pruned inputs."""
+    for group in ROLE_GROUPS:
+        roles = [r for r in group if r in names]
+        if roles:
+            yield roles, _pruned_statistics(model, layer, names, roles, streams, hidden, targets)
 
 
 def _pruned_statistics(model: Any, layer: torch.nn.Module, names: Mapping[str, str],
@@ -446,11 +455,7 @@ def block_saliency(model: Any, structure: Any, *, block_shape: tuple[int, int],
         for _layer, path, names in layers:
             targets, nxt = _dense_targets(model, path, names, streams, hidden)
             module = model.get_submodule(path)
-            for group in ROLE_GROUPS:
-                roles = [r for r in group if r in names]
-                if not roles:
-                    continue
-                stats = _pruned_statistics(model, module, names, roles, streams, hidden, targets)
+            for roles, stats in _group_moments(model, module, names, streams, hidden, targets):
                 for role in roles:
                     scores[names[role]] = _saliency_grid(model, names[role], stats[role],
                                                          block_shape, saliency, float(damping))
