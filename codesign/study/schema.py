@@ -17,9 +17,10 @@ from __future__ import annotations
 import itertools
 import math
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal, Union, get_args
 
 from hwmodels import BlockShape, parse_dims
+from hwmodels.accelerator import VectorOverlap, WeightPreload
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from codesign.accuracy.recipe import FIDELITIES, Recipe
@@ -31,8 +32,8 @@ PRECISIONS = ("w4a8", "w8a8", "w8a16", "w16a16", "int8", "int16", "fp16")
 # accuracy.precision: measured at the accelerator's precision, unquantized, or one of PRECISIONS
 ACCURACY_PRECISIONS = ("hardware", "fp32") + PRECISIONS
 BUFFERS = ("weight", "input", "output")
-WEIGHT_PRELOADS = ("serial", "overlapped")
-VECTOR_OVERLAPS = ("none", "fused")
+WEIGHT_PRELOADS = get_args(WeightPreload)  # the hardware model's own choices
+VECTOR_OVERLAPS = get_args(VectorOverlap)
 # Metrics a study may optimise; each stored per point in points.csv.
 OBJECTIVE_METRICS = {
     "latency_ms": "min", "energy_mj": "min", "accuracy": "max", "sequences_per_s": "max",
