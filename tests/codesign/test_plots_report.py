@@ -296,15 +296,21 @@ def _table(text: str) -> list[dict[str, str]]:
     return [dict(zip(cells[0], row)) for row in cells[1:]]
 
 
-def test_cli_pareto_table_rows_are_the_points_csv_rows(tmp_path):
-    marked = make_points()
+def _pareto_cli(tmp_path, marked: pd.DataFrame):
+    """`codesign pareto --no-plots` on a results folder of `marked` (points 0, 5, 12, 21, 30 on
+    the front): the stored points.csv, its front rows fastest first, the printed table's rows
+    and the whole output."""
     marked.loc[[0, 5, 12, 21, 30], "pareto"] = True
     folder = write_results_dir(tmp_path / "res", marked)
     result = CliRunner().invoke(main, ["pareto", str(folder), "--no-plots"])
     assert result.exit_code == 0, result.output
     stored = pd.read_csv(folder / "points.csv")
     expected = stored.loc[stored["pareto"]].sort_values("latency_ms", kind="mergesort")
-    rows = _table(result.output)
+    return stored, expected, _table(result.output), result.output
+
+
+def test_cli_pareto_table_rows_are_the_points_csv_rows(tmp_path):
+    stored, expected, rows, _ = _pareto_cli(tmp_path, make_points())
     assert len(rows) == len(expected) == 5
     latency = "latency_ms (simulated: analytical/0.1)"
     for row, (_, point) in zip(rows, expected.iterrows()):
@@ -333,14 +339,8 @@ NOISY = make_points(dev_examples=872)  # the binomial normal approximation (conf
 
 def test_table_rows_carry_the_interval_of_points_csv(tmp_path):
     marked = NOISY.copy()
-    marked.loc[[0, 5, 12, 21, 30], "pareto"] = True
     marked.loc[12, ["accuracy_low", "accuracy_high"]] = np.nan  # measured before intervals
-    folder = write_results_dir(tmp_path / "res", marked)
-    result = CliRunner().invoke(main, ["pareto", str(folder), "--no-plots"])
-    assert result.exit_code == 0, result.output
-    stored = pd.read_csv(folder / "points.csv")
-    expected = stored.loc[stored["pareto"]].sort_values("latency_ms", kind="mergesort")
-    rows = _table(result.output)
+    stored, expected, rows, output = _pareto_cli(tmp_path, marked)
     assert len(rows) == 5
     for row, (i, point) in zip(rows, expected.iterrows()):
         cell = row["accuracy [95% interval]"]
@@ -351,8 +351,7 @@ def test_table_rows_carry_the_interval_of_points_csv(tmp_path):
                             f"{point['accuracy_high']:.3f}]")
         assert row["accuracy source (fidelity)"].startswith(
             f"{point['accuracy_source']} at fp32, ")
-    assert "for 33 of the 34 points with an accuracy (1 measured before intervals" in \
-        result.output
+    assert "for 33 of the 34 points with an accuracy (1 measured before intervals" in output
 
 
 def _two_designs(dense_acc: float, sparse_acc: float, half: float, limit_drop: float = 1.5):
