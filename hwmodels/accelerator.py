@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from .dataflow import Dataflow, DataflowPlan
+
 #: per-operand precision: w<weight bits>a<activation bits> (integers) or fp16 (both operands);
 #: int8 and int16 are the old names, kept as aliases of w8a8 and w16a16 (`PRECISION_ALIASES`)
 Precision = Literal["w4a8", "w8a8", "w8a16", "w16a16", "fp16", "int8", "int16"]
-Dataflow = Literal["ws", "os"]
 SparseStrategy = Literal["dense", "tile-skip", "compact"]
 #: serial: SCALE-Sim's counting (preload and skew per fold); overlapped: double-buffered PE
 #: weights (ws) / accumulators (os), see hwmodels.mapping
@@ -182,6 +183,7 @@ class Accelerator:
 
     name: str
     clock_mhz: float
+    #: the weight GEMMs' dataflow, and every GEMM's that `dataflow_overrides` does not name
     dataflow: Dataflow
     double_buffering: bool
     sparse_strategy: SparseStrategy
@@ -211,8 +213,22 @@ class Accelerator:
     #: (a hwmodels.power.PowerCoefficients)
     energy_model: EnergyModel = "table"
     power: Any = None
+    #: a dataflow per op type (hwmodels.dataflow.DataflowPlan.overrides, canonical); () = one
+    #: dataflow for every GEMM, as before
+    dataflow_overrides: tuple[tuple[str, Dataflow], ...] = ()
+    #: the crossbar gather's clock derating (a hwmodels.resources.GatherDerating); None = off
+    gather_derating: Any = None
 
     # derived figures --------------------------------------------------------------
+    @property
+    def dataflow_plan(self) -> DataflowPlan:
+        """The dataflow of each GEMM (`dataflow` and `dataflow_overrides` as one value)."""
+        return DataflowPlan(self.dataflow, self.dataflow_overrides)
+
+    def dataflow_of(self, op: Any) -> Dataflow:
+        """The dataflow GEMM `op` runs in (its role and kind decide, see hwmodels.dataflow)."""
+        return self.dataflow if not self.dataflow_overrides else self.dataflow_plan.of(op)
+
     @property
     def operand_bytes(self) -> int | float:
         """Bytes of one activation (X, outputs, attention operands, vector data)."""
@@ -235,7 +251,12 @@ class Accelerator:
     @property
     def dram_bytes_per_cycle(self) -> float:
         """Sustained DRAM bandwidth in bytes per accelerator clock cycle."""
-        return self.dram.bandwidth_gb_s * 1e9 / (self.clock_mhz * 1e6)
+        return self.dram_bytes_per_cycle_at(self.clock_mhz)
+
+    def dram_bytes_per_cycle_at(self, clock_mhz: float) -> float:
+        """Sustained DRAM bandwidth in bytes per cycle of a `clock_mhz` clock (a derated one:
+        hwmodels.resources.gather_clock_mhz)."""
+        return self.dram.bandwidth_gb_s * 1e9 / (clock_mhz * 1e6)
 
     def usable_bytes(self, buffer: Buffer) -> int:
         """Capacity one tile may occupy: half the buffer when double buffering is on."""
@@ -251,6 +272,10 @@ class Accelerator:
         }
         for key in ("uram_buffers", "uram_read_pj_per_byte", "uram_write_pj_per_byte"):
             d["energy"].pop(key)  # derived from the buffers' memory kinds (energy_model fpga)
+        d.pop("dataflow_overrides")  # the YAML layout: one `dataflow:` text (hwmodels.dataflow)
+        d["dataflow"] = str(self.dataflow_plan)
+        if self.gather_derating is None:
+            d.pop("gather_derating")
         if self.power is None:
             d.pop("power")
         else:  # the YAML layout: coefficient -> {value, source}

@@ -27,6 +27,7 @@ from .engines import ENGINES
 from .engines.analytical import time_schedule_batch
 from .engines.fusion import fused_timings_batch
 from .report import CYCLE_FIELDS, Report
+from .resources import gather_clock_mhz
 from .simulate import attach_masks, fit_of, op_energy_pj, op_schedule, simulate
 from .sparsity import BlockMask
 from .workload import GemmOp, Workload
@@ -81,8 +82,9 @@ def _group_reports(workload: Workload, accs: list[Accelerator], attached: dict,
     """Reports of points with equal timing keys (the sums of simulate's `combine`, per op in
     workload order, on arrays over the points)."""
     acc0 = accs[0]
-    bpc = np.array([a.dram_bytes_per_cycle for a in accs])
-    clock = np.array([a.clock_mhz for a in accs], np.float64)
+    clocks = [gather_clock_mhz(a) for a in accs]  # as simulate: a derated crossbar's clock
+    bpc = np.array([a.dram_bytes_per_cycle_at(c) for a, c in zip(accs, clocks)])
+    clock = np.array(clocks, np.float64)
     schedules, timings = _group_timings(workload, acc0, attached, tkey, bpc)
     sums = {f: 0 for f in CYCLE_FIELDS}
     dram = index = 0
@@ -111,8 +113,8 @@ def _group_reports(workload: Workload, accs: list[Accelerator], attached: dict,
         fit = fit_of(acc)
         out.append(Report(
             workload=workload.name, batch=workload.batch, accelerator=acc.name,
-            engine="analytical", engine_version=ENGINES["analytical"], clock_mhz=acc.clock_mhz,
-            pe_macs=pe_macs, total_cycles=total, latency_ms=total / (acc.clock_mhz * 1e3),
+            engine="analytical", engine_version=ENGINES["analytical"], clock_mhz=clocks[p],
+            pe_macs=pe_macs, total_cycles=total, latency_ms=total / (clocks[p] * 1e3),
             compute_cycles=cols["compute_cycles"][p],
             fill_drain_cycles=cols["fill_drain_cycles"][p],
             stall_cycles=cols["stall_cycles"][p],

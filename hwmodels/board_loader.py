@@ -17,18 +17,24 @@ import yaml
 from .accelerator import (Accelerator, BoardResources, Buffer, Dram, EnergyTable, PEArray,
                           VectorUnit)
 from .board_schema import AcceleratorSpec, BoardError, validate_board
+from .dataflow import DataflowPlan
 from .power import PowerCoefficients, fpga_energy_table
+from .resources import ESTIMATED_GATHER_DERATING, GatherDerating
 from .resources import check_fit as _check_fit
 
 #: the folder of the board presets (package data)
 BOARDS_DIR = Path(__file__).resolve().parent / "boards"
 
 
+#: top-level keys whose mapping is one value (replaced by an override, not merged into)
+VALUE_MAPPINGS = ("dataflow", "gather_derating")
+
+
 def _deep_merge(base: dict, overrides: Mapping, label: str, path: str = "") -> dict:
     out = copy.deepcopy(base)
     for key, value in overrides.items():
         where = f"{path}{key}"
-        if isinstance(value, Mapping):
+        if isinstance(value, Mapping) and not (path == "" and key in VALUE_MAPPINGS):
             sub = out.get(key, {})
             if not isinstance(sub, dict):
                 raise BoardError(f"{label}: override {where}: is not a section, give a value")
@@ -62,10 +68,12 @@ def accelerator_from_dict(data: Mapping[str, Any], label: str = "<dict>") -> Acc
     """Validate plain data (the YAML layout) into an Accelerator; errors are one line."""
     spec = validate_board(data, label)
     b = spec.buffers
+    plan = DataflowPlan.parse(spec.dataflow)
     return Accelerator(
         name=spec.name,
         clock_mhz=spec.clock_mhz,
-        dataflow=spec.dataflow,
+        dataflow=plan.default,
+        dataflow_overrides=plan.overrides,
         double_buffering=spec.double_buffering,
         sparse_strategy=spec.sparse_strategy,
         index_bytes=spec.index_bytes,
@@ -85,7 +93,17 @@ def accelerator_from_dict(data: Mapping[str, Any], label: str = "<dict>") -> Acc
         gather_block_rows=spec.gather_block_rows,
         energy_model=spec.energy_model,
         power=_power(spec),
+        gather_derating=_gather_derating(spec),
     )
+
+
+def _gather_derating(spec: AcceleratorSpec) -> GatherDerating | None:
+    """`gather_derating:` as a value: None (off), the built-in estimate, or the given figures."""
+    if spec.gather_derating == "off":
+        return None
+    if spec.gather_derating == "estimate":
+        return ESTIMATED_GATHER_DERATING
+    return GatherDerating(**spec.gather_derating.model_dump())
 
 
 def _power(spec: AcceleratorSpec) -> PowerCoefficients | None:

@@ -12,8 +12,9 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .accelerator import (PRECISION_ALIASES, Dataflow, EnergyModel, Gather, Precision,
-                          SparseStrategy, VectorOverlap, WeightPreload)
+from .accelerator import (PRECISION_ALIASES, EnergyModel, Gather, Precision, SparseStrategy,
+                          VectorOverlap, WeightPreload)
+from .dataflow import DataflowPlan
 from .sparsity import IndexFormat
 
 
@@ -100,6 +101,14 @@ class PowerSpec(_Strict):
     uram_pj_per_access: Coefficient
 
 
+class GatherDeratingSpec(_Strict):
+    """The crossbar gather's clock derating (hwmodels.resources.GatherDerating)."""
+
+    ns_per_level: float = Field(ge=0)
+    fan_in_per_level: int = Field(default=32, ge=2)
+    source: str = Field(min_length=8)
+
+
 class BoardSpec(_Strict):
     part: str
     dsp: int = Field(ge=0)
@@ -112,8 +121,15 @@ class AcceleratorSpec(_Strict):
     name: str
     description: str = ""
     clock_mhz: float = Field(gt=0, le=2000)
-    dataflow: Dataflow = "ws"
+    #: one dataflow (ws, os) or a plan per op type, as text ("ws,attention=os") or a mapping
+    #: ({projections: ws, attention: os}); kept in canonical text form (hwmodels.dataflow)
+    dataflow: str | dict[str, str] = "ws"
     double_buffering: bool = True
+
+    @field_validator("dataflow", mode="before")
+    @classmethod
+    def _dataflow_plan(cls, value: Any) -> str:
+        return str(DataflowPlan.parse(value))  # a one-line ValueError naming the fix
     sparse_strategy: SparseStrategy = "tile-skip"
     index_bytes: int = Field(default=2, ge=1, le=8)
     index_format: str = "block"  # block | bitmap | nm | nm:M (hwmodels.sparsity.IndexFormat)
@@ -130,6 +146,15 @@ class AcceleratorSpec(_Strict):
     # compaction's gather (see hwmodels.resources, docs/hardware.md "Compaction's gather")
     gather: Gather = "crossbar"
     gather_block_rows: int = Field(default=1, gt=0, le=1024)
+    #: the crossbar's clock derating: off (default), "estimate" (the built-in figures,
+    #: hwmodels.resources.ESTIMATED_GATHER_DERATING) or {ns_per_level, fan_in_per_level, source}
+    gather_derating: Literal["off", "estimate"] | GatherDeratingSpec = "off"
+
+    @field_validator("gather_derating", mode="before")
+    @classmethod
+    def _derating_off(cls, value: Any) -> Any:
+        # YAML reads a bare `off` as False
+        return "off" if value is None or value is False else value
     pe_array: PEArraySpec
     buffers: BuffersSpec
     dram: DramSpec
@@ -143,7 +168,8 @@ class AcceleratorSpec(_Strict):
 def _known_keys() -> set[str]:
     keys: set[str] = set()
     for model in (AcceleratorSpec, PEArraySpec, BufferSpec, BuffersSpec, DramSpec,
-                  VectorSpec, EnergySpec, BoardSpec, PowerSpec, Coefficient):
+                  VectorSpec, EnergySpec, BoardSpec, PowerSpec, Coefficient,
+                  GatherDeratingSpec):
         keys |= set(model.model_fields)
     return keys
 

@@ -3,7 +3,8 @@
 A *fold* is one use of the R x C PE array. `gemm_schedule` lists the folds of a GEMM in execution
 order with, per fold, the cycles of the array (streaming, fill/drain, index overhead) and the DRAM
 bytes the DMA must bring in before it (weights, inputs, indices) and write out after it (outputs).
-The engines only differ in how they overlap those transfers with compute.
+The engines only differ in how they overlap those transfers with compute. Each GEMM runs in
+its own dataflow, `acc.dataflow_of(op)` (one for all, or a plan per op type: hwmodels.dataflow).
 
 Weight stationary (ws), following SCALE-Sim 3.0's counting exactly (checked against SCALE-Sim
 runs, see docs/validation.md): a fold holds an R(K) x C(N) weight tile; per fold R cycles of weight preload, M cycles of
@@ -137,7 +138,7 @@ def gemm_schedule(op: GemmOp, acc: Accelerator, gb: GemmBlocks | None = None) ->
     strategy = _strategy(acc, gb)
     if strategy == "dense":
         gb = dense_gemm_blocks(op.k, op.n)
-    if acc.dataflow == "ws":
+    if acc.dataflow_of(op) == "ws":  # a dataflow per op type: hwmodels.dataflow
         return _ws(op, acc, gb, strategy)
     return _os(op, acc, gb, strategy)
 

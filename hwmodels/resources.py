@@ -26,6 +26,9 @@ What is modelled (all figures are ESTIMATES, not synthesis results):
   nothing beyond the dense input buffer. Bank conflicts of the crossbar are NOT modelled: the
   schedule is assumed conflict-free; the bound is a G x R-way conflict on one 8-byte bank word,
   i.e. up to ceil(G x R x operand bytes / 8) read cycles per streamed row instead of one.
+* The crossbar's clock (optional, `gather_derating`; off by default): see `GatherDerating`.
+  `gather_clock_mhz` is the clock a design runs at; `hwmodels.simulate` prices latency, DRAM
+  bytes per cycle and static energy at it.
 """
 from __future__ import annotations
 
@@ -145,8 +148,9 @@ def benes_switches(lanes: int) -> int:
 
 def gather_cost(acc: Accelerator) -> GatherCost:
     """The extra input-buffer memory and crossbar LUTs of compaction's gather (module docstring).
-    Models G independent R-operand streams; ignores bank conflicts (see the docstring's bound),
-    the gather's pipeline registers and any clock penalty of a wide network."""
+    Models G independent R-operand streams; ignores bank conflicts (see the docstring's bound)
+    and the gather's pipeline registers; the clock penalty of a wide crossbar is
+    `gather_clock_mhz` (optional)."""
     groups = gather_groups(acc)
     if groups <= 1:  # one stream reads the input buffer as the dense design does
         return GatherCost(groups=groups, bram36=0, uram=0, lut=0)
@@ -158,6 +162,78 @@ def gather_cost(acc: Accelerator) -> GatherCost:
     wide = _memory_blocks(acc.input_buffer, groups * rows * ob, acc.double_buffering)
     lut = benes_switches(groups * rows) * 8 * ob * LUT_PER_SWITCH_BIT
     return GatherCost(groups=groups, bram36=wide[0] - base[0], uram=wide[1] - base[1], lut=lut)
+
+
+@dataclass(frozen=True)
+class GatherDerating:
+    """The achievable clock of a design whose compaction gather is a crossbar, as a function of
+    the crossbar's mux fan-in N = G x R (each of the G x R operand lanes it feeds may take any
+    of the G x R lanes of the widened input-buffer word; see `gather_cost`).
+
+    Model: the shallowest N:1 selection on the fabric is a tree of CLB-level muxes of
+    `fan_in_per_level` inputs each (UltraScale/UltraScale+: eight LUT6 with MUXF7/F8/F9 make a
+    32:1 mux within one CLB, UG974 "MUXF9"), so it has L(N) = ceil(log2 N / log2 f) levels
+    (f = fan_in_per_level). The design's `clock_mhz` is taken to close timing with one level;
+    each further level adds `ns_per_level` to the critical path:
+    ``f(N) = 1000 / (1000 / clock_mhz + (L(N) - 1) x ns_per_level)`` MHz (= clock_mhz up to
+    N = f). `source` says where `ns_per_level` comes from (a figure or "estimate: ...").
+
+    Ignored: placement and the select lines' fan-out (wide crossbars spread over many CLBs;
+    both make the real path longer), pipelining the network (which would cost latency cycles
+    instead of clock), the Benes network's own depth (2 log2 N - 1 switch stages, deeper than
+    the mux tree unless registered every few stages)."""
+
+    ns_per_level: float
+    fan_in_per_level: int = 32
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.ns_per_level >= 0 or self.fan_in_per_level < 2:
+            raise ValueError(f"gather_derating: ns_per_level {self.ns_per_level} must be >= 0 "
+                             f"and fan_in_per_level {self.fan_in_per_level} >= 2")
+
+    def levels(self, fan_in: int) -> int:
+        """Mux levels of an N:1 selection, the least L with f^L >= N (N = `fan_in`); 0 for
+        one input."""
+        levels, reach = 0, 1
+        while reach < fan_in:
+            reach *= self.fan_in_per_level
+            levels += 1
+        return levels
+
+    def clock_mhz(self, clock_mhz: float, fan_in: int) -> float:
+        """The achievable clock of a `clock_mhz` design with a crossbar of mux fan-in N."""
+        extra = max(0, self.levels(fan_in) - 1)
+        if extra == 0 or self.ns_per_level == 0:
+            return clock_mhz
+        return 1000.0 / (1000.0 / clock_mhz + extra * self.ns_per_level)
+
+
+#: the built-in derating (board YAML ``gather_derating: estimate``): 0.5 ns per mux level is an
+#: ESTIMATE (one LUT6 + MUXF7/F8/F9 and one local route on a -2 UltraScale+; the data sheet,
+#: DS925, publishes no CLB delays); 32 inputs per level from UG974 (MUXF9: a 32:1 mux per CLB)
+ESTIMATED_GATHER_DERATING = GatherDerating(
+    ns_per_level=0.5, fan_in_per_level=32,
+    source="estimate: 0.5 ns per CLB mux level (LUT6 + MUXF7/F8/F9 + a local route, -2 "
+           "UltraScale+; DS925 lists no CLB delays); 32:1 per CLB from UG974 MUXF9")
+
+
+def crossbar_fan_in(acc: Accelerator) -> int:
+    """The mux fan-in G x R of compaction's crossbar gather; 0 when there is none (no
+    compaction, a replicated gather, or one PE-column group)."""
+    groups = gather_groups(acc)
+    if acc.gather != "crossbar" or groups <= 1:
+        return 0
+    return groups * acc.pe_array.rows
+
+
+def gather_clock_mhz(acc: Accelerator) -> float:
+    """The clock `acc` runs at: its `clock_mhz`, lowered by `gather_derating` (if set) when
+    compaction gathers through a crossbar (`GatherDerating`); exactly `clock_mhz` otherwise."""
+    fan_in = crossbar_fan_in(acc)
+    if acc.gather_derating is None or fan_in == 0:
+        return acc.clock_mhz
+    return acc.gather_derating.clock_mhz(acc.clock_mhz, fan_in)
 
 
 def estimate(acc: Accelerator) -> ResourceEstimate:

@@ -1,5 +1,7 @@
 """`simulate(workload, accelerator, masks, engine) -> Report`: map every op, time it, price it.
 
+Each GEMM runs in its own dataflow (`Accelerator.dataflow_of`, hwmodels.dataflow). The clock is
+`hwmodels.resources.gather_clock_mhz` (the board's unless a wide crossbar gather derates it).
 Ops run one after another (each op reads its operands from DRAM and writes its result back); with
 `vector_overlap: fused` a GEMM's vector ops are overlapped with it (hwmodels.engines.fusion).
 Masks attach to weight GEMMs by exact checkpoint parameter name. With `sparse_strategy: dense` a
@@ -17,7 +19,7 @@ from .engines import ENGINES
 from .engines import analytical as _analytical
 from .engines.fusion import fused_timings
 from .report import OpReport, Report, combine
-from .resources import assess_fit
+from .resources import assess_fit, gather_clock_mhz
 from .sparsity import BlockMask, gemm_blocks
 from .workload import GemmOp, VectorOp, Workload
 
@@ -63,7 +65,8 @@ def simulate(workload: Workload, accelerator: Accelerator,
     time_fn = engine_time_fn(engine)
     attached = attach_masks(workload, masks)
     acc = accelerator
-    bpc = acc.dram_bytes_per_cycle
+    clock = gather_clock_mhz(acc)  # acc.clock_mhz unless a derated crossbar gather
+    bpc = acc.dram_bytes_per_cycle_at(clock)
     tkey = sweepcache.timing_key(acc) if sweepcache.is_enabled() else None
     cache: dict[tuple, tuple] = {}
     mapped: list[tuple] = []  # (sched, timing, mask) per op
@@ -71,8 +74,8 @@ def simulate(workload: Workload, accelerator: Accelerator,
         mask = attached.get(op.weight_name) if isinstance(op, GemmOp) else None
         key = None
         if mask is None:
-            key = (type(op).__name__, op.m, op.k, op.n, op.count) if isinstance(op, GemmOp) \
-                else ("vec", op.kind, op.elements)
+            key = (("gemm", op.m, op.k, op.n, op.count, op.kind, acc.dataflow_of(op))
+                   if isinstance(op, GemmOp) else ("vec", op.kind, op.elements))
         hit = cache.get(key) if key else None
         if hit is None:
             sched = op_schedule(op, acc, mask, tkey, workload.name)
@@ -84,16 +87,17 @@ def simulate(workload: Workload, accelerator: Accelerator,
     timings = [t for _, t, _ in mapped]
     if acc.vector_overlap == "fused":
         timings = fused_timings(workload.ops, [s for s, _, _ in mapped], timings)
-    reports = [_op_report(op, sched, timing, mask, acc)
+    reports = [_op_report(op, sched, timing, mask, acc, clock)
                for op, (sched, _, mask), timing in zip(workload.ops, mapped, timings)]
     fit = fit_of(acc)
     return combine(workload=workload.name, batch=workload.batch, accelerator=acc.name,
-                   engine=engine, engine_version=ENGINES[engine], clock_mhz=acc.clock_mhz,
+                   engine=engine, engine_version=ENGINES[engine], clock_mhz=clock,
                    pe_macs=acc.pe_array.rows * acc.pe_array.cols, ops=reports,
                    resources=fit.as_dict(), fits=fit.fits)
 
 
-def _op_report(op, sched: mapping.Schedule, timing, mask, acc: Accelerator) -> OpReport:
+def _op_report(op, sched: mapping.Schedule, timing, mask, acc: Accelerator,
+               clock_mhz: float) -> OpReport:
     c = sched.count
     n = sched.counts * c  # all instances
     peak = acc.pe_array.rows * acc.pe_array.cols * timing.total_cycles
@@ -117,7 +121,7 @@ def _op_report(op, sched: mapping.Schedule, timing, mask, acc: Accelerator) -> O
         load_imbalance=float(sched.load_imbalance),
         utilization=(n.executed_macs / peak) if peak else 0.0,
         buffer_accesses=n.buffer_accesses(),
-        energy_pj=op_energy_pj(sched, timing.total_cycles, acc.energy, acc.clock_mhz),
+        energy_pj=op_energy_pj(sched, timing.total_cycles, acc.energy, clock_mhz),
     )
 
 
@@ -136,7 +140,7 @@ def op_schedule(op, acc: Accelerator, mask: BlockMask | None, tkey, workload_nam
         def build():
             return mapping.gemm_schedule(op, acc, gemm_blocks(mask) if mask is not None else None)
 
-        key = ("gemm", op.m, op.k, op.n, op.count,
+        key = ("gemm", op.m, op.k, op.n, op.count, op.kind, acc.dataflow_of(op),
                mask.content_key if mask is not None else None, tkey)
     elif isinstance(op, VectorOp):
         def build():

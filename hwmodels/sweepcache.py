@@ -10,8 +10,8 @@ plain path would have built, so cached results are bit-identical to uncached one
   the energy table.
 * ``SCHEDULES``: a whole op `Schedule` (adds M chunking and operand residency, which depend on
   the buffer sizes, and the pipeline's fill/drain), keyed by the op's shape, the mask's content
-  and `timing_key(acc)`: every field of the accelerator except clock, DRAM, energy table, name
-  and source, which only enter timing and pricing.
+  and `timing_key(acc)`: every field of the accelerator except clock (and the gather's clock
+  derating), DRAM, energy table, name and source, which only enter timing and pricing.
 * ``FITS``: `hwmodels.resources.assess_fit` per accelerator.
 
 Keys are content keys (a 128-bit BLAKE2 digest of a mask's grid with its block and matrix
@@ -133,7 +133,9 @@ def grid_key(grid: np.ndarray, *shape: int) -> tuple:
     return (*shape, *g.shape, digest)
 
 
-_TIMING_EXCLUDED = {"clock_mhz": 1.0, "dram": None, "energy": None, "name": "", "source": ""}
+#: gather_derating only lowers the clock (hwmodels.resources.gather_clock_mhz), like clock_mhz
+_TIMING_EXCLUDED = {"clock_mhz": 1.0, "dram": None, "energy": None, "name": "", "source": "",
+                    "gather_derating": None}
 
 
 def timing_key(acc: Any) -> Any:
