@@ -32,7 +32,25 @@ def _hw_summary(report) -> dict:
     }
 
 
+def _dataflow_overrides(dataflow: str | None) -> dict:
+    """The board override of --dataflow (None: the board's): one dataflow or a plan per op
+    type, parsed once here (hwmodels.dataflow); CodesignError naming the flag and the fix."""
+    if not dataflow:
+        return {}
+    from hwmodels.dataflow import DataflowPlan
+
+    try:
+        return {"dataflow": str(DataflowPlan.parse(dataflow))}
+    except ValueError as err:
+        raise CodesignError(f"--dataflow: {err}") from None
+
+
 def _sparse_format_options(fn):
+    fn = click.option(
+        "--gather-derating", type=click.Choice(["off", "estimate"]), default=None,
+        help="Lower the clock for a wide compaction crossbar (its mux levels): off, or "
+             "estimate (0.5 ns per 32:1 mux level beyond the first, an estimate; see "
+             "docs/hardware.md). Default: the board's (off).")(fn)
     fn = click.option(
         "--gather-block-rows", type=click.IntRange(min=1), default=None,
         help="Smallest block height (output rows) the compaction gather must serve: fewer "
@@ -49,11 +67,11 @@ def _sparse_format_options(fn):
 
 
 def _sparse_overrides(index_format: str | None, gather: str | None,
-                      gather_block_rows: int | None) -> dict:
-    """The board overrides of --index-format / --gather / --gather-block-rows (None: the
-    board's value)."""
+                      gather_block_rows: int | None, gather_derating: str | None = None) -> dict:
+    """The board overrides of --index-format / --gather / --gather-block-rows /
+    --gather-derating (None: the board's value)."""
     given = {"index_format": index_format, "gather": gather,
-             "gather_block_rows": gather_block_rows}
+             "gather_block_rows": gather_block_rows, "gather_derating": gather_derating}
     return {key: value for key, value in given.items() if value is not None}
 
 
@@ -103,6 +121,11 @@ def _hw_common(fn):
                       default=None,
                       help="serial: SCALE-Sim's counting (preload + skew every fold); "
                            "overlapped: double-buffered PE registers (default: the board's).")(fn)
+    fn = click.option("--dataflow", default=None, metavar="DF|PLAN",
+                      help="ws or os for every GEMM, or a plan per op type, e.g. "
+                           "projections=ws,attention=os or ws,qk=os (selectors: projections, "
+                           "ffn, attention and the roles q k v attn_out ffn_in ffn_out qk av; "
+                           "a bare ws/os covers the ops not named). Default: the board's.")(fn)
     fn = click.option("--engine", type=click.Choice(["analytical", "event"]),
                       default="analytical", show_default=True,
                       help="analytical: closed forms (fast); event: simpy tile-level "
@@ -120,8 +143,6 @@ def _hw_common(fn):
 @click.option("--n", "n", type=click.IntRange(min=1), default=768, show_default=True,
               help="Output dim = the weight's out_features.")
 @click.option("--array", default=None, help="PE array RxC, e.g. 32x32 (default: the board's).")
-@click.option("--dataflow", type=click.Choice(["ws", "os"]), default=None,
-              help="Weight or output stationary (default: the board's).")
 @click.option("--block", default=None,
               help="Weight block shape BHxBW (rows = output features); with --density makes a "
                    "random block mask.")
@@ -133,8 +154,8 @@ def _hw_common(fn):
 @_sparse_format_options
 @_hw_common
 def simulate_gemm(m, k, n, array, dataflow, block, density, seed, sparse_strategy, index_format,
-                  gather, gather_block_rows, board, engine, weight_preload, vector_overlap,
-                  precision, as_json) -> None:
+                  gather, gather_block_rows, gather_derating, board, engine, weight_preload,
+                  vector_overlap, precision, as_json) -> None:
     """Simulate one GEMM Y[M,N] = X[M,K] @ W[K,N] (W = weight.T), dense or block-sparse."""
     import json
 
@@ -148,11 +169,10 @@ def simulate_gemm(m, k, n, array, dataflow, block, density, seed, sparse_strateg
         except ValueError as err:
             raise CodesignError(f"--array: {err}") from None
         overrides.setdefault("pe_array", {}).update(rows=rows, cols=cols)
-    if dataflow:
-        overrides["dataflow"] = dataflow
+    overrides.update(_dataflow_overrides(dataflow))
     if sparse_strategy:
         overrides["sparse_strategy"] = sparse_strategy
-    overrides.update(_sparse_overrides(index_format, gather, gather_block_rows))
+    overrides.update(_sparse_overrides(index_format, gather, gather_block_rows, gather_derating))
     acc = _hw_board(board, overrides)
     workload = hwmodels.gemm_workload(m, k, n)
     masks = None
@@ -163,7 +183,8 @@ def simulate_gemm(m, k, n, array, dataflow, block, density, seed, sparse_strateg
     if as_json:
         out = _hw_summary(report)
         out.update(m=m, k=k, n=n, array=f"{acc.pe_array.rows}x{acc.pe_array.cols}",
-                   dataflow=acc.dataflow, weight_preload=acc.weight_preload,
+                   dataflow=str(acc.dataflow_plan), clock_mhz=report.clock_mhz,
+                   weight_preload=acc.weight_preload,
                    vector_overlap=acc.vector_overlap, board=acc.name, block=block,
                    density=masks["gemm.weight"].density if masks else 1.0,
                    sparse_strategy=acc.sparse_strategy if masks else "dense",
@@ -175,7 +196,7 @@ def simulate_gemm(m, k, n, array, dataflow, block, density, seed, sparse_strateg
     click.echo(report.table(per_op=False))
     click.echo(_precision_line(acc))
     op = report.ops[0]
-    click.echo(f"  array {acc.pe_array.rows}x{acc.pe_array.cols} {acc.dataflow}, "
+    click.echo(f"  array {acc.pe_array.rows}x{acc.pe_array.cols} {op.dataflow}, "
                f"{op.folds:,} folds"
                + (f", mask {block} density {op.density:.3f} ({op.strategy}: "
                   f"{op.tiles_skipped:,}/{op.tiles_total:,} tiles skipped)" if masks else ""))
@@ -194,7 +215,8 @@ def simulate_gemm(m, k, n, array, dataflow, block, density, seed, sparse_strateg
 @_sparse_format_options
 @_hw_common
 def simulate_model(model, seq_len, batch, masks_path, index_format, gather, gather_block_rows,
-                   board, engine, weight_preload, vector_overlap, precision, as_json) -> None:
+                   gather_derating, board, engine, dataflow, weight_preload, vector_overlap,
+                   precision, as_json) -> None:
     """Simulate a whole BERT-family encoder (optionally with block masks) on a board."""
     import json
 
@@ -207,8 +229,9 @@ def simulate_model(model, seq_len, batch, masks_path, index_format, gather, gath
     except ModelConfigError as err:
         raise CodesignError(f"--model {err}") from None
     overrides = _pipeline_overrides(weight_preload, vector_overlap)
-    overrides.update(_sparse_overrides(index_format, gather, gather_block_rows))
+    overrides.update(_sparse_overrides(index_format, gather, gather_block_rows, gather_derating))
     overrides.update(_precision_overrides(precision))
+    overrides.update(_dataflow_overrides(dataflow))
     acc = _hw_board(board, overrides)
     masks = None
     if masks_path:
@@ -226,6 +249,7 @@ def simulate_model(model, seq_len, batch, masks_path, index_format, gather, gath
     if as_json:
         out = _hw_summary(report)
         out.update(model=model, seq_len=seq_len, batch=batch, board=acc.name,
+                   dataflow=str(acc.dataflow_plan), clock_mhz=report.clock_mhz,
                    weight_preload=acc.weight_preload, vector_overlap=acc.vector_overlap,
                    masks=masks_path, precision=_precision_summary(acc), report=report.to_dict())
         click.echo(json.dumps(out, indent=2))

@@ -3,7 +3,8 @@
 What is modelled: an accelerator choice is one combination of the swept hardware keys of a study
 (`hardware.pe_array`, `clock_mhz`, `dataflow`, `sparse_strategy`, `precision`,
 `double_buffering`, `weight_preload`, `vector_overlap`, `buffers_kib.NAME`), held as a frozen
-`AcceleratorChoice`. It is resolved ONCE per distinct choice (memoised per process) into the `hwmodels.load_board` overrides, the
+`AcceleratorChoice` (`dataflow` is the canonical text of one dataflow or of a plan per op type,
+"ws,attention=os", as the schema parsed it: hwmodels.dataflow). It is resolved ONCE per distinct choice (memoised per process) into the `hwmodels.load_board` overrides, the
 `hwmodels.Accelerator` and hwmodels' resource check (`Fit`); the sweep's workers receive the
 Accelerator itself and never read the board YAML again.
 

@@ -21,11 +21,13 @@ from typing import Any, Literal, Union, get_args
 
 from hwmodels import BlockShape, parse_dims
 from hwmodels.accelerator import VectorOverlap, WeightPreload
+from hwmodels.dataflow import DATAFLOWS as _HW_DATAFLOWS
+from hwmodels.dataflow import DataflowPlan
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from codesign.accuracy.recipe import FIDELITIES, Recipe
 
-DATAFLOWS = ("ws", "os")
+DATAFLOWS = _HW_DATAFLOWS  # single dataflows; a list item may also be a per-op plan
 SPARSE_STRATEGIES = ("tile-skip", "compact")
 # the per-operand precisions and their old aliases (hwmodels.accelerator.PRECISION_ALIASES)
 PRECISIONS = ("w4a8", "w8a8", "w8a16", "w16a16", "int8", "int16", "fp16")
@@ -203,6 +205,8 @@ class HardwareSpec(_Strict):
     board: str
     pe_array: Union[str, list[str]] | None = None
     clock_mhz: Union[float, list[float]] | None = None
+    # a dataflow, or a plan per op type (text "ws,attention=os" or a mapping {projections: ws,
+    # attention: os}), or a list of them; kept as canonical text (hwmodels.dataflow)
     dataflow: Union[str, list[str]] = Field(default_factory=lambda: ["ws"])
     sparse_strategy: Union[str, list[str]] = Field(default_factory=lambda: ["tile-skip"])
     precision: Union[str, list[str]] | None = None
@@ -231,7 +235,17 @@ class HardwareSpec(_Strict):
     @field_validator("dataflow", mode="before")
     @classmethod
     def _dataflow(cls, v: Any) -> list[str]:
-        return _choices(v, DATAFLOWS, "a dataflow", str.lower)
+        """Each item parsed once into its canonical plan text ("ws", "ws,attention=os");
+        items that mean the same plan are kept once."""
+        out: list[str] = []
+        for i, x in _items(v):
+            try:
+                plan = str(DataflowPlan.parse(x if isinstance(x, dict) else str(x)))
+            except ValueError as exc:
+                raise _item_error(i, str(exc))
+            if plan not in out:
+                out.append(plan)
+        return out
 
     @field_validator("sparse_strategy", mode="before")
     @classmethod
