@@ -2,7 +2,7 @@
 
 Imports only numpy, scipy, simpy, pyyaml, pydantic and the standard library.
 Public API: load_board, list_boards, Accelerator, Workload, GemmOp, VectorOp, bert_encoder,
-BlockMask, BlockShape, parse_dims, edge_sizes, simulate, Report, OpReport, ActionCounts, price,
+BlockMask, BlockShape, DataflowPlan, parse_dims, edge_sizes, simulate, Report, OpReport, ActionCounts, price,
 assess_fit, FitCheck.
 """
 from .accelerator import (Accelerator, Buffer, Dram, EnergyTable, BoardResources, PEArray,
@@ -17,6 +17,7 @@ from .resources import (FitCheck, ResourceError, assess_fit, check_fit,
 from .simulate import gemm_workload, simulate
 from .batch import simulate_points
 from .costs import CostTable, build_costs
+from .dataflow import DataflowPlan
 from .sparsity import BlockMask, BlockShape, IndexFormat, edge_sizes, parse_dims
 from .workload import BUILTIN_CONFIGS, GemmOp, VectorOp, Workload, bert_encoder, builtin_workload
 
@@ -24,7 +25,8 @@ __all__ = [
     "Accelerator", "BoardError", "BoardResources", "Buffer", "Dram", "EnergyTable", "PEArray",
     "VectorUnit", "accelerator_from_dict", "list_boards", "load_board", "ActionCounts", "price",
     "OpReport", "Report", "FitCheck", "ResourceError", "assess_fit", "check_fit",
-    "estimate_resources", "gemm_workload", "simulate", "simulate_points", "build_costs", "CostTable", "BlockMask", "BlockShape", "IndexFormat", "edge_sizes",
+    "estimate_resources", "gemm_workload", "simulate", "simulate_points", "build_costs",
+    "CostTable", "DataflowPlan", "BlockMask", "BlockShape", "IndexFormat", "edge_sizes",
     "parse_dims", "BUILTIN_CONFIGS", "GemmOp", "VectorOp", "Workload", "bert_encoder",
     "builtin_workload",
 ]

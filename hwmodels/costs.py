@@ -39,6 +39,7 @@ import numpy as np
 from . import sweepcache
 from .accelerator import Accelerator
 from .engines.fusion import fuse_group, fusion_groups
+from .resources import gather_clock_mhz
 from .simulate import attach_masks, engine_time_fn, op_schedule
 from .sparsity import (BlockMask, BlockShape, column_tile_packing, gemm_blocks,
                        tile_occupancy)
@@ -133,13 +134,13 @@ class CostTable:
         return float(sum(per_op))
 
     def latency_ms(self, masks: Mapping[str, BlockMask] | None = None) -> float:
-        return self.latency_cycles(masks) / (self.accelerator.clock_mhz * 1e3)
+        return self.cycles_to_ms(self.latency_cycles(masks))
 
     def cycles_to_ms(self, cycles: float) -> float:
-        return cycles / (self.accelerator.clock_mhz * 1e3)
+        return cycles / (gather_clock_mhz(self.accelerator) * 1e3)
 
     def ms_to_cycles(self, ms: float) -> float:
-        return float(ms) * self.accelerator.clock_mhz * 1e3
+        return float(ms) * gather_clock_mhz(self.accelerator) * 1e3
 
     def units(self, name: str) -> list[np.ndarray]:
         """`unit_members` of one matrix (memoised)."""
@@ -154,7 +155,7 @@ def _group_cycles(workload: Workload, acc: Accelerator, group: tuple[int, int],
     """The per-op total cycles of ops[i:j] as `simulate` computes them."""
     time_fn = engine_time_fn(engine)
     tkey = sweepcache.timing_key(acc) if sweepcache.is_enabled() else None
-    bpc, db = acc.dram_bytes_per_cycle, acc.double_buffering
+    bpc, db = acc.dram_bytes_per_cycle_at(gather_clock_mhz(acc)), acc.double_buffering
     i, j = group
     ops = workload.ops[i:j]
     scheds = [op_schedule(op, acc, mask if k == 0 else None, tkey, workload.name)
@@ -179,9 +180,9 @@ def _unit_geometry(acc: Accelerator, block_shape: BlockShape,
     bh, bw = block_shape
     if acc.sparse_strategy == "tile-skip":
         # GEMM tile (K = in, N = out): ws R x C; os one block row (bk = bw) x C columns
-        return "tile", C, (R if acc.dataflow == "ws" else bw), 0
+        return "tile", C, (R if acc.dataflow_of(op) == "ws" else bw), 0
     if acc.sparse_strategy == "compact":
-        return "level", C, op.k, (R if acc.dataflow == "ws" else bw)
+        return "level", C, op.k, (R if acc.dataflow_of(op) == "ws" else bw)
     raise ValueError(f"sparse_strategy {acc.sparse_strategy!r}: a dense accelerator gains "
                      "nothing from pruning; use tile-skip or compact (--set sparse_strategy=...)")
 

@@ -10,7 +10,10 @@ from hwmodels.costs import build_costs, unit_members, units_removed
 
 MODES = [{}, {"sparse_strategy": "compact"}, {"dataflow": "os"},
          {"dataflow": "os", "sparse_strategy": "compact"}, {"vector_overlap": "none"},
-         {"weight_preload": "serial", "pe_array": {"rows": 16, "cols": 16}}]
+         {"weight_preload": "serial", "pe_array": {"rows": 16, "cols": 16}},
+         {"sparse_strategy": "compact", "gather_derating": "estimate",
+          "pe_array": {"rows": 32, "cols": 64}},
+         {"dataflow": "ws,attention=os,ffn=os"}]
 
 
 def _random_masks(workload, block, density, skip_every=0):
