@@ -160,8 +160,12 @@ def _read_rows(path: Path) -> list[list[str]]:
 
 
 def load_split(task: str | TaskSpec, split: str = "train", *,
-               glue_dir: str | Path | None = None, limit: int | None = None, seed: int = 0) -> GlueSplit:
-    """Read one split; `limit` keeps a seeded random subset (in file order) for small runs."""
+               glue_dir: str | Path | None = None, limit: int | None = None, seed: int = 0,
+               exclude: tuple[int, int] | None = None) -> GlueSplit:
+    """Read one split; `limit` keeps a seeded random subset (in file order) for small runs.
+
+    `exclude` = (limit, seed) of another subset of the same split: its rows are left out before
+    this one is drawn, so the two are disjoint (a held-out slice beside a training sample)."""
     spec = get_task(task)
     path = split_path(resolve_glue_dir(glue_dir), spec, split)
     rows = _read_rows(path)
@@ -182,16 +186,27 @@ def load_split(task: str | TaskSpec, split: str = "train", *,
             text_b.append(cols[spec.text_cols[1]].strip())
         raw_labels.append(cols[spec.label_col].strip())
     labels = _parse_labels(spec, raw_labels, path)
-    if limit is not None and limit < len(text_a):
-        if limit <= 0:
-            raise GlueDataError(f"limit={limit} for {spec.name} {split}: use a positive count or None")
-        keep = np.sort(np.random.default_rng(seed).choice(len(text_a), size=limit, replace=False))
+    pool = np.arange(len(text_a))
+    if exclude is not None:
+        pool = np.setdiff1d(pool, _sample(pool, exclude[0], exclude[1], spec.name, split))
+    if exclude is not None or (limit is not None and limit < len(text_a)):
+        keep = _sample(pool, limit, seed, spec.name, split)
         text_a = [text_a[i] for i in keep]
         text_b = [text_b[i] for i in keep] if text_b else text_b
         labels = labels[keep]
     return GlueSplit(task=spec.name, split=split, text_a=text_a,
                      text_b=text_b if len(spec.text_cols) > 1 else None,
                      labels=labels, num_labels=spec.num_labels)
+
+
+def _sample(pool: np.ndarray, limit: int | None, seed: int, task: str, split: str) -> np.ndarray:
+    """`limit` of the row numbers in `pool`, drawn with `seed`, in file order (all of them when
+    `limit` is None or covers the pool)."""
+    if limit is None or limit >= len(pool):
+        return pool
+    if limit <= 0:
+        raise GlueDataError(f"limit={limit} for {task} {split}: use a positive count or None")
+    return np.sort(np.random.default_rng(seed).choice(pool, size=limit, replace=False))
 
 
 def _parse_labels(spec: TaskSpec, raw: list[str], path: Path) -> np.ndarray:

@@ -13,7 +13,10 @@ What is modelled
   for ``retrain_examples`` x ``retrain_epochs``, evaluate. With ``retrain_start="calibrated"``
   the start is the ``calibrated`` fidelity's pruning instead (same calib_* fields, same seeded
   calibration sentences, so the same masks), and retraining continues from its reconstructed
-  weights; the record's recipe then carries ``retrain_start`` and the calib_* fields.
+  weights; the record's recipe then carries ``retrain_start`` and the calib_* fields. With
+  ``recovery_holdout`` (default 256) the starting and retrained weights are scored on that many
+  training sentences held out of the retraining sample, and the start is kept if retraining
+  scored lower there (never the dev split); the record's ``recovery`` says which was kept.
 * ``rgl``: the seed paper's pipeline from the dense fine-tuned model: reweighted group Lasso
   training (``rgl_examples`` x ``rgl_epochs``, lambda, eps, reweighting every
   ``rgl_reweight_every`` optimizer steps), hard pruning at the ratio, masked retraining, evaluate.
@@ -50,7 +53,7 @@ from codesign.accuracy.dense import (DenseCheckpoint, dense_checkpoint, dev_spli
 from codesign.accuracy.quantize import (FP32, QUANT_CALIB_EXAMPLES, QUANT_CALIB_STAGE,
                                         accuracy_precision)
 from codesign.accuracy.recipe import AccuracyError, Recipe, check_fidelity
-from codesign.glue import get_task
+from codesign.glue import get_task, load_split
 from codesign.masks import mask_statistics, save_masks
 from hwmodels import BlockShape
 
@@ -104,9 +107,12 @@ class _Teacher:
 
 def _prune(fidelity: str, loaded: Any, block: tuple[int, int], ratio: float, recipe: Recipe,
            task: str, glue_dir: Any, progress: bool, *, dense: DenseCheckpoint | None = None,
-           cache: AccuracyCache | None = None) -> dict[str, Any]:
+           cache: AccuracyCache | None = None,
+           recovery: dict[str, Any] | None = None) -> dict[str, Any]:
     """Prune `loaded.model` in place by the fidelity's procedure; returns the masks.
-    `dense` and `cache` serve the teacher's logits when the recipe distils."""
+    `dense` and `cache` serve the teacher's logits when the recipe distils; `recovery` (a dict)
+    receives what retraining's held-out check decided (`_retrain`)."""
+    recovery = {} if recovery is None else recovery
     from codesign.pruning import oneshot_prune
 
     teacher = _Teacher(recipe, fidelity, dense, cache)
@@ -118,13 +124,41 @@ def _prune(fidelity: str, loaded: Any, block: tuple[int, int], ratio: float, rec
     else:
         masks = oneshot_prune(loaded.model, loaded.structure, block, ratio)
     if fidelity == "retrain":
-        from codesign.pruning.train import finetune
-
-        train = train_split(task, recipe.retrain_examples, recipe, glue_dir, stage=1)
-        finetune(loaded.model, loaded.tokenizer, train,
-                 teacher.config(train, recipe.retrain_examples, recipe.retrain_epochs,
-                                recipe.retrain_lr), masks=masks, progress=progress)
+        recovery.update(_retrain(loaded, masks, recipe, task, glue_dir, progress, teacher))
     return masks
+
+
+def _retrain(loaded: Any, masks: Mapping[str, Any], recipe: Recipe, task: str, glue_dir: Any,
+             progress: bool, teacher: _Teacher) -> dict[str, Any]:
+    """Masked retraining in place. With ``recipe.recovery_holdout`` the starting and the
+    retrained weights are scored on that many training sentences held out of the retraining
+    sample, and the retrained weights are kept unless they score lower (then the start is
+    restored); returns what the record's `recovery` says ({} without a holdout)."""
+    import copy
+
+    from codesign.pruning.train import finetune
+
+    train = train_split(task, recipe.retrain_examples, recipe, glue_dir, stage=1)
+    holdout = None
+    if recipe.recovery_holdout and recipe.retrain_examples is not None:
+        holdout = load_split(task, "train", glue_dir=glue_dir, limit=recipe.recovery_holdout,
+                             seed=recipe.seed + 4,
+                             exclude=(recipe.retrain_examples, recipe.seed + 1))
+    metric = get_task(task).headline
+    start_state = copy.deepcopy(loaded.model.state_dict()) if holdout is not None else None
+    start = (evaluate_dev(loaded.model, loaded.tokenizer, task, holdout, recipe)[metric]
+             if holdout is not None else None)
+    finetune(loaded.model, loaded.tokenizer, train,
+             teacher.config(train, recipe.retrain_examples, recipe.retrain_epochs,
+                            recipe.retrain_lr), masks=masks, progress=progress)
+    if holdout is None:
+        return {}
+    retrained = evaluate_dev(loaded.model, loaded.tokenizer, task, holdout, recipe)[metric]
+    kept = "retrained" if retrained >= start else "start"
+    if kept == "start":
+        loaded.model.load_state_dict(start_state)
+    return {"holdout_examples": len(holdout.text_a), "metric": metric,
+            "start": float(start), "retrained": float(retrained), "kept": kept}
 
 
 def _calibrated(loaded: Any, block: tuple[int, int], ratio: float, recipe: Recipe, task: str,
@@ -246,8 +280,9 @@ def measure(model: str, task: str, block_shape: Any, ratio: float, fidelity: str
     committed = False
     try:
         loaded = load_model(dense.path, task=task)
+        recovery: dict[str, Any] = {}
         masks = _prune(fidelity, loaded, BlockShape.parse(block), ratio, recipe, task, glue_dir,
-                       progress, dense=dense, cache=cache)
+                       progress, dense=dense, cache=cache, recovery=recovery)
         _quantize(loaded, precision, recipe, task, glue_dir)
         metrics = evaluate_dev(loaded.model, loaded.tokenizer, task,
                                dev_split(task, recipe, glue_dir), recipe)
@@ -256,7 +291,7 @@ def measure(model: str, task: str, block_shape: Any, ratio: float, fidelity: str
         record = AccuracyRecord(pruned=metrics[dense.metric], metrics=metrics,
                                 seconds=time.perf_counter() - t0, masks_path=str(masks_path),
                                 density=mask_statistics(masks).density, device=device_of(loaded.model),
-                                **common)
+                                recovery=recovery, **common)
         cache.put(record)
         committed = True
         return record

@@ -33,6 +33,7 @@ CALIB_SALIENCIES: tuple[str, ...] = ("norm", "obs")  # codesign.pruning.calibrat
 # calibrated fidelity's masks and reconstructed weights (which then read the calib_* fields)
 RETRAIN_STARTS: tuple[str, ...] = ("magnitude", "calibrated")
 _START = "retrain_start"  # not matched by the "retrain_" prefix: enters only retrain's key
+_HOLDOUT = "recovery_holdout"  # enters only retrain's key, and only when not 0
 
 
 class AccuracyError(ValueError):
@@ -73,6 +74,11 @@ class Recipe:
     # retrain only: "calibrated" (default) starts masked retraining from calibrated one-shot
     # pruning; "magnitude" from the magnitude one-shot masks and dense weights (the seed's way)
     retrain_start: str = "calibrated"
+    # retrain only: training sentences held out of the retraining sample (disjoint from it) that
+    # decide whether the retrained weights or their starting weights are kept: masked retraining
+    # can lower the metric (STS-B from calibrated weights: docs/accuracy.md, "Recovery"); 0 keeps
+    # the retrained weights always (the first version's behaviour)
+    recovery_holdout: int = 256
     # reweighted group Lasso stage (rgl only); the seed paper's eps and lambda
     rgl_examples: int | None = 512
     rgl_epochs: int = 1
@@ -103,6 +109,9 @@ class Recipe:
             v = getattr(self, name)
             if v is not None and int(v) < 1:
                 raise AccuracyError(f"recipe.{name}={v}: use a positive count or None (all)")
+        if int(self.recovery_holdout) < 0:
+            raise AccuracyError(f"recipe.recovery_holdout={self.recovery_holdout}: a count of "
+                                "held-out training sentences >= 0 (0 = keep retrained weights)")
         for name in ("dense_lr", "retrain_lr", "rgl_lr", "rgl_eps", "calib_damping"):
             if not float(getattr(self, name)) > 0:
                 raise AccuracyError(f"recipe.{name}={getattr(self, name)}: must be > 0")
@@ -127,7 +136,7 @@ class Recipe:
         """A smoke-test recipe (tens of examples): for tests and demos, not for conclusions."""
         return cls(max_seq_len=seq, batch_size=16, eval_examples=examples, dense_examples=examples,
                    retrain_examples=examples, rgl_examples=examples, rgl_reweight_every=1,
-                   calib_examples=examples)
+                   calib_examples=examples, recovery_holdout=examples)
 
     @classmethod
     def paper(cls) -> "Recipe":
@@ -136,7 +145,7 @@ class Recipe:
         return cls(max_seq_len=128, dense_examples=None, dense_epochs=3, dense_lr=2e-5,
                    retrain_examples=None, retrain_epochs=3, retrain_lr=2e-5, rgl_examples=None,
                    rgl_epochs=3, rgl_lr=2e-5, rgl_reweight_every=500,
-                   retrain_start="magnitude", distill=False)
+                   retrain_start="magnitude", distill=False, recovery_holdout=0)
 
     @classmethod
     def preset(cls, name: str) -> "Recipe":
@@ -177,15 +186,17 @@ class Recipe:
         The distillation fields enter only retrain and rgl, and only when `distill` is on: a
         recipe without distillation keeps the keys it had before these fields existed.
         Likewise `retrain_start` (with the calib_* fields it then reads) enters only retrain's
-        key, and only when it is not "magnitude".
+        key, and only when it is not "magnitude"; `recovery_holdout` only retrain's, when not 0.
         """
         fidelity = check_fidelity(fidelity)
         prefixes = _STAGE_PREFIXES[fidelity]
         fields = self.to_dict()
         out = {k: v for k, v in fields.items()
-               if k != _START and (k in _SHARED or k.startswith(prefixes))}
+               if k not in (_START, _HOLDOUT) and (k in _SHARED or k.startswith(prefixes))}
         if self.distills(fidelity):
             out.update({k: v for k, v in fields.items() if k in _DISTILL})
+        if fidelity == "retrain" and self.recovery_holdout:
+            out[_HOLDOUT] = self.recovery_holdout
         if fidelity == "retrain" and self.retrain_start != RETRAIN_STARTS[0]:
             out.update({k: v for k, v in fields.items()
                         if k == _START or k.startswith("calib_")})

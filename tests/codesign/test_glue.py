@@ -188,3 +188,18 @@ def test_check_glue_dir_on_the_real_folder_and_unknown_task(glue_dir, monkeypatc
 def test_load_split_missing_file_same_error_as_the_check(tmp_path):
     with pytest.raises(GlueDataError, match=r"has no CoLA/dev.tsv: set \$CODESIGN_GLUE_DIR"):
         load_split("cola", "dev", glue_dir=tmp_path)
+
+
+def test_an_excluded_sample_is_disjoint_and_leaves_the_other_unchanged(glue_dir):
+    full = load_split("sst2", "train", glue_dir=glue_dir)
+    rows = {(t, int(y)) for t, y in zip(full.text_a, full.labels)}
+    train = load_split("sst2", "train", glue_dir=glue_dir, limit=512, seed=1)
+    held = load_split("sst2", "train", glue_dir=glue_dir, limit=256, seed=4, exclude=(512, 1))
+    assert len(train.text_a) == 512 and len(held.text_a) == 256
+    # row numbers: the sample drawn before `exclude` existed, and none of them in `held`
+    index = {t: i for i, t in enumerate(full.text_a)}
+    taken = {index[t] for t in train.text_a}
+    assert not taken & {index[t] for t in held.text_a}
+    assert all((t, int(y)) in rows for t, y in zip(held.text_a, held.labels))
+    again = load_split("sst2", "train", glue_dir=glue_dir, limit=256, seed=4, exclude=(512, 1))
+    assert again.text_a == held.text_a

@@ -77,13 +77,16 @@ def test_calibrated_start_retrains_from_the_calibrated_masks(tmp_path, glue_dir,
 
     monkeypatch.setattr(measurement_mod, "evaluate_dev", spy)
     quick = Recipe.quick()
-    start = Recipe.from_spec({"base": "quick", "retrain_start": "calibrated"})
+    # recovery_holdout 0: the retrained weights are kept whatever they score (tested below)
+    start = Recipe.from_spec({"base": "quick", "retrain_start": "calibrated",
+                              "recovery_holdout": 0})
     calibrated = measure("minilm-l6", "sst2", "16x16", 0.5, "calibrated", quick,
                          glue_dir=glue_dir, cache=cache)
     retrained = measure("minilm-l6", "sst2", "16x16", 0.5, "retrain", start, glue_dir=glue_dir,
                         cache=cache)
     magnitude = measure("minilm-l6", "sst2", "16x16", 0.5, "retrain",
-                        Recipe.from_spec({"base": "quick", "retrain_start": "magnitude"}),
+                        Recipe.from_spec({"base": "quick", "retrain_start": "magnitude",
+                                          "recovery_holdout": 0}),
                         glue_dir=glue_dir, cache=cache)
     assert len(seen) == 3  # three pruned evaluations (the dense one is not spied on)
     # the record says where retraining started; the magnitude record keeps its old fields
@@ -109,3 +112,48 @@ def test_calibrated_start_retrains_from_the_calibrated_masks(tmp_path, glue_dir,
         assert (before[name].numpy()[~keep] == 0).all(), name
         moved += int(not np.array_equal(w[keep], before[name].numpy()[keep]))
     assert moved == 36
+
+
+# ---- the held-out check of recovery -------------------------------------------------------------
+
+def test_recovery_holdout_enters_only_the_retrain_key():
+    base, off = Recipe(), Recipe(recovery_holdout=0)
+    for fidelity in ("oneshot", "calibrated", "rgl"):
+        assert base.hash(fidelity) == off.hash(fidelity)
+    assert base.stage_fields("retrain")["recovery_holdout"] == 256
+    assert "recovery_holdout" not in off.stage_fields("retrain")
+    assert base.hash("retrain") != off.hash("retrain")
+    assert Recipe.paper().recovery_holdout == 0  # the seed's pipeline keeps what it trains
+    with pytest.raises(AccuracyError, match=r"^recipe.recovery_holdout=-1: "):
+        Recipe(recovery_holdout=-1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("held_out", [(0.8, 0.6), (0.6, 0.6)])
+def test_recovery_keeps_the_start_only_when_retraining_scores_lower(tmp_path, glue_dir,
+                                                                   monkeypatch, held_out):
+    """The held-out scores are scripted (start, retrained); the dev scores are real. Kept start:
+    the retrain record scores exactly what the calibrated fidelity scored (same weights)."""
+    real, script, seen = measurement_mod.evaluate_dev, list(held_out), []
+
+    def scripted(model, tokenizer, task, split, recipe):
+        if split.split == "train":  # the held-out slice of the training split
+            seen.append(len(split.text_a))
+            return {"accuracy": script.pop(0)}
+        return real(model, tokenizer, task, split, recipe)
+
+    monkeypatch.setattr(measurement_mod, "evaluate_dev", scripted)
+    cache, quick = AccuracyCache(tmp_path / "cache"), Recipe.quick()
+    calibrated = measure("minilm-l6", "sst2", "16x16", 0.5, "calibrated", quick,
+                         glue_dir=glue_dir, cache=cache)
+    retrained = measure("minilm-l6", "sst2", "16x16", 0.5, "retrain", quick, glue_dir=glue_dir,
+                        cache=cache)
+    assert seen == [48, 48] and not script
+    rec = retrained.recovery
+    assert (rec["start"], rec["retrained"]) == held_out and rec["holdout_examples"] == 48
+    if held_out[1] < held_out[0]:
+        assert rec["kept"] == "start"
+        assert retrained.metrics == calibrated.metrics  # the calibrated weights, restored
+    else:  # a tie keeps the retrained weights
+        assert rec["kept"] == "retrained"
+    assert calibrated.recovery == {}  # only retrain records carry the check
