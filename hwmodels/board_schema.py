@@ -10,10 +10,10 @@ from __future__ import annotations
 import difflib
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .accelerator import (PRECISION_ALIASES, Dataflow, EnergyModel, Gather, Precision,
-                          SparseStrategy, VectorOverlap, WeightPreload)
+from .accelerator import (PRECISION_ALIASES, Dataflow, EnergyModel, Gather, MacImpl, Precision,
+                          SparseStrategy, VectorOverlap, WeightPreload, precision_spec)
 from .sparsity import IndexFormat
 
 
@@ -131,6 +131,8 @@ class AcceleratorSpec(_Strict):
     gather: Gather = "crossbar"
     gather_block_rows: int = Field(default=1, gt=0, le=1024)
     pe_array: PEArraySpec
+    # how the array's MACs are built: dsp (DSP48E2) | lut (hwmodels.resources.LUT_MAC_LUTS)
+    mac_impl: MacImpl = "dsp"
     buffers: BuffersSpec
     dram: DramSpec
     vector_unit: VectorSpec
@@ -138,6 +140,13 @@ class AcceleratorSpec(_Strict):
     energy: EnergySpec
     power: PowerSpec | None = None
     board: BoardSpec
+
+    @model_validator(mode="after")
+    def _lut_macs_are_integer(self) -> "AcceleratorSpec":
+        if self.mac_impl == "lut" and precision_spec(self.pe_array.precision).floating:
+            raise ValueError(f"mac_impl: lut has no LUT-MAC figure for {self.pe_array.precision}; "
+                             "use mac_impl: dsp or an integer precision (w4a8, w8a8, ...)")
+        return self
 
 
 def _known_keys() -> set[str]:
