@@ -117,3 +117,26 @@ def test_lut_round_trips_and_fp16_has_no_lut_figure():
         board(mac_impl="bram")
     with pytest.raises(ValueError, match="no LUT-MAC figure"):
         luts_per_mac("fp16", "lut")
+
+
+@pytest.mark.parametrize("command", [["simulate-gemm"], ["simulate", "--model", "minilm-l6",
+                                                         "--seq-len", "32"]])
+def test_cli_mac_impl_reaches_the_model(command):
+    import json
+
+    from click.testing import CliRunner
+
+    from codesign.cli import main
+
+    def run(*extra):
+        res = CliRunner().invoke(main, [*command, "--precision", "w4a8", *extra, "--json"])
+        assert res.exit_code == 0, res.output
+        return json.loads(res.output)
+
+    plain, dsp, lut = run(), run("--mac-impl", "dsp"), run("--mac-impl", "lut")
+    assert plain == dsp and plain["precision"]["mac_impl"] == "dsp"
+    acc = board(pe_array={"precision": "w4a8"}, mac_impl="lut")
+    assert lut["precision"]["array_dsp"] == 0
+    assert lut["precision"]["array_lut"] == 1024 * (30 + 68)
+    assert lut["resources"]["dsp"]["used"] == 32 and lut["cycles"] == plain["cycles"]
+    assert lut["precision"]["mac_pj"] == acc.energy.mac_pj
