@@ -4,7 +4,10 @@ What is written: the study's name and question, how many design points and where
 come from, the objectives and constraints, a few generated lines answering the question (the
 fastest and the most frugal design that meets the constraints, the speedup they buy over the dense
 baseline on the same accelerator, which block shapes make up the Pareto set, and how far the
-achieved speedup falls short of the ideal speedup = compression), then the Pareto set as a
+achieved speedup falls short of the ideal speedup = compression; for a study that sweeps
+precision, which precision x block x compression combinations are on the front and how the
+narrowest-weight dense design fares against the widest-weight 2x-pruned one,
+codesign.report_precision), then the Pareto set as a
 markdown table and links to the figures. Every figure carries its source: latency and energy
 "simulated: <engine>/<version>" (the hw_source column), accuracy "measured" or "surrogate" with
 its fidelity.
@@ -30,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from codesign import report_noise as noise
+from codesign.report_precision import precision_lines
 from codesign.accuracy.recipe import FIDELITIES
 from codesign.pareto import (DEFAULT_OBJECTIVES, accelerator_columns, constraint_values,
                              interval_straddles, is_dense, points_column, with_speedup)
@@ -326,6 +330,7 @@ def _answer_lines(points: pd.DataFrame, study: Mapping, in_set: np.ndarray) -> l
             lines.append("The same design also has the lowest energy among those meeting the "
                          "constraints.")
     lines += _pipeline_lines(data, feas, keys, hw)
+    lines += precision_lines(points, data, in_set, feas, describe)
     lines += _front_line(points, in_set)
     if noisy:
         lines += noise.pareto_lines(points, in_set, lambda row: _design_text(row, keys))

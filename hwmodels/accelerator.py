@@ -28,6 +28,9 @@ VectorOverlap = Literal["none", "fused"]
 #: how compaction feeds each PE-column group its own gathered input stream (hwmodels.resources):
 #: replicate: one input-buffer copy per group; crossbar: one widened buffer + a Benes network
 Gather = Literal["replicate", "crossbar"]
+#: how the PE array's MACs are built (hwmodels.resources): dsp = DSP48E2 slices (the default),
+#: lut = multiplier and accumulator in LUTs (no DSP for the array)
+MacImpl = Literal["dsp", "lut"]
 
 #: table: the `energy:` figures as given; fpga: derived from the part's power coefficients
 #: (hwmodels.power), `energy:` figures given explicitly win
@@ -218,6 +221,9 @@ class Accelerator:
     dataflow_overrides: tuple[tuple[str, Dataflow], ...] = ()
     #: the crossbar gather's clock derating (a hwmodels.resources.GatherDerating); None = off
     gather_derating: Any = None
+    #: how the array's MACs are built (MacImpl; costed in hwmodels.resources, priced in
+    #: hwmodels.power); dsp is the design as before
+    mac_impl: MacImpl = "dsp"
 
     # derived figures --------------------------------------------------------------
     @property

@@ -94,6 +94,7 @@ def accelerator_from_dict(data: Mapping[str, Any], label: str = "<dict>") -> Acc
         energy_model=spec.energy_model,
         power=_power(spec),
         gather_derating=_gather_derating(spec),
+        mac_impl=spec.mac_impl,
     )
 
 
@@ -128,7 +129,7 @@ def _energy_table(spec: AcceleratorSpec, label: str) -> EnergyTable:
         vector=VectorUnit(**spec.vector_unit.model_dump()),
         buffer_memory={"weight": b.weight.memory, "input": b.input.memory,
                        "output": b.output.memory},
-        dram_pj_per_byte=given.pop("dram_pj_per_byte"), given=given)
+        dram_pj_per_byte=given.pop("dram_pj_per_byte"), given=given, mac_impl=spec.mac_impl)
 
 
 def _mac_pj(mac_pj: float | dict[str, float], precision: str, label: str) -> float:

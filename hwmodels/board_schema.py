@@ -10,10 +10,10 @@ from __future__ import annotations
 import difflib
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .accelerator import (PRECISION_ALIASES, EnergyModel, Gather, Precision, SparseStrategy,
-                          VectorOverlap, WeightPreload)
+from .accelerator import (PRECISION_ALIASES, EnergyModel, Gather, MacImpl, Precision,
+                          SparseStrategy, VectorOverlap, WeightPreload, precision_spec)
 from .dataflow import DataflowPlan
 from .sparsity import IndexFormat
 
@@ -156,6 +156,8 @@ class AcceleratorSpec(_Strict):
         # YAML reads a bare `off` as False
         return "off" if value is None or value is False else value
     pe_array: PEArraySpec
+    # how the array's MACs are built: dsp (DSP48E2) | lut (hwmodels.resources.LUT_MAC_LUTS)
+    mac_impl: MacImpl = "dsp"
     buffers: BuffersSpec
     dram: DramSpec
     vector_unit: VectorSpec
@@ -163,6 +165,13 @@ class AcceleratorSpec(_Strict):
     energy: EnergySpec
     power: PowerSpec | None = None
     board: BoardSpec
+
+    @model_validator(mode="after")
+    def _lut_macs_are_integer(self) -> "AcceleratorSpec":
+        if self.mac_impl == "lut" and precision_spec(self.pe_array.precision).floating:
+            raise ValueError(f"mac_impl: lut has no LUT-MAC figure for {self.pe_array.precision}; "
+                             "use mac_impl: dsp or an integer precision (w4a8, w8a8, ...)")
+        return self
 
 
 def _known_keys() -> set[str]:

@@ -12,6 +12,11 @@ figure with its source:
   are not modelled: the coefficients are at default activity); its saving is in bytes.
 * ``lut_pj_per_cycle``: CLB logic + signal (routing) energy per LUT and cycle of work; a PE
   has ``hwmodels.resources.LUT_PER_MAC`` LUTs, charged once per executed MAC.
+* MACs built in LUTs (``mac_impl: lut``): no DSP share; the PE's LUTs are
+  ``hwmodels.resources.luts_per_mac(precision, "lut")`` (control + LUT multiplier +
+  accumulator), each charged ``lut_pj_per_cycle`` + ``clock_pj_per_lut_cycle`` per executed MAC
+  (so the coefficients' default activity is assumed for the multiplier's LUTs too; a
+  multiplier's glitching is not modelled).
 * ``clock_pj_per_lut_cycle``: clock-tree energy per LUT (the proxy for the clocked sites a LUT
   comes with) and cycle of work; charged per executed MAC (PE LUTs) and per vector element
   pass (lane LUTs).
@@ -36,7 +41,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from .accelerator import EnergyTable, VectorUnit
-from .resources import LUT_PER_MAC, MACS_PER_DSP
+from .resources import MACS_PER_DSP, luts_per_mac
 
 #: the coefficients of a board YAML's ``power:`` section, in order
 COEFFICIENTS = ("part_static_mw", "junction_c", "dsp_pj_per_cycle", "lut_pj_per_cycle",
@@ -63,11 +68,13 @@ class PowerCoefficients:
         return dict(self.sources).get(name, "")
 
 
-def mac_pj_parts(coeffs: PowerCoefficients, precision: str) -> dict[str, float]:
-    """Energy of one executed MAC by resource: its share of a DSP, the PE's LUT logic and
-    signals, the PE's clock load (pJ)."""
-    luts = LUT_PER_MAC[precision]
-    return {"dsp": coeffs.dsp_pj_per_cycle / MACS_PER_DSP[precision],
+def mac_pj_parts(coeffs: PowerCoefficients, precision: str,
+                 mac_impl: str = "dsp") -> dict[str, float]:
+    """Energy of one executed MAC by resource: its share of a DSP (0 with `mac_impl` lut), the
+    PE's LUT logic and signals, the PE's clock load (pJ)."""
+    luts = luts_per_mac(precision, mac_impl)
+    dsp = 0.0 if mac_impl == "lut" else coeffs.dsp_pj_per_cycle / MACS_PER_DSP[precision]
+    return {"dsp": dsp,
             "logic": luts * coeffs.lut_pj_per_cycle,
             "clock": luts * coeffs.clock_pj_per_lut_cycle}
 
@@ -81,15 +88,17 @@ def vector_pj_per_element(coeffs: PowerCoefficients, vector: VectorUnit) -> floa
 
 def fpga_energy_table(coeffs: PowerCoefficients, *, precision: str, vector: VectorUnit,
                       buffer_memory: Mapping[str, str], dram_pj_per_byte: float,
-                      given: Mapping[str, float] | None = None) -> EnergyTable:
+                      given: Mapping[str, float] | None = None,
+                      mac_impl: str = "dsp") -> EnergyTable:
     """The per-action price table a design on this part implies (module docstring).
 
     `buffer_memory` maps each buffer ("weight", "input", "output") to "bram" or "uram";
-    `given` holds figures the board YAML or an override states explicitly (they win)."""
+    `given` holds figures the board YAML or an override states explicitly (they win);
+    `mac_impl` how the array's MACs are built (dsp, or lut: no DSP share, more LUTs)."""
     bram = coeffs.bram36_pj_per_access / ACCESS_BYTES
     uram = coeffs.uram_pj_per_access / ACCESS_BYTES
     derived = {
-        "mac_pj": sum(mac_pj_parts(coeffs, precision).values()),
+        "mac_pj": sum(mac_pj_parts(coeffs, precision, mac_impl).values()),
         "buffer_read_pj_per_byte": bram,
         "buffer_write_pj_per_byte": bram,
         "dram_pj_per_byte": dram_pj_per_byte,

@@ -13,6 +13,11 @@ What is modelled (all figures are ESTIMATES, not synthesis results):
   URAM288: 32 KiB, 64 data bits per port.
 * LUT: per-MAC control/packing logic, a fixed controller/DMA/interconnect block and the vector
   unit's lanes. Ignored: routing congestion, timing closure, the PS.
+* MACs in LUTs (`Accelerator.mac_impl: lut`; default dsp): the array uses no DSP48E2; each MAC
+  costs `LUT_MAC_LUTS` (a LUT multiplier of the weight by the activation bits, FINN-R's cost
+  formula, plus a 32-bit accumulate adder) on top of its `LUT_PER_MAC` control logic. fp16 has
+  no LUT figure (a ValueError). Ignored: the flip-flops of the pipelined multiplier, and that
+  LUT MACs may not close timing at the DSP design's clock.
 * Compaction's gather (`sparse_strategy: compact` only; see `gather_cost`): hwmodels.mapping gives
   each block column of a column tile its own PE-column group and gathered input stream; a block
   spans BlockShape.rows output features, which map the PE columns, so a design that supports
@@ -35,7 +40,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .accelerator import Accelerator, BoardResources, Buffer, by_precision, precision_spec
+from .accelerator import (PRECISIONS, Accelerator, BoardResources, Buffer, by_precision,
+                          precision_spec)
 
 BRAM36_BYTES = 4096
 URAM_BYTES = 32768
@@ -53,6 +59,59 @@ LUT_PER_MAC = by_precision({"w4a8": 30, "w8a8": 30, "w8a16": 25, "w16a16": 25, "
 #: products per DSP needs their approximate "overpacking"). 16-bit activations fill the 18-bit
 #: port: one MAC (w8a16, w16a16); fp16: one DSP per MAC plus LUTs (estimate, as before).
 MACS_PER_DSP = by_precision({"w4a8": 2, "w8a8": 2, "w8a16": 1, "w16a16": 1, "fp16": 1})
+#: how the array's MACs may be built (hwmodels.accelerator.MacImpl)
+MAC_IMPLS = ("dsp", "lut")
+#: accumulator bits of a LUT-built MAC: the model's 32-bit accumulators (ACCUMULATOR_BYTES);
+#: an adder takes one LUT6 per bit feeding the CARRY8 chain (UltraScale+ CLB, Xilinx UG574)
+LUT_ACCUMULATOR_BITS = 32
+
+
+def lut_multiplier_luts(weight_bits: int, activation_bits: int) -> int:
+    """LUTs of one W x A-bit integer multiplier built in LUTs: (2 ceil((W+A)/6) - 1) (W+A), the
+    LUT cost model of FINN-R (Blott et al., "FINN-R: An End-to-End Deep-Learning Framework for
+    Fast Exploration of Quantized Neural Networks", ACM TRETS 2018), as Xilinx FINN's
+    MVAU.lut_estimation uses it (src/finn/custom_op/fpgadataflow/matrixvectoractivation.py).
+    8x8: 80 LUTs; the exact 8x8 unsigned multiplier synthesised in ApproxFPGAs (Prabakaran et
+    al., DAC 2020; circuit mul8u_1JD3) takes 74."""
+    width = weight_bits + activation_bits
+    return (2 * math.ceil(width / 6) - 1) * width
+
+
+#: LUTs of one LUT-built MAC beyond its control logic (LUT_PER_MAC): the multiplier plus the
+#: accumulate adder. w4a8 36 + 32, w8a8 80 + 32, w8a16 168 + 32, w16a16 352 + 32; no fp16
+LUT_MAC_LUTS = by_precision({
+    name: lut_multiplier_luts(spec.weight_bits, spec.activation_bits) + LUT_ACCUMULATOR_BITS
+    for name, spec in PRECISIONS.items() if not spec.floating})
+
+
+def luts_per_mac(precision: str, mac_impl: str = "dsp") -> int:
+    """LUTs of one PE at `precision`: its control logic (LUT_PER_MAC), plus the multiplier and
+    accumulator when the MACs are built in LUTs; a one-line ValueError for an unknown
+    implementation or a precision without a LUT figure (fp16)."""
+    if mac_impl not in MAC_IMPLS:
+        raise ValueError(f"mac_impl {mac_impl!r}: unknown; use one of {', '.join(MAC_IMPLS)}")
+    if mac_impl == "dsp":
+        return LUT_PER_MAC[precision]
+    if precision not in LUT_MAC_LUTS:
+        raise ValueError(f"mac_impl lut: no LUT-MAC figure for precision {precision!r}; use "
+                         f"mac_impl: dsp or one of {', '.join(PRECISIONS_WITH_LUT_MACS)}")
+    return LUT_PER_MAC[precision] + LUT_MAC_LUTS[precision]
+
+
+#: the canonical precisions a LUT-built MAC is costed for
+PRECISIONS_WITH_LUT_MACS = tuple(n for n in PRECISIONS if n in LUT_MAC_LUTS)
+
+
+def array_dsp(acc: Accelerator) -> int:
+    """DSP48E2 of the PE array: ceil(R*C / MACS_PER_DSP), 0 when the MACs are in LUTs."""
+    if acc.mac_impl == "lut":
+        return 0
+    return math.ceil(acc.pe_array.macs / MACS_PER_DSP[acc.pe_array.precision])
+
+
+def array_lut(acc: Accelerator) -> int:
+    """LUTs of the PE array: R*C x `luts_per_mac` (ValueError as there)."""
+    return acc.pe_array.macs * luts_per_mac(acc.pe_array.precision, acc.mac_impl)
 #: controller, AXI DMA and interconnect (estimate)
 LUT_CONTROL = 20_000
 #: index decoder / gather logic per PE column when compaction is used (estimate)
@@ -239,8 +298,7 @@ def gather_clock_mhz(acc: Accelerator) -> float:
 def estimate(acc: Accelerator) -> ResourceEstimate:
     """Estimated DSP/BRAM36/URAM/LUT use of `acc` (see the module docstring)."""
     pe, vec = acc.pe_array, acc.vector_unit
-    macs = pe.rows * pe.cols
-    dsp = math.ceil(macs / MACS_PER_DSP[pe.precision]) + vec.lanes * vec.dsp_per_lane
+    dsp = array_dsp(acc) + vec.lanes * vec.dsp_per_lane
     ob, ab = acc.operand_bytes, acc.accumulator_bytes
     wport = pe.cols * max(acc.weight_bytes, ob)
     bram = uram = 0
@@ -249,7 +307,7 @@ def estimate(acc: Accelerator) -> ResourceEstimate:
         b, u = _memory_blocks(buf, port, acc.double_buffering)
         bram += b
         uram += u
-    lut = macs * LUT_PER_MAC[pe.precision] + LUT_CONTROL + vec.lanes * vec.lut_per_lane
+    lut = array_lut(acc) + LUT_CONTROL + vec.lanes * vec.lut_per_lane
     if acc.sparse_strategy == "compact":
         lut += pe.cols * LUT_GATHER_PER_COL
         g = gather_cost(acc)
@@ -260,7 +318,9 @@ def estimate(acc: Accelerator) -> ResourceEstimate:
 @dataclass(frozen=True)
 class PrecisionCost:
     """What the array's precision costs: bits and bytes per operand, MACs per DSP48E2, the
-    array's DSPs and PE LUTs (the energy per MAC is the accelerator's `energy.mac_pj`)."""
+    array's DSPs and PE LUTs (the energy per MAC is the accelerator's `energy.mac_pj`), and
+    how the MACs are built (`mac_impl`: with lut, `array_dsp` is 0 and `array_lut` holds the
+    LUT multipliers and accumulators)."""
 
     precision: str
     weight_bits: int
@@ -270,26 +330,26 @@ class PrecisionCost:
     macs_per_dsp: int
     array_dsp: int
     array_lut: int
+    mac_impl: str = "dsp"
 
     def line(self) -> str:
         """One line for a report: ``w4a8: weights 4 bit (0.5 B), activations 8 bit (1 B), ...``."""
+        built = (f"{self.macs_per_dsp} MAC/DSP48E2" if self.mac_impl == "dsp"
+                 else "MACs in LUTs")
         return (f"{self.precision}: weights {self.weight_bits} bit ({self.weight_bytes:g} B), "
                 f"activations {self.activation_bits} bit ({self.activation_bytes:g} B), "
-                f"{self.macs_per_dsp} MAC/DSP48E2 -> array {self.array_dsp:,} DSP, "
-                f"{self.array_lut:,} LUT")
+                f"{built} -> array {self.array_dsp:,} DSP, {self.array_lut:,} LUT")
 
 
 def precision_cost(acc: Accelerator) -> PrecisionCost:
     """The array's precision and what it costs (see `PrecisionCost`)."""
     pe = acc.pe_array
     spec = precision_spec(pe.precision)
-    macs = pe.rows * pe.cols
     return PrecisionCost(
         precision=pe.precision, weight_bits=spec.weight_bits,
         activation_bits=spec.activation_bits, weight_bytes=acc.weight_bytes,
         activation_bytes=acc.operand_bytes, macs_per_dsp=MACS_PER_DSP[pe.precision],
-        array_dsp=math.ceil(macs / MACS_PER_DSP[pe.precision]),
-        array_lut=macs * LUT_PER_MAC[pe.precision])
+        array_dsp=array_dsp(acc), array_lut=array_lut(acc), mac_impl=acc.mac_impl)
 
 
 def _remedies(acc: Accelerator) -> dict[str, str]:
@@ -300,8 +360,11 @@ def _remedies(acc: Accelerator) -> dict[str, str]:
         f" + compaction's {acc.gather} gather for {g.groups} PE-column groups "
         f"(+{g.bram36:,} BRAM36, +{g.uram:,} URAM, +{g.lut:,} LUT; raise gather_block_rows, "
         f"try gather: {'crossbar' if acc.gather == 'replicate' else 'replicate'} or use tile-skip)")
+    lut_macs = acc.mac_impl == "lut"
     return {
-        "dsp": f"{pe.rows}x{pe.cols} {pe.precision} array"
+        "dsp": (f"{acc.vector_unit.lanes}-lane vector unit (the array's MACs are in LUTs); "
+                "shrink vector_unit.lanes") if lut_macs else
+        f"{pe.rows}x{pe.cols} {pe.precision} array"
         + (f" ({MACS_PER_DSP[pe.precision]} MACs/DSP48E2)" if MACS_PER_DSP[pe.precision] > 1
            else "")
         + f" + {acc.vector_unit.lanes}-lane vector unit; shrink pe_array or vector_unit.lanes"
@@ -310,13 +373,18 @@ def _remedies(acc: Accelerator) -> dict[str, str]:
         "bram36": "buffers (weight+input+output, banks for the port width); shrink "
         "buffers.*.capacity_bytes or move a buffer to uram" + gather,
         "uram": "buffers placed in uram; use memory: bram or shrink them" + gather,
-        "lut": "array control + vector unit + controller (estimate); shrink the array" + gather,
+        "lut": (f"{pe.rows}x{pe.cols} {pe.precision} array with its MACs in LUTs "
+                f"({luts_per_mac(pe.precision, 'lut')} LUT per MAC) + vector unit + controller "
+                "(estimate); shrink the array or use mac_impl: dsp" if lut_macs else
+                "array control + vector unit + controller (estimate); shrink the array")
+        + gather,
     }
 
 
 def assess_fit(acc: Accelerator) -> FitCheck:
     """The resource estimate of `acc` against its board, with one problem per over-used
-    resource (see `FitCheck`); never raises."""
+    resource (see `FitCheck`); raises only for a design it cannot cost (a ValueError:
+    fp16 with mac_impl lut)."""
     est = estimate(acc)
     why = _remedies(acc)
     problems = []

@@ -148,19 +148,14 @@ def record_key(model_sha256: str, task: str, block_shape: str | None, ratio: flo
     point is evaluated at (codesign.accuracy.quantize.accuracy_precision). Fixed: changing the
     hashed dict would orphan every cached entry (tests/codesign/test_accuracy_keys.py pins its
     values), so the precision (with the calibration size of the quantization,
-    codesign.accuracy.quantize.QUANT_CALIB_EXAMPLES) enters it only when it is not fp32: fp32
-    keys are those of before.
+    `Recipe.quant_fields`) enters it only when it is not fp32: fp32 keys are those of before.
     """
     ratio = float(ratio)
     if ratio == 0.0:
         block_shape, fidelity = None, "oneshot"  # every dense point is the same measurement
     hashed = {"model": model_sha256, "task": get_task(task).name, "block": block_shape,
               "ratio": round(ratio, 9), "fidelity": fidelity, "recipe": recipe.hash(fidelity)}
-    if precision != "fp32":
-        from codesign.accuracy.quantize import QUANT_CALIB_EXAMPLES
-
-        hashed["precision"] = precision
-        hashed["quant_calib_examples"] = QUANT_CALIB_EXAMPLES
+    hashed.update(recipe.quant_fields(precision))
     return short_hash(hashed, n=24)
 
 

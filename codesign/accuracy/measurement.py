@@ -30,7 +30,8 @@ training sample); the record's recipe then carries the distill fields.
 ``precision``: ``fp32`` (the default: the measurement as before, same key, same record) or a
 hardware precision (``w4a8``, ``w8a8``, ...; int8 = w8a8): the pruned (or dense) model is then
 fake-quantized (`codesign.accuracy.quantize`: weights per output channel, activations entering
-the encoder GEMMs per tensor, calibrated on ``QUANT_CALIB_EXAMPLES`` seeded training sentences)
+the encoder GEMMs per tensor, calibrated on ``recipe.quant_calib_examples`` seeded training
+sentences)
 before the dev evaluation; the precision enters the key and the record. The record's ``dense``
 stays the fp32 dense model's score (its ``drop`` includes the quantization).
 
@@ -50,8 +51,7 @@ from codesign.accuracy.cache import (AccuracyCache, AccuracyRecord, atomic_file,
                                      model_sha256, record_key)
 from codesign.accuracy.dense import (DenseCheckpoint, dense_checkpoint, dev_split, device_of,
                                      evaluate_dev, train_config, train_split, utc_now)
-from codesign.accuracy.quantize import (FP32, QUANT_CALIB_EXAMPLES, QUANT_CALIB_STAGE,
-                                        accuracy_precision)
+from codesign.accuracy.quantize import FP32, QUANT_CALIB_STAGE, accuracy_precision
 from codesign.accuracy.recipe import AccuracyError, Recipe, check_fidelity
 from codesign.glue import get_task, load_split
 from codesign.masks import mask_statistics, save_masks
@@ -209,8 +209,8 @@ def _precision(precision: Any) -> str:
 
 def _quantize(loaded: Any, precision: str, recipe: Recipe, task: str, glue_dir: Any) -> None:
     """Fake-quantize `loaded.model` in place at `precision` (nothing at fp32), its activation
-    scales calibrated on `QUANT_CALIB_EXAMPLES` seeded training sentences (never the dev split;
-    labels are not read)."""
+    scales calibrated on `recipe.quant_calib_examples` seeded training sentences (never the dev
+    split; labels are not read)."""
     if precision == FP32:
         return
     from codesign.accuracy.quantize import fake_quantize, scheme
@@ -218,7 +218,8 @@ def _quantize(loaded: Any, precision: str, recipe: Recipe, task: str, glue_dir: 
 
     batches = None
     if not scheme(precision).floating:
-        split = train_split(task, QUANT_CALIB_EXAMPLES, recipe, glue_dir, stage=QUANT_CALIB_STAGE)
+        split = train_split(task, recipe.quant_calib_examples, recipe, glue_dir,
+                            stage=QUANT_CALIB_STAGE)
         batches = tokenise_calibration(loaded.tokenizer, split, max_seq_len=recipe.max_seq_len,
                                        batch_size=recipe.batch_size)
     fake_quantize(loaded.model, loaded.structure, precision, calibration=batches)
@@ -304,8 +305,9 @@ def _record_recipe(recipe: Recipe, fidelity: str, precision: str) -> dict[str, A
     """The recipe fields a record names: the fidelity's, plus the quantization's calibration
     size when it is not fp32 (fp32 records: exactly as before)."""
     fields = recipe.stage_fields(fidelity)
-    return fields if precision == FP32 else {**fields,
-                                             "quant_calib_examples": QUANT_CALIB_EXAMPLES}
+    quant = recipe.quant_fields(precision)
+    return fields if not quant else {**fields,
+                                     "quant_calib_examples": quant["quant_calib_examples"]}
 
 
 def _dense_record(dense: DenseCheckpoint, recipe: Recipe, precision: str, task: str,

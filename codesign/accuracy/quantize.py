@@ -8,8 +8,9 @@ encoder's prunable matrices (Q, K, V, attention output, FFN in, FFN out: the
   precision's weight bits: scale = max |w| of the row / (2^(b-1) - 1), w <- round(w / scale)
   clamped to +-(2^(b-1) - 1), times scale. A pruned (zero) weight stays exactly zero;
 * activations entering those GEMMs: per tensor, symmetric, at the activation bits, the scale
-  from the largest |x| seen over `QUANT_CALIB_EXAMPLES` training sentences (a seeded sample of
-  the training split, never the dev split; "max" calibration),
+  from the largest |x| seen over the recipe's ``quant_calib_examples`` training sentences
+  (codesign.accuracy.recipe.Recipe, 256 by default; a seeded sample of the training split,
+  never the dev split; "max" calibration),
   measured with the weights already quantized, over real tokens (padding positions left out);
 * ``fp16``: weights and those activations rounded to IEEE half precision (no calibration).
 
@@ -32,9 +33,6 @@ from hwmodels.accelerator import PRECISIONS, canonical_precision
 
 #: the precision of an unquantized measurement (what every record before precision said)
 FP32 = "fp32"
-#: training sentences that calibrate the activation scales (a module constant for now; a recipe
-#: field ``quant_calib_examples`` would carry it into the key)
-QUANT_CALIB_EXAMPLES = 256
 #: the seeded stage of the training split the calibration sentences come from
 #: (0 dense, 1 retrain, 2 rgl, 3 calibrated pruning; see codesign.accuracy.dense.train_split)
 QUANT_CALIB_STAGE = 4

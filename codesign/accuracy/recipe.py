@@ -99,13 +99,18 @@ class Recipe:
     distill: bool = True
     distill_alpha: float = 0.5
     distill_temperature: float = 2.0
+    # fake quantization (a measurement at a precision other than fp32 only; codesign.accuracy.
+    # quantize): training sentences (a seeded sample, never the dev split) whose largest |x|
+    # sets each quantized GEMM's activation scale. Enters the cache key, with the precision,
+    # only when the precision is not fp32 (`quant_fields`): fp32 keys are those of before
+    quant_calib_examples: int | None = 256
 
     def __post_init__(self) -> None:
         for name in ("max_seq_len", "batch_size", "dense_epochs", "retrain_epochs", "rgl_epochs"):
             if int(getattr(self, name)) < 1:
                 raise AccuracyError(f"recipe.{name}={getattr(self, name)}: must be >= 1")
         for name in ("eval_examples", "dense_examples", "retrain_examples", "rgl_examples",
-                     "calib_examples"):
+                     "calib_examples", "quant_calib_examples"):
             v = getattr(self, name)
             if v is not None and int(v) < 1:
                 raise AccuracyError(f"recipe.{name}={v}: use a positive count or None (all)")
@@ -201,6 +206,14 @@ class Recipe:
             out.update({k: v for k, v in fields.items()
                         if k == _START or k.startswith("calib_")})
         return {"fidelity": fidelity, "procedure_version": PROCEDURE_VERSION, **out}
+
+    def quant_fields(self, precision: str) -> dict[str, Any]:
+        """What a measurement at `precision` (canonical, codesign.accuracy.quantize) adds to its
+        cache key and its record's recipe: nothing at fp32; else the precision and
+        `quant_calib_examples` (the fields no fidelity's `stage_fields` hashes)."""
+        if precision == "fp32":
+            return {}
+        return {"precision": precision, "quant_calib_examples": self.quant_calib_examples}
 
     def distills(self, fidelity: str) -> bool:
         """Whether `fidelity`'s training distils from the dense model under this recipe."""

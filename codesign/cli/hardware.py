@@ -89,9 +89,10 @@ def _pipeline_overrides(weight_preload: str | None, vector_overlap: str | None) 
 PRECISION_CHOICES = ("w4a8", "w8a8", "w8a16", "w16a16", "fp16", "int8", "int16")
 
 
-def _precision_overrides(precision: str | None) -> dict:
-    """The board override of --precision (None: the board's)."""
-    return {"pe_array": {"precision": precision}} if precision else {}
+def _precision_overrides(precision: str | None, mac_impl: str | None = None) -> dict:
+    """The board overrides of --precision and --mac-impl (None: the board's)."""
+    out: dict = {"pe_array": {"precision": precision}} if precision else {}
+    return {**out, "mac_impl": mac_impl} if mac_impl else out
 
 
 def _precision_summary(acc) -> dict:
@@ -114,6 +115,10 @@ def _hw_common(fn):
     fn = click.option("--precision", type=click.Choice(PRECISION_CHOICES), default=None,
                       help="Weight/activation bits of the array: w4a8, w8a8, w8a16, w16a16, "
                            "fp16 (int8 = w8a8, int16 = w16a16). Default: the board's.")(fn)
+    fn = click.option("--mac-impl", type=click.Choice(["dsp", "lut"]), default=None,
+                      help="How the array's MACs are built: dsp (DSP48E2 slices) or lut "
+                           "(multipliers and accumulators in LUTs, no array DSP). Default: the "
+                           "board's (dsp).")(fn)
     fn = click.option("--vector-overlap", type=click.Choice(["none", "fused"]), default=None,
                       help="none: vector ops run after their GEMM; fused: overlapped with it "
                            "(default: the board's).")(fn)
@@ -155,14 +160,14 @@ def _hw_common(fn):
 @_hw_common
 def simulate_gemm(m, k, n, array, dataflow, block, density, seed, sparse_strategy, index_format,
                   gather, gather_block_rows, gather_derating, board, engine, weight_preload,
-                  vector_overlap, precision, as_json) -> None:
+                  vector_overlap, mac_impl, precision, as_json) -> None:
     """Simulate one GEMM Y[M,N] = X[M,K] @ W[K,N] (W = weight.T), dense or block-sparse."""
     import json
 
     import hwmodels
 
     overrides = {**_pipeline_overrides(weight_preload, vector_overlap),
-                 **_precision_overrides(precision)}
+                 **_precision_overrides(precision, mac_impl)}
     if array:
         try:
             rows, cols = hwmodels.parse_dims(array, "PE array")
@@ -216,7 +221,7 @@ def simulate_gemm(m, k, n, array, dataflow, block, density, seed, sparse_strateg
 @_hw_common
 def simulate_model(model, seq_len, batch, masks_path, index_format, gather, gather_block_rows,
                    gather_derating, board, engine, dataflow, weight_preload, vector_overlap,
-                   precision, as_json) -> None:
+                   mac_impl, precision, as_json) -> None:
     """Simulate a whole BERT-family encoder (optionally with block masks) on a board."""
     import json
 
@@ -230,7 +235,7 @@ def simulate_model(model, seq_len, batch, masks_path, index_format, gather, gath
         raise CodesignError(f"--model {err}") from None
     overrides = _pipeline_overrides(weight_preload, vector_overlap)
     overrides.update(_sparse_overrides(index_format, gather, gather_block_rows, gather_derating))
-    overrides.update(_precision_overrides(precision))
+    overrides.update(_precision_overrides(precision, mac_impl))
     overrides.update(_dataflow_overrides(dataflow))
     acc = _hw_board(board, overrides)
     masks = None

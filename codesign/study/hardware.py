@@ -2,9 +2,10 @@
 
 What is modelled: an accelerator choice is one combination of the swept hardware keys of a study
 (`hardware.pe_array`, `clock_mhz`, `dataflow`, `sparse_strategy`, `precision`,
-`double_buffering`, `weight_preload`, `vector_overlap`, `buffers_kib.NAME`), held as a frozen
-`AcceleratorChoice` (`dataflow` is the canonical text of one dataflow or of a plan per op type,
-"ws,attention=os", as the schema parsed it: hwmodels.dataflow). It is resolved ONCE per distinct choice (memoised per process) into the `hwmodels.load_board` overrides, the
+`double_buffering`, `weight_preload`, `vector_overlap`, `mac_impl`, `buffers_kib.NAME`), held as
+a frozen `AcceleratorChoice` (`dataflow` is the canonical text of one dataflow or of a plan per
+op type, "ws,attention=os", as the schema parsed it: hwmodels.dataflow). It is resolved ONCE per
+distinct choice (memoised per process) into the `hwmodels.load_board` overrides, the
 `hwmodels.Accelerator` and hwmodels' resource check (`Fit`); the sweep's workers receive the
 Accelerator itself and never read the board YAML again.
 
@@ -25,7 +26,7 @@ from codesign.study.schema import Study
 
 # the swept keys in the study's order (buffers_kib.NAME follow, in the study's buffer order)
 _KEYS = ("pe_array", "clock_mhz", "dataflow", "sparse_strategy", "precision", "double_buffering",
-         "weight_preload", "vector_overlap")
+         "weight_preload", "vector_overlap", "mac_impl")
 _BUFFER_PREFIX = "buffers_kib."
 
 
@@ -43,6 +44,7 @@ class AcceleratorChoice:
     double_buffering: bool | None = None
     weight_preload: str | None = None
     vector_overlap: str | None = None
+    mac_impl: str | None = None
     buffers_kib: tuple[tuple[str, float], ...] = ()
 
     @classmethod
@@ -127,7 +129,7 @@ def board_overrides(study: Study, choice: AcceleratorChoice) -> dict[str, Any]:
                                                     "cols": choice.pe_cols})
         elif key == "precision":
             over.setdefault("pe_array", {})["precision"] = value
-        else:  # clock_mhz, dataflow, sparse_strategy, double_buffering, the pipeline keys
+        else:  # clock_mhz, dataflow, sparse_strategy, double_buffering, pipeline, mac_impl
             over[key] = value
     return over
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args
 
 from hwmodels import BlockShape, parse_dims
-from hwmodels.accelerator import VectorOverlap, WeightPreload
+from hwmodels.accelerator import MacImpl, VectorOverlap, WeightPreload
 from hwmodels.dataflow import DATAFLOWS as _HW_DATAFLOWS
 from hwmodels.dataflow import DataflowPlan
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -36,6 +36,7 @@ ACCURACY_PRECISIONS = ("hardware", "fp32") + PRECISIONS
 BUFFERS = ("weight", "input", "output")
 WEIGHT_PRELOADS = get_args(WeightPreload)  # the hardware model's own choices
 VECTOR_OVERLAPS = get_args(VectorOverlap)
+MAC_IMPLS = get_args(MacImpl)  # how the array's MACs are built (hwmodels.resources)
 # Metrics a study may optimise; each stored per point in points.csv.
 OBJECTIVE_METRICS = {
     "latency_ms": "min", "energy_mj": "min", "accuracy": "max", "sequences_per_s": "max",
@@ -215,6 +216,8 @@ class HardwareSpec(_Strict):
     # pipeline (None: the board's value, and the key stays out of the point ids)
     weight_preload: Union[str, list[str]] | None = None
     vector_overlap: Union[str, list[str]] | None = None
+    # dsp | lut (None: the board's, dsp; the key stays out of the point ids)
+    mac_impl: Union[str, list[str]] | None = None
     overrides: dict[str, Any] = Field(default_factory=dict)
     engine: Literal["analytical", "event"] = "analytical"
 
@@ -263,6 +266,11 @@ class HardwareSpec(_Strict):
     def _vector(cls, v: Any) -> Any:
         return None if v is None else _choices(v, VECTOR_OVERLAPS, "a vector overlap", str.lower)
 
+    @field_validator("mac_impl", mode="before")
+    @classmethod
+    def _mac_impl(cls, v: Any) -> Any:
+        return None if v is None else _choices(v, MAC_IMPLS, "a MAC implementation", str.lower)
+
     @field_validator("clock_mhz", mode="before")
     @classmethod
     def _clock(cls, v: Any) -> Any:
@@ -302,7 +310,7 @@ class HardwareSpec(_Strict):
         """Every hardware key with its list of values (scalars become one-element lists)."""
         keys: dict[str, list] = {}
         for key in ("pe_array", "clock_mhz", "dataflow", "sparse_strategy", "precision",
-                    "double_buffering", "weight_preload", "vector_overlap"):
+                    "double_buffering", "weight_preload", "vector_overlap", "mac_impl"):
             value = getattr(self, key)
             if value is not None:
                 keys[key] = _as_list(value)

@@ -114,9 +114,9 @@ class AccuracyProvider:
     def ready(self, task: str, block: BlockShape | None, ratio: float,
               fidelity: str, precision: str = FP32) -> AccuracyResult | None:
         """The result without a measurement (memo or cache), or None when a worker could
-        measure it; the dense model, masks-only points and studies without accuracy are
-        always served here (they cost no training), and so are quantized points (measured in
-        this process: a worker's MeasureJob carries no precision)."""
+        measure it (at `precision`: the MeasureJob of `shipment` carries it); the dense model,
+        masks-only points and studies without accuracy are always served here (they cost no
+        training)."""
         key = (task, block, ratio, fidelity, precision)
         if key in self._memo or block is None or ratio == 0 or not self.study.accuracy.measure:
             return self.get(task, block, ratio, fidelity, precision)
@@ -125,13 +125,15 @@ class AccuracyProvider:
         rec = cached_record(self.study.model.name, task, block, ratio, fidelity, self.recipe,
                             cache=self._cache_obj(), precision=precision)
         if rec is None:
-            return self.get(task, block, ratio, fidelity, precision) if precision != FP32 \
-                else None
+            return None
         self._memo[key] = _result(rec, block, fidelity)
         return self._memo[key]
 
-    def shipment(self, task: str, block: BlockShape, ratio: float, fidelity: str):
-        """(MeasureJob, dense checkpoint, files) of one measurement for a worker: the dense
+    def shipment(self, task: str, block: BlockShape, ratio: float, fidelity: str, *,
+                 precision: str):
+        """(MeasureJob, dense checkpoint, files) of one measurement for a worker at `precision`
+        (the point's, `precision_for`; given explicitly so a job never falls back to fp32): the
+        dense
         model is fine-tuned here first (once, through the cache); `files` names the cache's
         dense checkpoint and teacher files and the task's GLUE files (roots and relative
         paths), the keywords of the executors' `submit_measurement`."""
@@ -147,7 +149,7 @@ class AccuracyProvider:
         glue_root = resolve_glue_dir(self.study.glue_dir)
         job = MeasureJob(model=model, model_sha256=model_sha256(model), task=task,
                          block=block_text(block), ratio=float(ratio), fidelity=fidelity,
-                         recipe=self.recipe)
+                         recipe=self.recipe, precision=accuracy_precision(precision))
         files = dict(cache_root=cache.root, cache_rels=cache_relpaths(cache.root, dense.path),
                      glue_root=glue_root, glue_rels=glue_relpaths(glue_root, task))
         return job, dense, files

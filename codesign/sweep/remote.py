@@ -1,7 +1,10 @@
 """Accuracy measurements away from the main process: a local worker process or a dask worker.
 
-What is modelled: a `MeasureJob` is one (task, block, ratio, fidelity) of a study whose dense
-model the main process has already fine-tuned (through the normal cache). The job runs
+What is modelled: a `MeasureJob` is one (task, block, ratio, fidelity, precision) of a study
+whose dense model the main process has already fine-tuned (through the normal cache); the worker
+measures at the job's precision (fp32, or fake-quantized at a hardware precision such as w8a8,
+calibrated on the same seeded training sentences as in the main process), so its record and key
+are those a main-process measurement writes. The job runs
 `run_measure_job` wherever it lands: in a private temporary accuracy cache, seeded with the dense
 checkpoint (and the teacher logits cached for it) and the task's GLUE files, handed over either
 as bytes (`files_as_bytes`: a dask worker needs no shared file system) or as paths on the same
@@ -46,6 +49,9 @@ class MeasureJob:
     fidelity: str
     recipe: Any  # codesign.accuracy.recipe.Recipe (frozen)
     threads: int | None = None
+    #: the precision to measure at (codesign.accuracy.quantize.accuracy_precision: fp32 or a
+    #: canonical hardware precision)
+    precision: str = "fp32"
     scratch_dir: str | None = None  # parent of the private cache (None: the system's temp)
 
 
@@ -151,7 +157,7 @@ def run_measure_job(job: MeasureJob, cache_files: Files, glue_files: Files) -> R
         with _threads(worker_threads(job.threads)):
             record, data = measure_with_masks(job.model, job.task, job.block, job.ratio,
                                               job.fidelity, job.recipe, glue_dir=root / "glue",
-                                              cache=cache)
+                                              cache=cache, precision=job.precision)
     return RemoteMeasurement(record, data)
 
 

@@ -158,7 +158,8 @@ class Runner:
                 self.progress.note(f"accuracy {task} {block} ratio {ratio:g} ({fidelity})"
                                    f"{at}{where}")
             if acc is None and remote:
-                job, dense, files = self.accuracy.shipment(task, block, ratio, fidelity)
+                job, dense, files = self.accuracy.shipment(task, block, ratio, fidelity,
+                                                           precision=precision)
                 self.executor.submit_measurement(job, _Measuring(tuple(group), dense), **files)
             else:
                 if acc is None:
