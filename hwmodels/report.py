@@ -82,6 +82,10 @@ class Report:
     resources: dict[str, dict[str, float]]
     fits: bool
     ops: tuple[OpReport, ...]
+    #: per layer that the masks removed whole heads or FFN neurons from (hwmodels.structure):
+    #: {layer, heads, heads_scored, heads_output, neurons, neurons_kept}; () when none (and then
+    #: absent from to_dict, so reports without structured pruning are as before)
+    structure: tuple[dict[str, int], ...] = ()
 
     @property
     def total_energy_pj(self) -> float:
@@ -110,6 +114,8 @@ class Report:
             d["ops"] = [dict(asdict(o), total_energy_pj=o.total_energy_pj) for o in self.ops]
         else:
             d.pop("ops")
+        if not self.structure:
+            d.pop("structure")
         return _jsonable(d)
 
     def table(self, per_op: bool = True, max_ops: int = 40) -> str:
@@ -158,7 +164,19 @@ class Report:
                     f"{sum(o.dram_bytes for o in os_) / 1e6:>10.3f}{100 * util:>7.1f}"
                     f"{max(o.load_imbalance for o in os_):>7.2f}"
                     f"{sum(o.density for o in os_) / len(os_):>8.3f}")
-        return "\n".join(lines)
+        return "\n".join(lines + self._structure_lines())
+
+    def _structure_lines(self) -> list[str]:
+        """One line per layer the masks removed whole heads or neurons from (none: no line)."""
+        if not self.structure:
+            return []
+        out = ["", "  structured pruning carried through (heads with QK^T+softmax / with AV, "
+                   "FFN neurons kept):"]
+        for s in self.structure:
+            out.append(f"    layer {s['layer']:>3}: heads {s['heads_scored']}/{s['heads']} / "
+                       f"{s['heads_output']}/{s['heads']}, neurons "
+                       f"{s['neurons_kept']}/{s['neurons']}")
+        return out
 
 
 def _jsonable(x: Any) -> Any:
@@ -175,7 +193,7 @@ def _jsonable(x: Any) -> Any:
 
 def combine(*, workload: str, batch: int, accelerator: str, engine: str, engine_version: str,
             clock_mhz: float, pe_macs: int, ops: list[OpReport], resources: dict,
-            fits: bool) -> Report:
+            fits: bool, structure: tuple[dict[str, int], ...] = ()) -> Report:
     """Sum OpReports into a Report."""
     s = {f: float(sum(getattr(o, f) for o in ops)) for f in CYCLE_FIELDS}
     buf: dict[str, float] = {}
@@ -203,4 +221,5 @@ def combine(*, workload: str, batch: int, accelerator: str, engine: str, engine_
         effective_utilization=useful / peak if peak else 0.0,
         load_imbalance=max((o.load_imbalance for o in ops), default=1.0),
         buffer_accesses=buf, energy_pj=energy, resources=resources, fits=fits, ops=tuple(ops),
+        structure=tuple(structure),
     )

@@ -5,7 +5,10 @@ Each GEMM runs in its own dataflow (`Accelerator.dataflow_of`, hwmodels.dataflow
 Ops run one after another (each op reads its operands from DRAM and writes its result back); with
 `vector_overlap: fused` a GEMM's vector ops are overlapped with it (hwmodels.engines.fusion).
 Masks attach to weight GEMMs by exact checkpoint parameter name. With `sparse_strategy: dense` a
-mask is accepted but ignored (a dense accelerator multiplies the zeros). Identical unmasked ops
+mask is accepted but ignored (a dense accelerator multiplies the zeros). Under tile-skip and
+compaction, whole attention heads and FFN neurons that the masks remove are dropped from the
+workload (hwmodels.structure; `Report.structure` lists them, an op's `density` stays that of its
+given mask; none removed: the report is unchanged). Identical unmasked ops
 (attention matmuls, vector ops of every layer) are mapped and timed once per call.
 """
 from __future__ import annotations
@@ -21,6 +24,7 @@ from .engines.fusion import fused_timings
 from .report import OpReport, Report, combine
 from .resources import assess_fit, gather_clock_mhz
 from .sparsity import BlockMask, gemm_blocks
+from .structure import carry_structure
 from .workload import GemmOp, VectorOp, Workload
 
 
@@ -58,12 +62,22 @@ def attach_masks(workload: Workload, masks: Mapping[str, BlockMask] | None) -> d
     return dict(masks)
 
 
+STRUCTURE_MODES = ("carry", "ignore")
+
+
 def simulate(workload: Workload, accelerator: Accelerator,
              masks: Mapping[str, BlockMask] | None = None,
-             engine: str = "analytical") -> Report:
-    """Simulate `workload` on `accelerator` (see the module docstring)."""
+             engine: str = "analytical", *, structure: str = "carry") -> Report:
+    """Simulate `workload` on `accelerator` (see the module docstring). `structure`: "carry"
+    drops the heads and FFN neurons the masks remove entirely (hwmodels.structure); "ignore"
+    simulates every op at its full size, as before structure was carried."""
+    if structure not in STRUCTURE_MODES:
+        raise ValueError(f"structure {structure!r}: use one of {', '.join(STRUCTURE_MODES)}")
     time_fn = engine_time_fn(engine)
-    attached = attach_masks(workload, masks)
+    given = attach_masks(workload, masks)
+    carried = carry_structure(workload, given, "dense" if structure == "ignore"
+                              else accelerator.sparse_strategy)  # hwmodels.structure
+    workload, attached = carried.workload, carried.masks
     acc = accelerator
     clock = gather_clock_mhz(acc)  # acc.clock_mhz unless a derated crossbar gather
     bpc = acc.dram_bytes_per_cycle_at(clock)
@@ -83,7 +97,7 @@ def simulate(workload: Workload, accelerator: Accelerator,
             hit = (sched, timing)
             if key:
                 cache[key] = hit
-        mapped.append((*hit, mask))
+        mapped.append((*hit, given.get(op.weight_name) if mask is not None else None))
     timings = [t for _, t, _ in mapped]
     if acc.vector_overlap == "fused":
         timings = fused_timings(workload.ops, [s for s, _, _ in mapped], timings)
@@ -93,7 +107,8 @@ def simulate(workload: Workload, accelerator: Accelerator,
     return combine(workload=workload.name, batch=workload.batch, accelerator=acc.name,
                    engine=engine, engine_version=ENGINES[engine], clock_mhz=clock,
                    pe_macs=acc.pe_array.rows * acc.pe_array.cols, ops=reports,
-                   resources=fit.as_dict(), fits=fit.fits)
+                   resources=fit.as_dict(), fits=fit.fits,
+                   structure=tuple(x.as_dict() for x in carried.layers))
 
 
 def _op_report(op, sched: mapping.Schedule, timing, mask, acc: Accelerator,

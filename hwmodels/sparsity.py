@@ -323,6 +323,29 @@ def column_tile_packing(gb: GemmBlocks, tile_n: int) -> ColumnPacking:
                          gathered_k=gathered, used_k_total=used_total)
 
 
+def balance_groups(n: int, bn: int, cols: int) -> tuple[tuple[int, int], ...]:
+    """The block columns (GEMM orientation: W's N = out_features in blocks of `bn`) that
+    compaction runs side by side, as half-open ranges [lo, hi) of block-column indices, in
+    order, covering all ceil(n / bn) of them.
+
+    A column tile of `cols` PE columns holds every block column intersecting it, each in its own
+    PE-column group, and the one with the longest packed K sets the tile's time
+    (`column_tile_packing`); its load imbalance is 1.0 exactly when they all pack the same K.
+    Column tiles that share a block column (one straddling a tile edge) form one group. Depends
+    on the array width only (not on K, the row count or the dataflow)."""
+    lo, hi = _tile_ranges(n, cols, bn)
+    groups: list[tuple[int, int]] = []
+    start, end = int(lo[0]), int(hi[0])
+    for a, b in zip(lo[1:].tolist(), hi[1:].tolist()):
+        if a < end:  # shares a block column with the group so far
+            end = max(end, b)
+        else:
+            groups.append((start, end))
+            start, end = a, b
+    groups.append((start, end))
+    return tuple(groups)
+
+
 # --------------------------------------------------------------------------- index formats
 #: bits of index the decoder reads per cycle: one 64-bit BRAM word (a model figure, as before)
 INDEX_DECODE_BITS_PER_CYCLE = 64

@@ -39,6 +39,10 @@ from codesign.cli.common import CodesignError, block_option, first_line
 @click.option("--set", "set_items", multiple=True, metavar="KEY=VALUE",
               help="With a latency target: board override, dotted key, YAML value, e.g. "
                    "--set sparse_strategy=compact --set pe_array.rows=16 (repeatable).")
+@click.option("--balanced", is_flag=True,
+              help="oneshot / calibrated: PE-balanced blocks: every block row of a group that "
+                   "one column tile of --board's PE array (with --set) runs side by side keeps "
+                   "the same count (compaction load imbalance 1.0); same count per matrix.")
 @click.option("--sim-seq-len", type=click.IntRange(min=1), default=128, show_default=True,
               help="With a latency target: tokens per sequence of the simulated workload.")
 @click.option("--calib-examples", type=click.IntRange(min=1), default=256, show_default=True,
@@ -80,7 +84,7 @@ from codesign.cli.common import CodesignError, block_option, first_line
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Training progress bars (stderr).")
 def prune_cmd(model, task, block, ratio, ratios_file, method, latency_ms, speedup, board,
-              set_items, sim_seq_len, calib_examples, saliency, out_dir, glue_dir, examples,
+              set_items, balanced, sim_seq_len, calib_examples, saliency, out_dir, glue_dir, examples,
               epochs, retrain_epochs, lr, retrain_lr, lambda_, lambdas_file, eps, milestones,
               reweight_unit, reweight_every, batch_size, max_seq_len, seed, eval_examples,
               threads, progress):
@@ -93,7 +97,9 @@ def prune_cmd(model, task, block, ratio, ratios_file, method, latency_ms, speedu
     from codesign.pruning import read_per_matrix_file
 
     block_shape = block_option(block)
-    target = _latency_target(method, ratio, latency_ms, speedup, board, set_items, sim_seq_len)
+    target = _latency_target(method, ratio, latency_ms, speedup, board, set_items, sim_seq_len,
+                             balanced)
+    balance = _balance(method, target, board, set_items) if balanced else None
     try:
         ratio_spec = ratio if ratios_file is None else read_per_matrix_file(
             ratios_file, default=ratio, what="--ratios")
@@ -126,20 +132,25 @@ def prune_cmd(model, task, block, ratio, ratios_file, method, latency_ms, speedu
             retrain=TrainConfig(epochs=retrain_epochs, lr=retrain_lr, **common), rgl=rgl,
             glue_dir=glue_dir, examples=examples, eval_examples=eval_examples,
             progress=progress, target=target,
-            calibration=CalibrationConfig(examples=calib_examples, saliency=saliency))
+            calibration=CalibrationConfig(examples=calib_examples, saliency=saliency),
+            **({"balance": balance} if balance is not None else {}))
     except ValueError as err:  # CheckpointError, GlueDataError, MaskFileError are ValueErrors
         raise CodesignError(first_line(err)) from None
     _print_pruned(done, ratio)
+    if balance is not None:
+        click.echo(f"PE-balanced blocks: groups of the {balance.cols} PE columns of {board}"
+                   + (f" with {' '.join(set_items)}" if set_items else ""))
 
 
-def _latency_target(method, ratio, latency_ms, speedup, board, set_items, seq_len):
+def _latency_target(method, ratio, latency_ms, speedup, board, set_items, seq_len,
+                    balanced=False):
     """The LatencyTarget of the options (None without --latency-ms / --speedup)."""
     if latency_ms is None and speedup is None:
         if ratio is None:
             raise CodesignError("give --ratio, or --latency-ms / --speedup (method calibrated)")
-        if set_items:
-            raise CodesignError("--set applies to the latency target: add --latency-ms or "
-                                "--speedup")
+        if set_items and not balanced:
+            raise CodesignError("--set applies to the latency target or --balanced: add "
+                                "--latency-ms, --speedup or --balanced")
         return None
     if latency_ms is not None and speedup is not None:
         raise CodesignError("give one target: --latency-ms or --speedup, not both")
@@ -153,6 +164,23 @@ def _latency_target(method, ratio, latency_ms, speedup, board, set_items, seq_le
 
     return LatencyTarget(board=board, overrides=parse_set_items(set_items),
                          latency_ms=latency_ms, speedup=speedup, seq_len=seq_len)
+
+
+def _balance(method, target, board, set_items):
+    """The PEBalance of --balanced: the PE array of --board with the --set overrides."""
+    if method not in ("oneshot", "calibrated"):
+        raise CodesignError(f"--balanced applies to --method oneshot or calibrated (got {method})")
+    if target is not None:
+        raise CodesignError("--balanced goes with --ratio, not with --latency-ms / --speedup "
+                            "(the latency-aware allocation levels PE-column groups itself)")
+    import hwmodels
+
+    from codesign.pruning.balance import PEBalance
+
+    try:
+        return PEBalance.of(hwmodels.load_board(board, parse_set_items(set_items) or None))
+    except ValueError as err:
+        raise CodesignError(f"--board {board}: {first_line(err)}") from None
 
 
 def parse_set_items(items) -> dict:

@@ -64,7 +64,7 @@ def read_per_matrix_file(path: str | Path, *, default: float, what: str) -> dict
 
 
 def oneshot_prune(model: Any, structure: Any, block_shape: tuple[int, int], ratio: PerMatrix, *,
-                  include_heads: bool = False) -> dict[str, BlockMask]:
+                  include_heads: bool = False, balance: Any = None) -> dict[str, BlockMask]:
     """Zero, in place, the blocks with the smallest L2 norms of every prunable matrix.
 
     `ratio` is a number (the same for every matrix, the paper's setting) or a per-matrix mapping
@@ -72,11 +72,14 @@ def oneshot_prune(model: Any, structure: Any, block_shape: tuple[int, int], rati
     Blocks are ranked by their plain L2 norm, as in the paper: with a shape that does not divide
     the matrix, the edge blocks hold fewer weights, so the weight density can differ from
     1 - ratio by up to the edge row/column's share (256x1 on 384 rows: 0.5 -> 0.66).
+    `balance` (a `codesign.pruning.balance.PEBalance`, None: off) keeps the same count balanced
+    over the PE-column groups of compaction (the same kept count per matrix, see `balance`).
     Returns the masks keyed by the parameter's checkpoint name.
     """
     import torch
 
-    from codesign.pruning.blocks import block_norms, expand, prune_mask
+    from codesign.pruning.balance import keep_blocks
+    from codesign.pruning.blocks import block_norms, expand
 
     params = dict(model.named_parameters())
     masks: dict[str, BlockMask] = {}
@@ -84,7 +87,8 @@ def oneshot_prune(model: Any, structure: Any, block_shape: tuple[int, int], rati
         for name, layer, role in structure.prunable(params, include_heads=include_heads):
             weight = params[name]
             r = per_matrix_value(ratio, name, layer, role, what="prune ratio")
-            keep = prune_mask(block_norms(weight, block_shape), r)
+            keep = keep_blocks(block_norms(weight, block_shape), r, balance=balance,
+                               matrix_shape=tuple(weight.shape), block_shape=block_shape)
             weight.mul_(expand(keep, block_shape, tuple(weight.shape)).to(weight.device,
                                                                           weight.dtype))
             masks[name] = BlockMask(grid=keep.numpy(), block_shape=tuple(block_shape),

@@ -15,7 +15,9 @@ the simulated latency meets the target with little summed importance removed:
    slope `unit_cycles`); the cheapest move goes first (ties: lower importance, then workload
    order), and moves sharing blocks with it are re-priced.
 2. **Exact prefix.** The shortest prefix of that sequence whose exact simulated latency
-   (`CostTable.latency_cycles`, equal to `hwmodels.simulate`) meets the target, by bisection
+   (`CostTable.latency_cycles`, equal to `hwmodels.simulate` with ``structure="ignore"``;
+   the reported latency is simulate's own, which also drops whole heads and FFN neurons the
+   masks remove, so never above it in the runs tested) meets the target, by bisection
    (verified at the end; the sequence is extended while it does not reach the target).
 3. **Local refinement** (exact checks only): *trim*, restore removed moves, most important
    first, while the target still holds; *swap*, restore a removed move A and take instead one
@@ -53,7 +55,7 @@ class Allocation:
     """What `allocate` chose: the masks (every matrix of the table) and what they reach."""
 
     masks: dict[str, BlockMask]
-    latency_ms: float  # exact simulated latency of `masks`
+    latency_ms: float  # exact simulated latency of `masks` (hwmodels.simulate: `simulated_ms`)
     target_ms: float
     dense_ms: float  # the same accelerator and workload without masks
     removed_importance: float
@@ -374,7 +376,7 @@ def allocate(table: CostTable, importance: Mapping[str, np.ndarray], *,
     total = float(sum(imp.sum() for imp in seq.importance))
     log.info("allocation: %d moves (%d trimmed, %d swaps), %.4f ms for a target of %.4f ms",
              prefix, trimmed, swaps, table.cycles_to_ms(cycles), table.cycles_to_ms(target))
-    return Allocation(masks=masks, latency_ms=table.cycles_to_ms(cycles),
+    return Allocation(masks=masks, latency_ms=simulated_ms(table, masks),
                       target_ms=table.cycles_to_ms(target), dense_ms=table.latency_ms({}),
                       removed_importance=seq.removed_importance(active), total_importance=total,
                       moves=prefix, trimmed=trimmed, swaps=swaps, evaluations=seq.evaluations,
@@ -415,7 +417,16 @@ def uniform_for_target(table: CostTable, importance: Mapping[str, np.ndarray], *
         else:
             lo = mid
     masks = uniform_masks(table, importance, hi)
-    return hi, masks, table.latency_ms(masks)
+    return hi, masks, simulated_ms(table, masks)
+
+
+def simulated_ms(table: CostTable, masks: Mapping[str, BlockMask]) -> float:
+    """`hwmodels.simulate`'s latency of `masks` on the table's workload and accelerator: the
+    table's exact latency, less the work of whole heads and FFN neurons the masks remove
+    (`hwmodels.structure`, which the table does not price: the search is conservative)."""
+    import hwmodels
+
+    return hwmodels.simulate(table.workload, table.accelerator, masks, table.engine).latency_ms
 
 
 # --------------------------------------------------------------------------- the model side

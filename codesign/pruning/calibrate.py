@@ -10,7 +10,8 @@ sentences (padding tokens excluded):
   already pruned and re-fitted); Y_d: the DENSE linear's outputs on the DENSE model. Fitting to
   Y_d, not to the layer's own output on X_p, corrects the drift built up before the layer.
 * the blocks to remove, exactly round(ratio * nblocks) per matrix with the same grid, rounding,
-  zero padding and tie-breaking as `oneshot_prune` (`blocks.prune_mask`), ranked by
+  zero padding and tie-breaking as `oneshot_prune` (`blocks.prune_mask`; PE-balanced with
+  `balance`: `codesign.pruning.balance`), ranked by
   ``saliency="norm"`` (block L2 norm: the very masks of magnitude one-shot) or ``"obs"`` (the
   OBS proxy sum(w^2 / [H^-1]_jj) over the block, H = X_p^T X_p + damping * mean(diag) * I);
 * the kept weights of every output row, and its bias, re-fitted by damped least squares:
@@ -44,7 +45,8 @@ from hwmodels.sparsity import BlockMask
 
 from codesign.pruning import PerMatrix, per_matrix_value
 from codesign.pruning.batching import torch_threads
-from codesign.pruning.blocks import block_norms, block_sq_norms, expand, prune_mask
+from codesign.pruning.balance import PEBalance, keep_blocks
+from codesign.pruning.blocks import block_norms, block_sq_norms, expand
 
 log = logging.getLogger("codesign")
 
@@ -104,28 +106,31 @@ def tokenise_calibration(tokenizer: Any, split: Any, *, max_seq_len: int,
 def calibrated_prune(model: Any, structure: Any, *, block_shape: tuple[int, int],
                      ratio: PerMatrix, calibration: Sequence[Mapping[str, torch.Tensor]],
                      saliency: str = "norm", damping: float = 0.01, refit_bias: bool = True,
-                     threads: int | None = None) -> dict[str, BlockMask]:
+                     threads: int | None = None, balance: PEBalance | None = None,
+                     ) -> dict[str, BlockMask]:
     """Prune `model` in place, calibrated (see the module docstring); returns the masks.
 
     `calibration`: tokenised batches (`tokenise_calibration`); `ratio` a number or a per-matrix
     mapping as in `oneshot_prune`; `threads`: torch intra-op threads for the run (None: as the
-    caller set them; the re-fit's small solves always run on one).
+    caller set them; the re-fit's small solves always run on one); `balance`: PE-balanced
+    blocks (codesign.pruning.balance; None: off), chosen by the same saliency.
     """
     return calibrate_prune(model, structure, block_shape=block_shape, ratio=ratio,
                            calibration=calibration, saliency=saliency, damping=damping,
-                           refit_bias=refit_bias, threads=threads).masks
+                           refit_bias=refit_bias, threads=threads, balance=balance).masks
 
 
 def calibrate_prune(model: Any, structure: Any, *, block_shape: tuple[int, int],
                     ratio: PerMatrix, calibration: Sequence[Mapping[str, torch.Tensor]],
                     saliency: str = "norm", damping: float = 0.01, refit_bias: bool = True,
-                    threads: int | None = None) -> CalibratedPruning:
+                    threads: int | None = None, balance: PEBalance | None = None,
+                    ) -> CalibratedPruning:
     """`calibrated_prune` with each matrix's reconstruction errors (CalibratedPruning)."""
     _check_settings(saliency, damping, calibration)
     with torch_threads(threads):
         return _calibrate(model, structure, calibration, dict(
             block_shape=tuple(int(x) for x in block_shape), ratio=ratio, saliency=saliency,
-            damping=float(damping), refit_bias=refit_bias))
+            damping=float(damping), refit_bias=refit_bias, balance=balance))
 
 
 def _check_settings(saliency: str, damping: float, calibration: Sequence[Any]) -> None:
@@ -315,7 +320,7 @@ def _pruned_statistics(model: Any, layer: torch.nn.Module, names: Mapping[str, s
 def _prune_and_fit(model: Any, name: str, layer: int, role: str, moments: _Moments, *,
                    block_shape: tuple[int, int], ratio: PerMatrix, saliency: str, damping: float,
                    refit_bias: bool, given: Mapping[str, BlockMask] | None = None,
-                   ) -> tuple[BlockMask, MatrixFit]:
+                   balance: PEBalance | None = None) -> tuple[BlockMask, MatrixFit]:
     """Choose one matrix's blocks (or take `given[name]`), re-fit its kept weights (in place);
     its mask and fit."""
     module = _module_of(model, name)
@@ -334,7 +339,8 @@ def _prune_and_fit(model: Any, name: str, layer: int, role: str, moments: _Momen
             scores = _obs_scores(w, gram_w, lam, block_shape)
         else:
             scores = block_norms(weight, block_shape)  # the very masks of oneshot_prune
-        keep = prune_mask(scores, r)
+        keep = keep_blocks(scores, r, balance=balance, matrix_shape=tuple(weight.shape),
+                           block_shape=block_shape)
     element = expand(keep, block_shape, tuple(weight.shape)).to(w.device)
     before = _squared_error(torch.cat([(w * element).T, b[None]]), moments)
     with torch_threads(1):
