@@ -30,6 +30,7 @@ from codesign.pruning import PerMatrix
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only; importing them loads torch
     from codesign.masks import MaskStats
+    from codesign.pruning.balance import PEBalance
     from codesign.pruning.rgl import RGLConfig
     from codesign.pruning.train import TrainConfig
 
@@ -94,7 +95,8 @@ def prune_checkpoint(*, model: str, task: str, block_shape: BlockShape, ratio: P
                      glue_dir: str | Path | None = None, examples: int | None = None,
                      eval_examples: int | None = None, progress: bool = True,
                      calibration: CalibrationConfig | None = None,
-                     target: LatencyTarget | None = None) -> PrunedCheckpoint:
+                     target: LatencyTarget | None = None,
+                     balance: PEBalance | None = None) -> PrunedCheckpoint:
     """Block-prune `model` on GLUE `task` and write the pruned checkpoint to `out_dir`.
 
     `ratio` is the fraction of blocks pruned per matrix (a number, or a per-matrix mapping, see
@@ -104,7 +106,8 @@ def prune_checkpoint(*, model: str, task: str, block_shape: BlockShape, ratio: P
     penalty (default RGLConfig()). `examples` takes a seeded random subset of the train split;
     `eval_examples` of the dev split (0 = do not evaluate). `method="calibrated"` reads
     `calibration` (default CalibrationConfig()); with `target` the blocks are allocated to meet
-    the simulated latency and `ratio` is ignored (None allowed).
+    the simulated latency and `ratio` is ignored (None allowed). `balance` (oneshot and
+    calibrated at a ratio): PE-balanced blocks (codesign.pruning.balance).
     """
     from codesign.checkpoints import load_model
     from codesign.glue import headline_metric, load_split
@@ -115,6 +118,8 @@ def prune_checkpoint(*, model: str, task: str, block_shape: BlockShape, ratio: P
         raise ValueError("a latency target needs method calibrated")
     if ratio is None and target is None:
         raise ValueError("give a prune ratio, or a latency target (method calibrated)")
+    if balance is not None and (method == "rgl" or target is not None):
+        raise ValueError("balance: PE-balanced blocks go with oneshot or calibrated at a ratio")
     train_split = load_split(task, "train", glue_dir=glue_dir, limit=examples, seed=train.seed)
     dev_split = None
     if eval_examples != 0:
@@ -126,17 +131,20 @@ def prune_checkpoint(*, model: str, task: str, block_shape: BlockShape, ratio: P
         result = _calibrated_pipeline(loaded, train_split, task=task, glue_dir=glue_dir,
                                       block_shape=block_shape, ratio=ratio, train=train,
                                       retrain=retrain, calibration=calibration or
-                                      CalibrationConfig(), target=target, progress=progress)
+                                      CalibrationConfig(), target=target, progress=progress,
+                                      balance=balance)
     else:
         result = _run_pipeline(loaded, train_split, block_shape=block_shape, ratio=ratio,
                                method=method, train=train, retrain=retrain, rgl=rgl,
-                               progress=progress)
+                               progress=progress, balance=balance)
     metrics = _evaluate(loaded, task, dev_split, train)
     seconds = time.perf_counter() - start
     loaded.model.to("cpu")
     allocation = result.settings.get("allocation")
-    saved, stats = _save(out_dir, loaded, result, task=task, ratio=ratio,
-                         extra={"allocation": allocation} if allocation else None)
+    extra = {"allocation": allocation} if allocation else {}
+    if balance is not None:
+        extra["balance"] = result.settings["balance"] = {"pe_columns": balance.cols}
+    saved, stats = _save(out_dir, loaded, result, task=task, ratio=ratio, extra=extra or None)
     info = {"model": loaded.source, "model_sha256": loaded.sha256, "task": task,
             "method": method, "block_shape": str(block_shape), "ratio": ratio,
             "train_examples": len(train_split), "dev_examples":
@@ -162,7 +170,7 @@ def prune_checkpoint(*, model: str, task: str, block_shape: BlockShape, ratio: P
 
 def _run_pipeline(loaded: Any, train_split: Any, *, block_shape: BlockShape, ratio: PerMatrix,
                   method: str, train: TrainConfig, retrain: TrainConfig | None,
-                  rgl: RGLConfig | None, progress: bool) -> Any:
+                  rgl: RGLConfig | None, progress: bool, balance: PEBalance | None = None) -> Any:
     """The chosen pipeline on the loaded model (in place); returns its rgl.PruneResult."""
     from codesign.pruning.rgl import RGLConfig, oneshot_pipeline, rgl_prune
 
@@ -171,7 +179,8 @@ def _run_pipeline(loaded: Any, train_split: Any, *, block_shape: BlockShape, rat
                          block_shape=block_shape, ratio=ratio, rgl=rgl or RGLConfig(), train=train,
                          retrain=retrain, progress=progress)
     return oneshot_pipeline(loaded.model, loaded.tokenizer, loaded.structure, train_split,
-                            block_shape=block_shape, ratio=ratio, train=train, retrain=retrain, progress=progress)
+                            block_shape=block_shape, ratio=ratio, train=train, retrain=retrain,
+                            progress=progress, balance=balance)
 
 
 def _evaluate(loaded: Any, task: str, dev_split: Any | None,
@@ -205,7 +214,8 @@ def _save(out_dir: str | Path, loaded: Any, result: Any, *, task: str, ratio: Pe
 def _calibrated_pipeline(loaded: Any, train_split: Any, *, task: str, glue_dir: Any,
                          block_shape: BlockShape, ratio: PerMatrix | None, train: TrainConfig,
                          retrain: TrainConfig | None, calibration: CalibrationConfig,
-                         target: LatencyTarget | None, progress: bool) -> Any:
+                         target: LatencyTarget | None, progress: bool,
+                         balance: PEBalance | None = None) -> Any:
     """Optional dense fine-tuning, calibrated pruning (uniform, or allocated to `target`),
     optional masked retraining; an rgl.PruneResult (settings carry the allocation)."""
     from dataclasses import asdict
@@ -232,7 +242,8 @@ def _calibrated_pipeline(loaded: Any, train_split: Any, *, task: str, glue_dir: 
     if target is None:
         masks = calibrate_prune(loaded.model, loaded.structure, block_shape=block_shape,
                                 ratio=ratio, calibration=batches, saliency=calibration.saliency,
-                                damping=calibration.damping, threads=train.threads).masks
+                                damping=calibration.damping, threads=train.threads,
+                                balance=balance).masks
     else:
         masks, settings["allocation"] = _allocate(loaded, block_shape, batches, calibration,
                                                   target, train.threads)

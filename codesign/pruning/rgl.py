@@ -135,11 +135,12 @@ class PruneResult:
 
 def _prune_then_retrain(model, tokenizer, structure, split, block_shape, ratio,
                         retrain: TrainConfig | None, include_heads: bool, progress: bool,
-                        seconds: dict[str, float], desc: str):
+                        seconds: dict[str, float], desc: str, balance: Any = None):
     """Stage 2 hard pruning, then stage 3 masked retraining unless `retrain` is None or has
     no epochs; records the stage times in `seconds`. Returns (masks, retraining stats)."""
     start = time.perf_counter()
-    masks = oneshot_prune(model, structure, block_shape, ratio, include_heads=include_heads)
+    masks = oneshot_prune(model, structure, block_shape, ratio, include_heads=include_heads,
+                          balance=balance)
     seconds["prune"] = time.perf_counter() - start
     stats = None
     if retrain is not None and retrain.epochs > 0:
@@ -172,8 +173,10 @@ def rgl_prune(model: torch.nn.Module, tokenizer: Any, structure: Any, split: Any
 def oneshot_pipeline(model: torch.nn.Module, tokenizer: Any, structure: Any, split: Any | None,
                      *, block_shape: tuple[int, int], ratio: PerMatrix,
                      train: TrainConfig | None = None, retrain: TrainConfig | None = None,
-                     include_heads: bool = False, progress: bool = True) -> PruneResult:
-    """Optional dense fine-tuning, one-shot block-magnitude pruning, optional masked retraining."""
+                     include_heads: bool = False, progress: bool = True,
+                     balance: Any = None) -> PruneResult:
+    """Optional dense fine-tuning, one-shot block-magnitude pruning (PE-balanced with
+    `balance`, codesign.pruning.balance), optional masked retraining."""
     seconds: dict[str, float] = {}
     stage1 = None
     if train is not None and train.epochs > 0:
@@ -182,7 +185,7 @@ def oneshot_pipeline(model: torch.nn.Module, tokenizer: Any, structure: Any, spl
         seconds["finetune"] = stage1.seconds
     masks, stage3 = _prune_then_retrain(model, tokenizer, structure, split, block_shape, ratio,
                                         retrain, include_heads, progress, seconds,
-                                        "masked retraining")
+                                        "masked retraining", balance)
     return PruneResult(method="oneshot", masks=masks, stage_seconds=seconds,
                        stage_stats={"finetune": stage1, "retrain": stage3},
                        settings=_settings(None, train, retrain))
