@@ -1,7 +1,8 @@
 """`simulate_points(workload, accelerators, masks) -> [Report]`: many design points at once.
 
-What is modelled: exactly what `hwmodels.simulate` computes with the analytical engine, for a
-list of accelerators, returned as one `Report` per accelerator without its per-op rows
+What is modelled: exactly what `hwmodels.simulate` computes with the analytical engine (whole
+dead heads and FFN neurons carried through, as its default `structure="carry"`), for a list of
+accelerators, returned as one `Report` per accelerator without its per-op rows
 (`ops=()`): every total (cycles by kind, latency, bytes, MACs, utilisation, load imbalance,
 buffer accesses, energy by component, resources, fit) equals simulate's bit for bit
 (tests/hwmodels/test_speed_cache.py). How: points whose accelerators differ only in clock, DRAM
@@ -30,6 +31,7 @@ from .report import CYCLE_FIELDS, Report
 from .resources import gather_clock_mhz
 from .simulate import attach_masks, fit_of, op_energy_pj, op_schedule, simulate
 from .sparsity import BlockMask
+from .structure import carry_structure
 from .workload import GemmOp, Workload
 
 
@@ -82,6 +84,11 @@ def _group_reports(workload: Workload, accs: list[Accelerator], attached: dict,
     """Reports of points with equal timing keys (the sums of simulate's `combine`, per op in
     workload order, on arrays over the points)."""
     acc0 = accs[0]
+    # as simulate: the heads and FFN neurons the masks remove entirely are dropped (the sparse
+    # strategy, part of the timing key, decides)
+    carried = carry_structure(workload, attached, acc0.sparse_strategy)
+    workload, attached = carried.workload, carried.masks
+    structure = tuple(x.as_dict() for x in carried.layers)
     clocks = [gather_clock_mhz(a) for a in accs]  # as simulate: a derated crossbar's clock
     bpc = np.array([a.dram_bytes_per_cycle_at(c) for a, c in zip(accs, clocks)])
     clock = np.array(clocks, np.float64)
@@ -124,7 +131,8 @@ def _group_reports(workload: Workload, accs: list[Accelerator], attached: dict,
             utilization=executed / peak if peak else 0.0,
             effective_utilization=useful / peak if peak else 0.0,
             load_imbalance=max(imbalance, default=1.0), buffer_accesses=dict(buf),
-            energy_pj=energy[p], resources=fit.as_dict(), fits=fit.fits, ops=()))
+            energy_pj=energy[p], resources=fit.as_dict(), fits=fit.fits, ops=(),
+            structure=structure))
     return out
 
 

@@ -11,7 +11,8 @@ holds that decomposition, built once per (accelerator, workload, block shape):
   functions `simulate` calls (`simulate.op_schedule`, the engine's `time_schedule`,
   `engines.fusion.fuse_group`; schedules from `sweepcache.SCHEDULES`) and memoised per mask
   content; `latency_cycles` sums the per-op cycles in the workload's op order, as
-  `report.combine` does, so it equals `simulate(workload, acc, masks).total_cycles` exactly
+  `report.combine` does, so it equals `simulate(workload, acc, masks,
+  structure="ignore").total_cycles` exactly
   (tests/hwmodels/test_costs.py). A matrix without a mask is costed as `simulate` costs it (the
   dense path).
 * the *units* of saving the allocation search works in (`MatrixCosts`), which follow the sparse
@@ -25,8 +26,11 @@ holds that decomposition, built once per (accelerator, workload, block shape):
   fill/drain and index cycles do not scale exactly with the units); searches use it to rank
   moves and check every candidate with the exact figures.
 
-Ignored: nothing beyond what `simulate` ignores; `sparse_strategy: dense` has no unit of saving
-(pruning does not change its cycles).
+Ignored: the heads and FFN neurons that masks remove entirely (hwmodels.structure): a table
+prices the full-size workload, as `simulate(..., structure="ignore")` does, so it never
+under-estimates a mask's cycles (callers that report a latency re-simulate the masks:
+codesign.pruning.allocation); `sparse_strategy: dense` has no unit of saving (pruning does not
+change its cycles).
 """
 from __future__ import annotations
 

@@ -161,3 +161,19 @@ def test_structure_ignore_is_the_full_size_workload():
     assert simulate(_wl(), acc, masks).total_cycles < ignored.total_cycles
     with pytest.raises(ValueError, match="structure 'on'"):
         simulate(_wl(), acc, masks, structure="on")
+
+
+def test_simulate_points_carries_the_structure_as_simulate_does():
+    """The study's batched path drops the same heads and neurons, so its totals equal
+    simulate's exactly (a dead V head and dead FFN neurons; both strategies, two clocks)."""
+    masks = {_name("v"): _mask((64, 64), dead_rows=[1]),
+             _name("ffn_in"): _mask((128, 64), dead_rows=[2, 5], density=0.6, seed=1),
+             _name("ffn_out"): _mask((64, 128), density=0.6, seed=2)}
+    accs = [hwmodels.load_board("zcu102", {"sparse_strategy": s, "clock_mhz": c})
+            for s in ("tile-skip", "compact") for c in (150, 250)]
+    batched = hwmodels.simulate_points(_wl(), accs, masks)
+    for acc, rep in zip(accs, batched):
+        one = simulate(_wl(), acc, masks)
+        assert rep.structure == one.structure and rep.structure[0]["heads_output"] == 3
+        assert rep.total_cycles == one.total_cycles and rep.executed_macs == one.executed_macs
+        assert rep.energy_pj == one.energy_pj
