@@ -103,8 +103,8 @@ def _print_design_space(study, info: dict) -> None:
     click.echo(f"  objectives: {objectives}; search {study.search.method}"
                + (f" ({study.search.trials} trials)" if study.search.trials else ""))
     click.echo(f"  design points: {info['n_points']} ({info['stored']} already stored in "
-               f"{info['out_dir']}); distinct (task, block, ratio) accuracy measurements: "
-               f"{info['accuracy_configs']} + dense")
+               f"{info['out_dir']}); distinct (task, block, ratio, precision) accuracy "
+               f"measurements: {info['accuracy_configs']} + dense")
     hw = info["hw_seconds_per_point"]
     hw_text = f"{hw * 1000:.0f} ms per hardware point (timed one)" if math.isfinite(hw) else \
         "hardware time unknown"

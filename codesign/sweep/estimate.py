@@ -50,7 +50,7 @@ def describe(study: Study, out_dir: str | Path | None = None,
     out = study.output_dir(out_dir)
     stored = _stored(study, out, space.context, points)
     n_acc = len(study.tasks) * len(study.pruning.block_shapes) * len(
-        [r for r in study.pruning.ratios if r > 0])
+        [r for r in study.pruning.ratios if r > 0]) * _accuracy_precisions(study)
     hw_seconds = _time_one(study, space) if time_one and space.choices else math.nan
     n_points = len(points) if points else (study.search.trials or 0)
     secs = accuracy_seconds(study)
@@ -71,6 +71,17 @@ def describe(study: Study, out_dir: str | Path | None = None,
             "fidelities": [st.fidelity for st in study.accuracy.stages]
             if study.accuracy.measure else [],
             "estimate_s": est, "out_dir": out}
+
+
+def _accuracy_precisions(study: Study) -> int:
+    """How many precisions each (task, block, ratio) is measured at: one, unless the accuracy
+    follows the accelerator's precision (`accuracy.precision: hardware`) and that is swept."""
+    if study.accuracy.precision != "hardware":
+        return 1
+    from hwmodels.accelerator import PRECISION_ALIASES
+
+    values = study.hardware.swept().get("precision") or [None]
+    return len({PRECISION_ALIASES.get(v, v) for v in values})
 
 
 def _stored(study: Study, out: Path, context: str, points: list) -> int:
