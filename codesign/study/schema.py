@@ -23,7 +23,8 @@ from hwmodels import BlockShape, parse_dims
 from hwmodels.accelerator import MacImpl, VectorOverlap, WeightPreload
 from hwmodels.dataflow import DATAFLOWS as _HW_DATAFLOWS
 from hwmodels.dataflow import DataflowPlan
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationInfo, field_validator,
+                      model_validator)
 
 from codesign.accuracy.recipe import FIDELITIES, Recipe
 
@@ -37,6 +38,10 @@ BUFFERS = ("weight", "input", "output")
 WEIGHT_PRELOADS = get_args(WeightPreload)  # the hardware model's own choices
 VECTOR_OVERLAPS = get_args(VectorOverlap)
 MAC_IMPLS = get_args(MacImpl)  # how the array's MACs are built (hwmodels.resources)
+#: the hardware keys that are unset unless a study names them: (allowed values, what they are)
+_OPTIONAL_CHOICES = {"weight_preload": (WEIGHT_PRELOADS, "a weight preload"),
+                     "vector_overlap": (VECTOR_OVERLAPS, "a vector overlap"),
+                     "mac_impl": (MAC_IMPLS, "a MAC implementation")}
 # Metrics a study may optimise; each stored per point in points.csv.
 OBJECTIVE_METRICS = {
     "latency_ms": "min", "energy_mj": "min", "accuracy": "max", "sequences_per_s": "max",
@@ -268,20 +273,11 @@ class HardwareSpec(_Strict):
         return _choices(v, SPARSE_STRATEGIES, "a sparse strategy",
                         lambda x: x.lower().replace("_", "-"))
 
-    @field_validator("weight_preload", mode="before")
+    @field_validator("weight_preload", "vector_overlap", "mac_impl", mode="before")
     @classmethod
-    def _preload(cls, v: Any) -> Any:
-        return None if v is None else _choices(v, WEIGHT_PRELOADS, "a weight preload", str.lower)
-
-    @field_validator("vector_overlap", mode="before")
-    @classmethod
-    def _vector(cls, v: Any) -> Any:
-        return None if v is None else _choices(v, VECTOR_OVERLAPS, "a vector overlap", str.lower)
-
-    @field_validator("mac_impl", mode="before")
-    @classmethod
-    def _mac_impl(cls, v: Any) -> Any:
-        return None if v is None else _choices(v, MAC_IMPLS, "a MAC implementation", str.lower)
+    def _optional_choice(cls, v: Any, info: ValidationInfo) -> Any:
+        allowed, what = _OPTIONAL_CHOICES[info.field_name]
+        return None if v is None else _choices(v, allowed, what, str.lower)
 
     @field_validator("clock_mhz", mode="before")
     @classmethod
