@@ -52,27 +52,27 @@ Block sparsity (mask in GEMM orientation, see sparsity.py):
 * A mask with every block kept through tile-skip gives the dense schedule exactly; through
   compact it gives the dense fold structure plus index bytes (and index cycles, if any).
 
+The fold structure of one pass over W (tile occupancy, packing, index layout per array shape)
+is built in hwmodels.folds and cached there; this module adds M chunking, residency and the
+pipeline.
+
 Ignored: bank conflicts inside buffers, DRAM page effects (in the sustained bandwidth), bias
 loads, requantisation cost, the input-gather crossbar's own timing (assumed one word per cycle per
 group).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from .accelerator import Accelerator
 from .actions import ActionCounts
+from .folds import INDEX_PORT_BYTES, WsFolds, pass_structure  # noqa: F401 (INDEX_PORT_BYTES)
 from .pipeline import pipeline_fill
-from .sweepcache import FOLDS
-from .sparsity import (INDEX_DECODE_BITS_PER_CYCLE, ColumnPacking, GemmBlocks, IndexFormat,
-                       IndexLayout, column_tile_packing, dense_gemm_blocks, edge_sizes,
-                       index_layout, tile_occupancy)
+from .sparsity import GemmBlocks, _edge_sizes, dense_gemm_blocks
 from .workload import GemmOp, VectorOp
 
-INDEX_PORT_BYTES = INDEX_DECODE_BITS_PER_CYCLE // 8  # one 64-bit BRAM word per cycle
 VECTOR_CHUNK_ELEMENTS = 8192  # a vector op streams through the buffers in chunks of this size
 
 
@@ -143,19 +143,6 @@ def gemm_schedule(op: GemmOp, acc: Accelerator, gb: GemmBlocks | None = None) ->
     return _os(op, acc, gb, strategy)
 
 
-def _occupancy(gb: GemmBlocks, strategy: str, rows: int, cols: int) -> np.ndarray:
-    """Kept weight tiles [ceil(K/rows), ceil(N/cols)]: all of them unless tiles are skipped."""
-    if strategy == "tile-skip":
-        return tile_occupancy(gb, rows, cols)
-    return np.ones((math.ceil(gb.k / rows), math.ceil(gb.n / cols)), bool)
-
-
-def _packing_imbalance(pk: ColumnPacking) -> float:
-    """sum over column tiles of the longest packed K / sum of the mean packed K (1 if empty)."""
-    busy = pk.packed_k > 0
-    return float(pk.packed_k.sum() / pk.mean_k[busy].sum()) if busy.any() else 1.0
-
-
 def _decode_once(index: np.ndarray, passes: int, resident: bool) -> np.ndarray:
     """Index cycles of one pass over W repeated `passes` times (ws M chunks): indices that stay
     on chip with the weights (`resident`) are decoded in the first pass only; the decoded gather
@@ -165,125 +152,8 @@ def _decode_once(index: np.ndarray, passes: int, resident: bool) -> np.ndarray:
     return np.concatenate([index, np.zeros(index.size * (passes - 1), np.int64)])
 
 
-def _packing_and_layout(gb: GemmBlocks, cols: int, fmt: IndexFormat,
-                        ib: int) -> tuple[ColumnPacking, IndexLayout]:
-    """Compaction's packing and index layout per column tile; they depend on the mask and the
-    array's column count only (cached in `hwmodels.sweepcache.FOLDS` across row counts)."""
-    return FOLDS.get(("packing", gb.content_key, cols, str(fmt), ib),
-                     lambda: (column_tile_packing(gb, cols), index_layout(gb, cols, fmt, ib)))
-
-
-def _pass_structure(gb: GemmBlocks, strategy: str, acc: Accelerator, dataflow: str,
-                    wb: int | float):
-    """One pass over W (ws `_WsFolds`, os `_OsSlabs`), from the bounded cache
-    `hwmodels.sweepcache.FOLDS`: it depends on the mask, the array shape, the strategy, the
-    index format, the bytes of one W element (`wb`: a weight's or, for the attention GEMMs, an
-    activation's) and the index bytes only (not on clock, bandwidth or buffers)."""
-    R, C = acc.pe_array.rows, acc.pe_array.cols
-    ib = acc.index_bytes
-    if strategy == "compact":
-        fmt = IndexFormat.parse(acc.index_format)
-        key = (dataflow, strategy, gb.content_key, R, C, wb, ib, str(fmt))
-        if dataflow == "ws":
-            return FOLDS.get(key, lambda: _ws_compact_folds(gb, R, C, wb, ib, fmt))
-        return FOLDS.get(key, lambda: _os_compact_slabs(gb, C, wb, ib, fmt))
-    key = (dataflow, strategy, gb.content_key, R, C, wb)
-    if dataflow == "ws":
-        return FOLDS.get(key, lambda: _ws_tile_folds(gb, strategy, R, C, wb))
-    return FOLDS.get(key, lambda: _os_tile_slabs(gb, strategy, R, C, wb))
-
-
 # --------------------------------------------------------------------------- weight stationary
-@dataclass(frozen=True, eq=False)
-class _WsFolds:
-    """One pass over W (one M chunk) in execution order, column tile j major: an entry per fold,
-    plus a store-only entry for a column tile whose weight tiles are all skipped."""
-
-    compact: bool
-    jj: np.ndarray  # column tile of each entry
-    real: np.ndarray  # the entry is a fold (False: store-only)
-    seg: np.ndarray  # K rows of the fold's weight tile
-    w_load: np.ndarray  # DRAM bytes of weights (+ indices) before the fold
-    index: np.ndarray  # index-overhead cycles of the fold
-    used_k_total: int  # K positions used by any kept block (rows of X needed)
-    #: resident X: compact, the share of it the fold loads; otherwise X bytes per streamed row
-    #: the fold loads first (its k slice in the first column tile that needs it), in elements
-    x_resident: np.ndarray
-    x_stream_k: np.ndarray  # K positions the fold streams when X is not resident
-    exec_elems: int  # weights multiplied per streamed row (zeros inside kept tiles included)
-    tiles_total: int
-    tiles_skipped: int
-    in_read_k: int  # input-buffer reads per streamed row, summed over folds
-    w_read_bytes: int  # weight-buffer bytes read
-    index_bytes: int  # block-index bytes of W
-    load_imbalance: float
-
-
-def _ws_fold_index_cycles(lay: IndexLayout, fmt: IndexFormat, jj: np.ndarray, seg: np.ndarray,
-                          frac: np.ndarray, bk: int, ib: int, rows: int) -> np.ndarray:
-    """Index-decoder cycles of each ws fold beyond its R-cycle weight preload.
-
-    block: the fold's new block columns (see `IndexLayout`) each get one index per block
-    position of the fold, in lock step (shorter groups padded), as before formats existed;
-    bitmap / nm: the tile's bit stream, split over its folds in proportion to their K."""
-    if fmt.kind == "block":
-        n_idx = lay.new_groups[jj] * np.maximum(1, -(-seg // bk))
-        cycles = -(-(n_idx * ib) // INDEX_PORT_BYTES)
-    else:
-        cycles = np.ceil(frac * lay.bits[jj] / INDEX_DECODE_BITS_PER_CYCLE).astype(np.int64)
-    return np.where(seg > 0, np.maximum(0, cycles - rows), 0)
-
-
-def _ws_compact_folds(gb: GemmBlocks, rows: int, cols: int, wb: int | float, ib: int,
-                      fmt: IndexFormat) -> _WsFolds:
-    pk, lay = _packing_and_layout(gb, cols, fmt, ib)
-    folds_j = -(-pk.packed_k // rows)  # ceil
-    # one entry per fold, plus a store-only pseudo-fold for an empty column tile
-    entries_j = np.maximum(folds_j, 1)
-    jj = np.repeat(np.arange(entries_j.size), entries_j)
-    pos = np.arange(jj.size) - np.repeat(np.cumsum(entries_j) - entries_j, entries_j)
-    real = pos < folds_j[jj]
-    seg = np.where(real, np.minimum(rows, pk.packed_k[jj] - pos * rows), 0)
-    frac = np.where(real, seg / np.maximum(pk.packed_k[jj], 1), 0.0)
-    w_tile_bytes = pk.kept_elems * wb + lay.bytes  # per column tile
-    index = _ws_fold_index_cycles(lay, fmt, jj, seg, frac, gb.bk, ib, rows)
-    first_j = int(np.argmax(pk.packed_k > 0)) if (pk.packed_k > 0).any() else -1
-    return _WsFolds(
-        compact=True, jj=jj, real=real, seg=seg, w_load=frac * w_tile_bytes[jj], index=index,
-        used_k_total=pk.used_k_total, x_resident=np.where(real & (jj == first_j), frac, 0.0),
-        x_stream_k=frac * pk.used_k[jj],  # gathered K positions per fold
-        exec_elems=int(pk.kept_elems.sum()), tiles_total=int(folds_j.sum()), tiles_skipped=0,
-        in_read_k=int(pk.gathered_k.sum()),  # per streamed row, summed over groups
-        w_read_bytes=int(w_tile_bytes.sum()), index_bytes=lay.total_bytes,
-        load_imbalance=_packing_imbalance(pk))
-
-
-def _ws_tile_folds(gb: GemmBlocks, strategy: str, rows: int, cols: int,
-                   wb: int | float) -> _WsFolds:
-    k_len, n_len = edge_sizes(gb.k, rows), edge_sizes(gb.n, cols)
-    nKt = k_len.size
-    occ = _occupancy(gb, strategy, rows, cols)
-    occT = occ.T  # j-major order
-    present = occT.copy()
-    present[~occT.any(axis=1), 0] = True
-    flat = np.flatnonzero(present.ravel())
-    jj, ii = flat // nKt, flat % nKt
-    real = occT.ravel()[flat]
-    seg = np.where(real, k_len[ii], 0)
-    first_j = np.argmax(occ, axis=1)  # first column tile that needs k slice i
-    x_first = real & (jj == first_j[ii])
-    exec_elems = int((k_len[:, None] * n_len[None, :] * occ).sum())
-    return _WsFolds(
-        compact=False, jj=jj, real=real, seg=seg,
-        w_load=np.where(real, k_len[ii] * n_len[jj] * wb, 0).astype(np.float64),
-        index=np.zeros(jj.size, np.int64), used_k_total=int(k_len[occ.any(axis=1)].sum()),
-        x_resident=(x_first * seg).astype(np.float64), x_stream_k=seg.astype(np.float64),
-        exec_elems=exec_elems, tiles_total=int(occ.size), tiles_skipped=int(occ.size - occ.sum()),
-        in_read_k=int((k_len[:, None] * occ).sum()),  # K streamed per row, summed over tiles
-        w_read_bytes=exec_elems * wb, index_bytes=0, load_imbalance=1.0)
-
-
-def _ws_input_load(f: _WsFolds, rows: int, x_cap: int, ob: int) -> tuple[np.ndarray, bool]:
+def _ws_input_load(f: WsFolds, rows: int, x_cap: int, ob: int) -> tuple[np.ndarray, bool]:
     """DRAM bytes of X before each fold for an M chunk of `rows` rows; True if X is resident."""
     if rows * f.used_k_total * ob <= x_cap:
         if f.compact:
@@ -294,21 +164,20 @@ def _ws_input_load(f: _WsFolds, rows: int, x_cap: int, ob: int) -> tuple[np.ndar
 
 def _ws(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str) -> Schedule:
     R, C = acc.pe_array.rows, acc.pe_array.cols
-    ob, ab, ib = acc.operand_bytes, acc.accumulator_bytes, acc.index_bytes
+    ob, ab = acc.operand_bytes, acc.accumulator_bytes
     M, K, N = op.m, op.k, op.n
     x_cap = acc.usable_bytes(acc.input_buffer)
-    n_len = edge_sizes(N, C)
-    m_lens = [int(ml) for ml in edge_sizes(M, max(1, min(M, acc.usable_bytes(
+    n_len = _edge_sizes(N, C)
+    m_lens = [int(ml) for ml in _edge_sizes(M, max(1, min(M, acc.usable_bytes(
         acc.output_buffer) // (C * ab))))]
     nch = len(m_lens)
-    f = _pass_structure(gb, strategy, acc, "ws", acc.w_operand_bytes(op.kind))
+    f = pass_structure(gb, strategy, acc, "ws", acc.w_operand_bytes(op.kind))
     # the last entry of each column tile carries that tile's output store
-    last = np.ones(f.jj.size, bool)
-    last[:-1] = f.jj[1:] != f.jj[:-1]
+    store_unit = np.zeros(f.jj.size)  # bytes per streamed row
+    store_unit[f.tile_last] = n_len * ob
     w_once = float(f.w_load.sum())
     w_resident = nch > 1 and w_once <= acc.usable_bytes(acc.weight_buffer)
     real_i = f.real.astype(np.int64)
-    store_unit = (last * n_len[f.jj] * ob).astype(np.float64)  # bytes per streamed row
     w_parts, x_parts = [], []
     x_resident_any = False
     for c, ml in enumerate(m_lens):
@@ -318,11 +187,10 @@ def _ws(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str) -> Schedule
         x_parts.append(x_load)
     w_bytes = sum((float(w.sum()) for w in w_parts), 0.0)
     x_bytes = sum((float(x.sum()) for x in x_parts), 0.0)
-    stream = np.concatenate([real_i * ml for ml in m_lens])
+    stream = (real_i * M if nch == 1 else np.concatenate([real_i * ml for ml in m_lens]))
     idx_bytes = f.index_bytes * (nch if not w_resident else 1)
     out_bytes = M * N * ob
-    psum_cols = int(np.where(f.real, n_len[f.jj], 0).sum())
-    first_cols = int(n_len[np.bincount(f.jj[f.real], minlength=n_len.size) > 0].sum())
+    psum_cols, first_cols = f.psum_cols, f.first_cols
     counts = ActionCounts(
         executed_macs=M * f.exec_elems, useful_macs=M * gb.kept_weights, dense_macs=M * K * N,
         weight_dram_bytes=w_bytes - idx_bytes, index_dram_bytes=idx_bytes,
@@ -334,9 +202,9 @@ def _ws(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str) -> Schedule
         # the final read-out
         output_buffer_read_bytes=float(M * ab * (psum_cols - first_cols) + out_bytes),
         output_buffer_write_bytes=float(M * ab * psum_cols),
-        folds=int(np.count_nonzero(stream)), tiles_total=f.tiles_total * nch,
+        folds=f.n_real * nch, tiles_total=f.tiles_total * nch,
         tiles_skipped=f.tiles_skipped * nch)
-    real_all = np.tile(f.real, nch)
+    real_all = f.real if nch == 1 else np.tile(f.real, nch)
     row_ends = np.zeros(real_all.size, bool)
     row_ends[np.arange(1, nch + 1) * f.jj.size - 1] = True  # the end of each M chunk
     return Schedule(
@@ -345,77 +213,21 @@ def _ws(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str) -> Schedule
         index=_decode_once(f.index.astype(np.int64), nch, w_resident),
         weight_load=np.concatenate(w_parts),
         input_load=np.concatenate(x_parts),
-        store_bytes=np.concatenate([store_unit * ml for ml in m_lens]), counts=counts,
+        store_bytes=(store_unit * M if nch == 1 else
+                     np.concatenate([store_unit * ml for ml in m_lens])), counts=counts,
         strategy=strategy, dataflow="ws", load_imbalance=f.load_imbalance,
         weight_slots=not w_resident, input_slots=not (x_resident_any and nch == 1),
         row_ends=row_ends)
 
 
 # --------------------------------------------------------------------------- output stationary
-@dataclass(frozen=True, eq=False)
-class _OsSlabs:
-    """Per column slab (the C output columns of a column tile): what each row tile streams."""
-
-    streamed_k: np.ndarray  # K positions streamed (compaction: the longest packed group)
-    w_bytes: np.ndarray  # DRAM bytes of the slab's weights (+ indices)
-    index_bytes: np.ndarray  # of which block indices
-    index_cycles: np.ndarray  # index-decoder cycles beyond the stream
-    used_k: np.ndarray  # K positions of X the slab needs
-    used_k_total: int  # K positions of X any slab needs
-    exec_per_row: np.ndarray  # MACs per output row
-    in_read_k: np.ndarray  # input-buffer reads per output row
-    tiles_total: int
-    tiles_skipped: int
-    load_imbalance: float
-
-
-def _os_compact_slabs(gb: GemmBlocks, cols: int, wb: int | float, ib: int,
-                      fmt: IndexFormat) -> _OsSlabs:
-    """The decoder reads a slab's new index bits (see `IndexLayout`) while the slab streams;
-    only the excess over the stream is charged."""
-    pk, lay = _packing_and_layout(gb, cols, fmt, ib)
-    decode = -(-lay.bits // INDEX_DECODE_BITS_PER_CYCLE)
-    return _OsSlabs(
-        streamed_k=pk.packed_k, w_bytes=pk.kept_elems * wb + lay.bytes, index_bytes=lay.bytes,
-        index_cycles=np.maximum(0, decode - pk.packed_k),
-        used_k=pk.used_k, used_k_total=pk.used_k_total, exec_per_row=pk.kept_elems,
-        in_read_k=pk.gathered_k, tiles_total=int(pk.packed_k.size), tiles_skipped=0,
-        load_imbalance=_packing_imbalance(pk))
-
-
-def _os_skip_step(gb: GemmBlocks, strategy: str, rows: int) -> int:
-    """K positions per skip unit of an os column slab.
-
-    In os a PE row holds one output row (M) and a PE column one output column (N); K is time:
-    at step t every column consumes W[k_t, n_j] and every row X[m_i, k_t]. A step can be skipped
-    for the whole slab exactly when W[k_t, n] = 0 for every n of the slab, so the array height R
-    plays no part; a block mask's zeros along K come in runs of its block height bk, which makes
-    one block row (bk steps) of a slab the skip unit. Without skipping: chunks of R (the count of
-    the dense schedule, unchanged)."""
-    return gb.bk if strategy == "tile-skip" else rows
-
-
-def _os_tile_slabs(gb: GemmBlocks, strategy: str, rows: int, cols: int,
-                   wb: int | float) -> _OsSlabs:
-    step = _os_skip_step(gb, strategy, rows)
-    k_len, n_len = edge_sizes(gb.k, step), edge_sizes(gb.n, cols)
-    occ = _occupancy(gb, strategy, step, cols)
-    streamed = (k_len[:, None] * occ).sum(axis=0)
-    none = np.zeros(n_len.size, np.int64)
-    return _OsSlabs(
-        streamed_k=streamed, w_bytes=streamed * n_len * wb, index_bytes=none, index_cycles=none,
-        used_k=streamed, used_k_total=int(k_len[occ.any(axis=1)].sum()),
-        exec_per_row=streamed * n_len, in_read_k=streamed, tiles_total=int(occ.size),
-        tiles_skipped=int(occ.size - occ.sum()), load_imbalance=1.0)
-
-
 def _os(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str) -> Schedule:
     R, C = acc.pe_array.rows, acc.pe_array.cols
     ob = acc.operand_bytes
     M, K, N = op.m, op.k, op.n
-    r_len, n_len = edge_sizes(M, R), edge_sizes(N, C)
+    r_len, n_len = _edge_sizes(M, R), _edge_sizes(N, C)
     nMt, nNt = r_len.size, n_len.size
-    sl = _pass_structure(gb, strategy, acc, "os", acc.w_operand_bytes(op.kind))
+    sl = pass_structure(gb, strategy, acc, "os", acc.w_operand_bytes(op.kind))
     w_total = float(sl.w_bytes.sum())
     w_resident = nMt > 1 and w_total <= acc.usable_bytes(acc.weight_buffer)
     aa = np.repeat(np.arange(nMt), nNt)  # row tile a > column tile j
@@ -465,7 +277,7 @@ def vector_schedule(op: VectorOp, acc: Accelerator) -> Schedule:
     lanes = acc.vector_unit.lanes
     cap = acc.usable_bytes(acc.input_buffer)
     chunk = max(lanes, min(VECTOR_CHUNK_ELEMENTS, cap // (op.inputs * ob)))
-    lens = edge_sizes(op.elements, chunk)
+    lens = _edge_sizes(op.elements, chunk)
     stream = -(-(lens * op.passes) // lanes)
     zeros = np.zeros(lens.size, np.int64)
     load = (lens * op.inputs * ob).astype(np.float64)

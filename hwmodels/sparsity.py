@@ -13,6 +13,7 @@ transposed to GEMM orientation (K, N); everything downstream (mapping, engines) 
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -20,6 +21,10 @@ from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
+
+# tile occupancy and packing live in hwmodels.occupancy; re-exported here, where callers look
+from .occupancy import (ColumnPacking, balance_groups, column_tile_packing,  # noqa: F401
+                        prefix_sums, tile_occupancy)
 
 _DIMS_RE = re.compile(r"^\s*(\d+)\s*[xX\u00d7]\s*(\d+)\s*$")
 
@@ -172,6 +177,10 @@ class BlockMask:
     def __hash__(self) -> int:
         return hash((self.block_shape, self.matrix_shape, self.grid.tobytes()))
 
+    def __getstate__(self) -> dict:
+        """Pickled without its memoised GEMM-orientation view (rebuilt on demand)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_gemm_blocks"}
+
     @cached_property
     def content_key(self) -> tuple:
         """A content key for caches (hwmodels.sweepcache.grid_key): equal for equal masks,
@@ -189,12 +198,18 @@ def edge_sizes(total: int, block: int) -> np.ndarray:
     """Real size of every block (or tile, or chunk) of `block` along an axis of `total` elements:
     ceil(total / block) sizes, all `block` but the last, which holds the remainder
     (``edge_sizes(10, 4) -> [4, 4, 2]``). int64; `total` and `block` must be >= 1."""
+    return _edge_sizes(int(total), int(block)).copy()
+
+
+@functools.lru_cache(maxsize=4096)
+def _edge_sizes(total: int, block: int) -> np.ndarray:
+    """`edge_sizes`, memoised and read-only (for hwmodels' own callers, which never write)."""
     if total < 1 or block < 1:
         raise ValueError(f"edge_sizes: total ({total}) and block ({block}) must be >= 1")
     n = math.ceil(total / block)
     sizes = np.full(n, block, dtype=np.int64)
     sizes[-1] = total - block * (n - 1)
-    return sizes
+    return _read_only(sizes)
 
 
 # --------------------------------------------------------------------------- GEMM orientation
@@ -225,20 +240,53 @@ class GemmBlocks:
     def kept_blocks(self) -> int:
         return int(self.grid.sum())
 
-    @property
+    @cached_property
     def kept_weights(self) -> int:
-        return int(self.k_sizes @ self.grid.astype(np.int64) @ self.n_sizes)
+        return int(self.kept_k_per_column @ self.n_sizes)
+
+    # Sums over the block grid that do not depend on the hardware, computed once per mask
+    # (a GemmBlocks is immutable and `gemm_blocks` returns one object per mask).
+    @cached_property
+    def kept_k_per_column(self) -> np.ndarray:
+        """int64 [nNb]: kept K positions (= packed K under compaction) of each block column."""
+        return _read_only(self.k_sizes @ self.grid.astype(np.int64))
+
+    @cached_property
+    def kept_per_column(self) -> np.ndarray:
+        """int64 [nNb]: kept blocks of each block column."""
+        return _read_only(self.grid.sum(axis=0, dtype=np.int64))
+
+    @cached_property
+    def used_k_total(self) -> int:
+        """K positions used by any kept block."""
+        return int(self.k_sizes @ self.grid.any(axis=1).astype(np.int64))
+
+    @cached_property
+    def memo(self) -> dict:
+        """Per-mask results of hardware-independent functions with parameters (index bits per
+        format), filled by the functions of this module."""
+        return {}
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a
 
 
 def gemm_blocks(mask: BlockMask) -> GemmBlocks:
     """Transpose a parameter-orientation mask (out, in) to GEMM orientation (K=in, N=out).
 
-    This is the only transposition of a mask in hwmodels."""
-    bh, bw = mask.block_shape
-    out, inp = mask.matrix_shape
-    return GemmBlocks(grid=mask.grid.T, bk=bw, bn=bh, k=inp, n=out,
-                      k_sizes=edge_sizes(inp, bw), n_sizes=edge_sizes(out, bh),
-                      key=mask.content_key)
+    This is the only transposition of a mask in hwmodels. One GemmBlocks per mask object
+    (memoised on it, as its content key is), so its hardware-independent sums are computed once
+    per mask, not once per design point."""
+    gb = mask.__dict__.get("_gemm_blocks")
+    if gb is None:
+        bh, bw = mask.block_shape
+        out, inp = mask.matrix_shape
+        gb = GemmBlocks(grid=mask.grid.T, bk=bw, bn=bh, k=inp, n=out,
+                        k_sizes=_edge_sizes(inp, bw), n_sizes=_edge_sizes(out, bh), key=mask.content_key)
+        mask.__dict__["_gemm_blocks"] = gb
+    return gb
 
 
 def dense_gemm_blocks(k: int, n: int) -> GemmBlocks:
@@ -246,104 +294,6 @@ def dense_gemm_blocks(k: int, n: int) -> GemmBlocks:
     return GemmBlocks(grid=np.ones((1, 1), bool), bk=k, bn=n, k=k, n=n,
                       k_sizes=np.array([k], np.int64), n_sizes=np.array([n], np.int64),
                       key=("dense", k, n))
-
-
-def _tile_ranges(total: int, tile: int, block: int) -> tuple[np.ndarray, np.ndarray]:
-    """For each tile of `tile` elements along an axis of `total`, the half-open range of block
-    indices that intersect it (a block straddling two tiles belongs to both)."""
-    nt = math.ceil(total / tile)
-    starts = np.arange(nt, dtype=np.int64) * tile
-    ends = np.minimum(starts + tile, total)
-    return starts // block, -(-ends // block)
-
-
-def _range_any(grid: np.ndarray, lo: np.ndarray, hi: np.ndarray, axis: int) -> np.ndarray:
-    """any(grid[lo_t:hi_t]) along `axis` for every range t, via prefix sums (ranges may overlap)."""
-    if axis == 0:
-        cs = np.zeros((grid.shape[0] + 1, grid.shape[1]), np.int32)
-        np.cumsum(grid, axis=0, out=cs[1:])
-        return (cs[hi] - cs[lo]) > 0
-    cs = np.zeros((grid.shape[0], grid.shape[1] + 1), np.int32)
-    np.cumsum(grid, axis=1, out=cs[:, 1:])
-    return (cs[:, hi] - cs[:, lo]) > 0
-
-
-def tile_occupancy(gb: GemmBlocks, tile_k: int, tile_n: int) -> np.ndarray:
-    """bool [ceil(K/tile_k), ceil(N/tile_n)]: True where at least one kept block intersects the
-    PE-array weight tile (tile skipping may skip only the False tiles)."""
-    klo, khi = _tile_ranges(gb.k, tile_k, gb.bk)
-    nlo, nhi = _tile_ranges(gb.n, tile_n, gb.bn)
-    rows = _range_any(gb.grid, klo, khi, axis=0)  # [nKt, nNb]
-    return _range_any(rows, nlo, nhi, axis=1)  # [nKt, nNt]
-
-
-@dataclass(frozen=True, eq=False)
-class ColumnPacking:
-    """Compaction along K, per column tile of PE columns (see `column_tile_packing`)."""
-
-    packed_k: np.ndarray  # [nNt] max packed K length over the tile's block columns (sets time)
-    mean_k: np.ndarray  # [nNt] mean packed K length over them (the balanced ideal)
-    used_k: np.ndarray  # [nNt] K positions used by any of them (inputs to gather)
-    groups: np.ndarray  # [nNt] block columns (= PE column groups, index streams) in the tile
-    kept_elems: np.ndarray  # [nNt] kept weights whose output column lies in the tile
-    kept_blocks: np.ndarray  # [nNt] kept blocks of the tile's block columns (indices to store)
-    gathered_k: np.ndarray  # [nNt] sum over the tile's groups of their packed K (input reads)
-    used_k_total: int  # K positions used by any kept block of the matrix
-
-
-def column_tile_packing(gb: GemmBlocks, tile_n: int) -> ColumnPacking:
-    """Compaction along K per column tile of `tile_n` PE columns.
-
-    Each block column (bn output features) intersecting a column tile occupies its own group of
-    PE columns with its own gathered input stream, and its kept blocks are packed along K. The
-    group with the longest packed K sets the tile's time; a block column straddling two tiles
-    belongs to both (its values are split by column, its indices are needed by both).
-    """
-    g64 = gb.grid.astype(np.int64)
-    packed = gb.k_sizes @ g64  # [nNb]
-    counts = g64.sum(axis=0)  # kept blocks per block column
-    lo, hi = _tile_ranges(gb.n, tile_n, gb.bn)
-    width = int((hi - lo).max())
-    raw = lo[:, None] + np.arange(width)[None, :]
-    valid = raw < hi[:, None]
-    idx = np.minimum(raw, hi[:, None] - 1)
-    vals = packed[idx]
-    packed_k = vals.max(axis=1)
-    groups = valid.sum(axis=1)
-    gathered = np.where(valid, vals, 0).sum(axis=1)
-    kept_blocks = np.where(valid, counts[idx], 0).sum(axis=1)
-    per_col = np.repeat(packed, gb.bn)[: gb.n]
-    starts = np.arange(0, gb.n, tile_n)
-    kept_elems = np.add.reduceat(per_col, starts)
-    used_rows = _range_any(gb.grid, lo, hi, axis=1)  # [nKb, nNt]
-    used_k = gb.k_sizes @ used_rows.astype(np.int64)
-    used_total = int(gb.k_sizes @ gb.grid.any(axis=1).astype(np.int64))
-    return ColumnPacking(packed_k=packed_k, mean_k=gathered / groups, used_k=used_k,
-                         groups=groups, kept_elems=kept_elems, kept_blocks=kept_blocks,
-                         gathered_k=gathered, used_k_total=used_total)
-
-
-def balance_groups(n: int, bn: int, cols: int) -> tuple[tuple[int, int], ...]:
-    """The block columns (GEMM orientation: W's N = out_features in blocks of `bn`) that
-    compaction runs side by side, as half-open ranges [lo, hi) of block-column indices, in
-    order, covering all ceil(n / bn) of them.
-
-    A column tile of `cols` PE columns holds every block column intersecting it, each in its own
-    PE-column group, and the one with the longest packed K sets the tile's time
-    (`column_tile_packing`); its load imbalance is 1.0 exactly when they all pack the same K.
-    Column tiles that share a block column (one straddling a tile edge) form one group. Depends
-    on the array width only (not on K, the row count or the dataflow)."""
-    lo, hi = _tile_ranges(n, cols, bn)
-    groups: list[tuple[int, int]] = []
-    start, end = int(lo[0]), int(hi[0])
-    for a, b in zip(lo[1:].tolist(), hi[1:].tolist()):
-        if a < end:  # shares a block column with the group so far
-            end = max(end, b)
-        else:
-            groups.append((start, end))
-            start, end = a, b
-    groups.append((start, end))
-    return tuple(groups)
 
 
 # --------------------------------------------------------------------------- index formats
@@ -400,8 +350,17 @@ def nm_slots(gb: GemmBlocks, group_m: int) -> int:
 
 
 def index_bits_per_block_column(gb: GemmBlocks, fmt: IndexFormat, index_bytes: int) -> np.ndarray:
-    """int64 [nNb]: index bits each block column stores in format `fmt` (see `IndexFormat`)."""
-    kept = gb.grid.sum(axis=0).astype(np.int64)
+    """int64 [nNb]: index bits each block column stores in format `fmt` (see `IndexFormat`);
+    memoised per mask (read-only)."""
+    key = ("index_bits", str(fmt), index_bytes)
+    hit = gb.memo.get(key)
+    if hit is None:
+        hit = gb.memo[key] = _read_only(_index_bits(gb, fmt, index_bytes))
+    return hit
+
+
+def _index_bits(gb: GemmBlocks, fmt: IndexFormat, index_bytes: int) -> np.ndarray:
+    kept = gb.kept_per_column
     if fmt.kind == "block":
         return kept * (8 * index_bytes)
     nonempty = (kept > 0).astype(np.int64)
@@ -427,13 +386,15 @@ class IndexLayout:
 
 
 def index_layout(gb: GemmBlocks, tile_n: int, fmt: IndexFormat, index_bytes: int) -> IndexLayout:
-    """Where the indices of `gb` in format `fmt` are fetched: see `IndexLayout`."""
+    """Where the indices of `gb` in format `fmt` are fetched: see `IndexLayout`. Block column c
+    is first needed by column tile c * bn // tile_n, so tile t fetches block columns
+    [ceil(t tile_n / bn), ceil((t + 1) tile_n / bn)) (clipped to the grid)."""
     n_tiles = math.ceil(gb.n / tile_n)
-    first = (np.arange(gb.grid.shape[1], dtype=np.int64) * gb.bn) // tile_n
-    bits = np.bincount(first, weights=index_bits_per_block_column(gb, fmt, index_bytes),
-                       minlength=n_tiles).astype(np.int64)
-    return IndexLayout(bits=bits, bytes=-(-bits // 8),
-                       new_groups=np.bincount(first, minlength=n_tiles).astype(np.int64))
+    nnb = gb.grid.shape[1]
+    edges = np.minimum(-(-(np.arange(n_tiles + 1, dtype=np.int64) * tile_n) // gb.bn), nnb)
+    cs = prefix_sums(index_bits_per_block_column(gb, fmt, index_bytes))
+    bits = np.diff(cs[edges])
+    return IndexLayout(bits=bits, bytes=-(-bits // 8), new_groups=np.diff(edges))
 
 
 def nonzeros_per_pe_column(gb: GemmBlocks, cols: int) -> np.ndarray:

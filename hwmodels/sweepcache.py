@@ -3,8 +3,8 @@
 What is cached (all values are immutable once built and are returned as the very objects the
 plain path would have built, so cached results are bit-identical to uncached ones):
 
-* ``FOLDS``: a GEMM's fold structure for one pass over W (hwmodels.mapping's `_WsFolds` /
-  `_OsSlabs`: tile occupancy, compaction's packing, index layout), keyed by the mask's content
+* ``FOLDS``: a GEMM's fold structure for one pass over W (hwmodels.folds's `WsFolds` /
+  `OsSlabs`: tile occupancy, compaction's packing, index layout), keyed by the mask's content
   (`mask_key`), the array shape, the dataflow, the sparse strategy, the index format, the index
   and operand bytes. It does not depend on clock, DRAM bandwidth, buffer sizes, pipeline modes or
   the energy table.

@@ -38,23 +38,25 @@ def makespan(busy: np.ndarray, load_cyc: np.ndarray, store_cyc: np.ndarray,
     if not double_buffering:
         return float(busy.sum() + load_cyc.sum() + store_cyc.sum())
     n = busy.size
-    st = np.flatnonzero(store_cyc > 0)
-    diff = np.zeros(n + 1)
+    st = np.flatnonzero(store_cyc)  # store cycles are >= 0
     tail = 0.0
     if st.size:
         # a tile = the folds after the previous store up to and including this one
-        prev = np.empty_like(st)
-        prev[0] = -1
-        prev[1:] = st[:-1]
-        length = st - prev
-        chunk = store_cyc[st] / length
+        length = np.empty_like(st)
+        length[0] = st[0] + 1
+        np.subtract(st[1:], st[:-1], out=length[1:])
+        stored = store_cyc[st]
+        chunk = stored / length
         begin = st + 1
         end = np.minimum(begin + length, n)
-        inside = np.clip(end - begin, 0, None)
-        diff += np.bincount(np.minimum(begin, n), weights=chunk, minlength=n + 1)
+        inside = np.maximum(end - begin, 0)
+        # (0 + x is x for the non-negative sums of bincount: the zeros(n + 1) start is dropped)
+        diff = np.bincount(np.minimum(begin, n), weights=chunk, minlength=n + 1)
         diff -= np.bincount(end, weights=chunk, minlength=n + 1)
-        tail = float((store_cyc[st] - chunk * inside).sum())
-    dma = load_cyc + np.cumsum(diff)[:n]
+        tail = float((stored - chunk * inside).sum())
+        dma = load_cyc + np.cumsum(diff)[:n]
+    else:
+        dma = load_cyc + 0.0  # (a copy: + the zero running sum of no stores)
     a_cum = np.cumsum(dma)
     b_suf = np.cumsum(busy[::-1])[::-1]
     lower = float(np.max(a_cum + b_suf) + tail)
@@ -81,6 +83,9 @@ def makespan_batch(busy: np.ndarray, load_bytes: np.ndarray, store_bytes: np.nda
     bpc = np.asarray(bytes_per_cycle, np.float64)
     if busy.size == 0:
         return np.zeros(bpc.size)
+    if bpc.size == 1:  # one bandwidth: the scalar form (fewer array passes, the same result)
+        b = bpc.reshape(1)[0]
+        return np.array([makespan(busy, load_bytes / b, store_bytes / b, double_buffering)])
     load_cyc = load_bytes[None, :] / bpc[:, None]
     store_cyc = store_bytes[None, :] / bpc[:, None]
     if not double_buffering:
