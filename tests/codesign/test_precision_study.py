@@ -108,6 +108,10 @@ def test_dense_versus_pruned_gold_values():
                        accuracy=[0.92, 0.86, 0.84, 0.70])
     assert dense_versus_pruned_lines(apart, feas, lambda r, w: "")[-1].endswith(
         "but w4a8 dense is more accurate (intervals do not overlap).")
+    # no 8-bit pruned design meets the constraints: the fastest 8-bit 2x one is still named
+    dense_only = np.array([True, True, False, False])
+    assert dense_versus_pruned_lines(pts, dense_only, lambda row, what: f"{what}: {row.name}")[
+        1] == "Fastest 8-bit-weight design pruned 2x (none meets the constraints): 2"
     # front: rows 0 and 3 (fastest / frugal) and 1 (most accurate)
     in_set = np.array([True, True, False, True])
     out = precision_lines(pts, pts, in_set, feas, lambda r, w: "")
