@@ -71,8 +71,8 @@ def _fastest(rows: pd.DataFrame) -> pd.Series | None:
 def _versus(a: pd.Series, b: pd.Series) -> str:
     """How design `a` compares with design `b`: speed, energy and accuracy (by intervals)."""
     speed = float(b["latency_ms"]) / float(a["latency_ms"])
-    text = (f"{combination(a)} is {speed:.3g}x {'faster' if speed >= 1 else 'as fast'} "
-            f"than {combination(b)}")
+    pace = f"{speed:.3g}x faster" if speed >= 1 else f"{1 / speed:.3g}x slower"
+    text = f"{combination(a)} is {pace} than {combination(b)}"
     if pd.notna(a.get("energy_mj")) and pd.notna(b.get("energy_mj")):
         text += f" at {float(a['energy_mj']) / float(b['energy_mj']):.3g}x its energy"
     overlap = intervals_overlap(noise.interval_of(a), noise.interval_of(b))
