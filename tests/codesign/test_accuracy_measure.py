@@ -160,7 +160,7 @@ def test_cli_json_from_cache_and_export(cache, glue_dir, tmp_path):
     overrides = [a for k, v in [("max_seq_len", 32), ("batch_size", 16), ("eval_examples", 48),
                                 ("dense_examples", 48), ("retrain_examples", 48),
                                 ("rgl_examples", 48), ("rgl_reweight_every", 1),
-                                ("calib_examples", 48)]
+                                ("calib_examples", 48), ("recovery_holdout", 48)]
                  for a in ("--recipe", f"{k}={v}")]
     env = {**os.environ, "CODESIGN_GLUE_DIR": str(glue_dir)}
     out = subprocess.run([sys.executable, "-m", "codesign.cli", "accuracy", "--task", "sst2",
