@@ -100,7 +100,7 @@ def test_distill_off_keeps_every_key(monkeypatch):
     # the first version's default recipe (2,000 dense examples, magnitude start) without
     # distillation: its keys do not see the distillation fields
     off = Recipe(dense_examples=2000, retrain_start="magnitude", distill=False, distill_alpha=0.9,
-                 distill_temperature=7.0)
+                 distill_temperature=7.0, recovery_holdout=0)
     for fidelity, key in KEYS_V1.items():
         assert off.hash(fidelity) == key
     assert off.dense_fields() == Recipe(dense_examples=2000).dense_fields()
