@@ -166,3 +166,44 @@ def test_schema_errors(tmp_path):
     with pytest.raises(ValueError, match="search.method: grid"):
         Study.model_validate(data)
     assert not math.isnan(_variant().pruning.targets[0])
+
+
+def test_accelerator_identity_ignores_pricing_only():
+    import hwmodels
+
+    from codesign.accuracy.allocated import allocation_spec
+    from codesign.accuracy.recipe import AccuracyError
+    from codesign.pruning.allocation import accelerator_identity
+
+    base = hwmodels.load_board("zcu102")
+    same = hwmodels.load_board("zcu102", {"energy": {"mac_pj": 9.0}})
+    other = hwmodels.load_board("zcu102", {"pe_array": {"rows": 16, "cols": 16}})
+    slow_dram = hwmodels.load_board("zcu102", {"dram": {"bandwidth_gb_s": 6.4}})
+    assert accelerator_identity(base) == accelerator_identity(same)
+    ids = {accelerator_identity(a) for a in (base, other, slow_dram)}
+    assert len(ids) == 3
+    spec = allocation_spec(base, speedup=2, seq_len=32, batch=1)
+    assert spec["speedup"] == 2.0 and spec["accelerator"] == accelerator_identity(base)
+    with pytest.raises(AccuracyError, match="above 1"):
+        allocation_spec(base, speedup=1.0, seq_len=32, batch=1)
+
+
+def test_record_allocation_field_round_trips_and_exports(tmp_path):
+    import csv
+
+    from codesign.accuracy import AccuracyCache, AccuracyRecord
+
+    cache = AccuracyCache(tmp_path)
+    common = dict(task="sst2", metric="accuracy", dense=0.9, pruned=0.8,
+                  metrics={"accuracy": 0.8}, fidelity="calibrated", recipe={}, seconds=1.0,
+                  masks_path=None)
+    cache.put(AccuracyRecord(key="a", **common))
+    cache.put(AccuracyRecord(key="b", allocation={"speedup": 2.0}, **common))
+    assert cache.get("a").allocation == {} and cache.get("b").allocation == {"speedup": 2.0}
+    old = AccuracyRecord.from_dict({k: v for k, v in cache.get("a").to_dict().items()
+                                    if k != "allocation"})
+    assert old.allocation == {}  # records written before the field
+    with open(cache.export_csv(tmp_path / "x.csv")) as fh:
+        rows = {r["key"]: r for r in csv.DictReader(fh)}
+    assert json.loads(rows["b"]["allocation"]) == {"speedup": 2.0}
+    assert json.loads(rows["a"]["allocation"]) == {}
