@@ -101,6 +101,15 @@ def test_latency_aware_points_meet_their_target(aware_run, aware_study, cache):
         keys.add(prov["key"])
         grids[(row["array"], row["speedup_target"])] = {n: m.grid for n, m in masks.items()}
     assert len(keys) == 4  # one measurement per (target, accelerator)
+    # a new results folder gets the measurement from the accuracy cache, key for key
+    from codesign.accuracy import Recipe
+    from codesign.accuracy.allocated import measure_allocated
+
+    hit = measure_allocated("minilm-l6", "sst2", "16x16", accelerator=acc,
+                            speedup=row["speedup_target"], seq_len=32, batch=1,
+                            recipe=Recipe.from_spec(aware_study.accuracy.recipe),
+                            glue_dir=aware_study.glue_dir, cache=cache)
+    assert hit.from_cache and hit.key == prov["key"]
     # the masks follow the accelerator: the two arrays do not choose the same blocks
     a, b = grids[("16x16", 2.0)], grids[("32x32", 2.0)]
     assert any((a[n] != b[n]).any() for n in a)
