@@ -10,6 +10,9 @@ What is drawn:
   rows of the report's table), and a dotted line the accuracy floor of the study's constraint.
   A thin vertical bar through a point (drawn under the markers, in the point's colour) is its 95%
   dev-set bootstrap interval (points.csv `accuracy_low`/`accuracy_high`; none where unknown).
+  A latency-aware point (points.csv `allocation`, pruning.allocation) is a filled plus in its
+  block shape's colour with a black edge, labelled with its speedup target ("2x"), beside the
+  uniform points; the legend names both allocations when the table has latency-aware points.
 * speedup: one panel per sparse strategy; x = compression (dense weights / kept weights), y =
   latency of the dense baseline on the same accelerator / latency. One line per block shape: the
   median over the accelerator choices (PE array, dataflow, clock, ...), with a band from the
@@ -52,6 +55,10 @@ _STRATEGY_STYLES = {"tile-skip": "-", "compact": "--"}
 _INTERVAL_WIDTH = 0.8  # points: thin, so the bars never hide the markers (drawn beneath them)
 #: gid of each panel's interval bars (a LineCollection; also the group id in the SVG)
 INTERVAL_GID = "accuracy-interval"
+LATENCY_AWARE = "latency-aware"  # points.csv `allocation` of a latency-aware point
+_AWARE_MARKER = "P"
+#: gid of each panel's latency-aware points (PathCollections; also the group id in the SVG)
+AWARE_GID = "latency-aware-points"
 
 
 def shape_colors(shapes: Sequence[str]) -> dict[str, str]:
@@ -196,6 +203,13 @@ def _legend_handles(shapes: list[str], *, colors: dict[str, str], fidelities: li
         handles.append(Line2D([], [], linestyle="none", marker="|", markersize=14,
                               color="0.35", markeredgewidth=_INTERVAL_WIDTH))
         labels.append("bar: 95% bootstrap interval (dev set)")
+    if extras.get("aware"):
+        header("$\\bf{Allocation}$")
+        handles.append(Line2D([], [], linestyle="none", marker="o", markersize=7, color="0.35"))
+        labels.append("uniform: the same fraction of every matrix (marker: fidelity)")
+        handles.append(Line2D([], [], linestyle="none", marker=_AWARE_MARKER, markersize=9,
+                              markerfacecolor="0.35", markeredgecolor="black"))
+        labels.append("latency-aware: blocks chosen for a speedup target (label)")
     return handles, labels
 
 
@@ -217,11 +231,31 @@ def _draw_intervals(ax, data: pd.DataFrame, xs: np.ndarray, ok: np.ndarray, *,
     return True
 
 
+def _draw_aware(ax, data: pd.DataFrame, xs: np.ndarray, ys: np.ndarray, sel: np.ndarray, *,
+                colors: dict[str, str], gid: str) -> bool:
+    """The latency-aware points of a panel (filled plus, black edge, block shape's colour),
+    each labelled with its speedup target; returns whether any was drawn."""
+    if not sel.any():
+        return False
+    shapes = data["block_shape"].astype(str).to_numpy()
+    targets = pd.to_numeric(data.get("speedup_target", pd.Series(np.nan, index=data.index)),
+                            errors="coerce").to_numpy(dtype=float)
+    for shape in shape_order(shapes[sel]):
+        part = sel & (shapes == shape)
+        ax.scatter(xs[part], ys[part], s=70, marker=_AWARE_MARKER, facecolors=colors[shape],
+                   edgecolors="black", linewidths=0.7, alpha=0.95, zorder=3.5,
+                   gid=f"{AWARE_GID}-{gid}")
+    for i in np.flatnonzero(sel & np.isfinite(targets)):
+        ax.annotate(f"{targets[i]:g}x", (xs[i], ys[i]), xytext=(4, 4),
+                    textcoords="offset points", fontsize=7, color="0.25", zorder=6)
+    return True
+
+
 def _draw_panel(ax, data: pd.DataFrame, *, x: str, colors: dict[str, str], in_set: np.ndarray,
                 floor: float | None, gid: str = INTERVAL_GID) -> dict[str, bool]:
     """Scatter one task's points on (x, accuracy); returns which legend extras were used."""
     extras = {"dense": False, "surrogate": False, "nofit": False, "pareto": False,
-              "floor": False, "interval": False}
+              "floor": False, "interval": False, "aware": False}
     xs = pd.to_numeric(data[x], errors="coerce").to_numpy(dtype=float)
     ys = pd.to_numeric(data["accuracy"], errors="coerce").to_numpy(dtype=float)
     ok = np.isfinite(xs) & np.isfinite(ys)
@@ -239,7 +273,10 @@ def _draw_panel(ax, data: pd.DataFrame, *, x: str, colors: dict[str, str], in_se
         ax.scatter(xs[nofit], ys[nofit], marker="x", s=30, color="0.5", linewidths=1.0,
                    zorder=6)
         extras["nofit"] = True
-    draw = ok & fits & ~dense
+    aware = (data["allocation"].astype(str).eq(LATENCY_AWARE).to_numpy()
+             if "allocation" in data else np.zeros(len(data), dtype=bool))
+    extras["aware"] = _draw_aware(ax, data, xs, ys, ok & fits & aware, colors=colors, gid=gid)
+    draw = ok & fits & ~dense & ~aware
     for shape in shape_order(shapes[draw]):
         for f in sorted(set(fid[draw & (shapes == shape)])):
             for hollow in (False, True):

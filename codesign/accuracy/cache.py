@@ -89,6 +89,10 @@ class AccuracyRecord:
     # retrain with recipe.recovery_holdout: the held-out metric of the starting and the retrained
     # weights and which were kept ("start" or "retrained"); empty otherwise
     recovery: dict[str, Any] = field(default_factory=dict)
+    # a latency-aware point (codesign.accuracy.measurement.measure_allocated): what made its
+    # masks (method, speedup target, accelerator identity, workload, engine) and what the
+    # allocation reached (simulated latency, speedup, block density); empty for uniform points
+    allocation: dict[str, Any] = field(default_factory=dict)
 
     # The dev-set bootstrap interval of the headline metric lives in the metrics dicts, under
     # codesign.glue.interval_keys(metric), as codesign.accuracy.dense.evaluate_dev returns it
@@ -271,13 +275,15 @@ class AccuracyCache:
             return int(conn.execute("SELECT COUNT(*) FROM accuracy").fetchone()[0])
 
     def export_csv(self, path: str | Path) -> Path:
-        """Every entry as one CSV row (metrics, recipe and recovery as JSON columns)."""
+        """Every entry as one CSV row (metrics, recipe, recovery and allocation as JSON
+        columns)."""
         path = Path(path)
         cols = ["key", "source", "model", "model_sha256", "task", "metric", "block_shape", "ratio",
                 "density", "compression", "fidelity", "dense", "pruned", "pruned_low",
                 "pruned_high", "dense_low", "dense_high", "drop", "metrics",
                 "dense_metrics", "recipe", "seed", "seconds", "dense_seconds", "dev_examples",
-                "device", "precision", "recovery", "masks_path", "dense_checkpoint", "created"]
+                "device", "precision", "recovery", "allocation", "masks_path",
+                "dense_checkpoint", "created"]
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=cols)
@@ -285,7 +291,7 @@ class AccuracyCache:
             for rec in self.records():
                 row = rec.to_dict()
                 row["drop"] = rec.drop
-                for k in ("metrics", "dense_metrics", "recipe", "recovery"):
+                for k in ("metrics", "dense_metrics", "recipe", "recovery", "allocation"):
                     row[k] = json.dumps(row[k], sort_keys=True)
                 writer.writerow({c: row.get(c) for c in cols})
         return path

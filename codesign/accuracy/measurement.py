@@ -164,15 +164,22 @@ def _retrain(loaded: Any, masks: Mapping[str, Any], recipe: Recipe, task: str, g
 def _calibrated(loaded: Any, block: tuple[int, int], ratio: float, recipe: Recipe, task: str,
                 glue_dir: Any) -> dict[str, Any]:
     """Calibrated one-shot pruning in place (no labels read, no gradient step); the masks."""
-    from codesign.pruning.calibrate import calibrated_prune, tokenise_calibration
+    from codesign.pruning.calibrate import calibrated_prune
 
-    # stage 3: its own seeded sample of the training split (0 dense, 1 retrain, 2 rgl)
-    split = train_split(task, recipe.calib_examples, recipe, glue_dir, stage=3)
-    batches = tokenise_calibration(loaded.tokenizer, split, max_seq_len=recipe.max_seq_len,
-                                   batch_size=recipe.batch_size)
+    batches = _calibration_batches(loaded, recipe, task, glue_dir)
     return calibrated_prune(loaded.model, loaded.structure, block_shape=block, ratio=ratio,
                             calibration=batches, saliency=recipe.calib_saliency,
                             damping=recipe.calib_damping)
+
+
+def _calibration_batches(loaded: Any, recipe: Recipe, task: str, glue_dir: Any) -> list:
+    """The calibrated fidelity's calibration sentences, tokenised: stage 3, its own seeded
+    sample of the training split (0 dense, 1 retrain, 2 rgl); no labels are read."""
+    from codesign.pruning.calibrate import tokenise_calibration
+
+    split = train_split(task, recipe.calib_examples, recipe, glue_dir, stage=3)
+    return tokenise_calibration(loaded.tokenizer, split, max_seq_len=recipe.max_seq_len,
+                                batch_size=recipe.batch_size)
 
 
 def _rgl(loaded: Any, block: tuple[int, int], ratio: float, recipe: Recipe, task: str,

@@ -429,6 +429,28 @@ def simulated_ms(table: CostTable, masks: Mapping[str, BlockMask]) -> float:
     return hwmodels.simulate(table.workload, table.accelerator, masks, table.engine).latency_ms
 
 
+# --------------------------------------------------------------------------- identity
+#: the version of the search above: it enters the accuracy cache keys of allocation-made masks
+#: (codesign.accuracy.measurement.allocation_spec), so a changed search never serves old masks
+ALLOCATION_VERSION = 1
+#: Accelerator fields that only price energy or name the accelerator: not part of its identity
+_PRICING_FIELDS = ("name", "source", "energy", "energy_model", "power")
+
+
+def accelerator_identity(accelerator) -> str:
+    """A short hash of every field of an `hwmodels.Accelerator` that may change a schedule or
+    its timing (all of them, present or future, except the energy table, the power model and
+    the labels): two accelerators with equal identities get the same allocation."""
+    import dataclasses
+
+    from codesign.hashing import short_hash
+
+    data = dataclasses.asdict(accelerator)
+    for name in _PRICING_FIELDS:
+        data.pop(name, None)
+    return short_hash(data)
+
+
 # --------------------------------------------------------------------------- the model side
 @dataclass(frozen=True)
 class LatencyAwarePruning:
@@ -470,5 +492,6 @@ def latency_aware_prune(model, structure, *, table: CostTable, calibration,
                                seconds=seconds)
 
 
-__all__ = ["Allocation", "LatencyAwarePruning", "Move", "allocate", "latency_aware_prune",
-           "target_cycles", "uniform_for_target", "uniform_masks"]
+__all__ = ["ALLOCATION_VERSION", "Allocation", "LatencyAwarePruning", "Move",
+           "accelerator_identity", "allocate", "latency_aware_prune", "target_cycles",
+           "uniform_for_target", "uniform_masks"]

@@ -38,6 +38,10 @@ BUFFERS = ("weight", "input", "output")
 WEIGHT_PRELOADS = get_args(WeightPreload)  # the hardware model's own choices
 VECTOR_OVERLAPS = get_args(VectorOverlap)
 MAC_IMPLS = get_args(MacImpl)  # how the array's MACs are built (hwmodels.resources)
+#: pruning.allocation: every matrix loses the same fraction of blocks (the ratios), or the
+#: blocks are chosen per accelerator to meet a simulated speedup (codesign.pruning.allocation)
+UNIFORM, LATENCY_AWARE = "uniform", "latency-aware"
+ALLOCATIONS = (UNIFORM, LATENCY_AWARE)
 #: the hardware keys that are unset unless a study names them: (allowed values, what they are)
 _OPTIONAL_CHOICES = {"weight_preload": (WEIGHT_PRELOADS, "a weight preload"),
                      "vector_overlap": (VECTOR_OVERLAPS, "a vector overlap"),
@@ -102,6 +106,11 @@ class PruningSpec(_Strict):
     #: PE-balanced blocks (codesign.pruning.balance; `codesign prune --balanced`); false: as
     #: before. Not yet read by the accuracy measurement, so true is refused (see the validator)
     balanced: bool = False
+    #: how the blocks are allocated: uniform (the ratios, as before) and/or latency-aware (per
+    #: accelerator, to meet each of `speedup_targets`, the calibrated saliency deciding which)
+    allocation: list[str] = Field(default_factory=lambda: [UNIFORM])
+    #: simulated speedups over the same accelerator's dense run (latency-aware points' axis)
+    speedup_targets: list[float] | None = None
 
     @field_validator("block_shapes", mode="before")
     @classmethod
@@ -145,8 +154,47 @@ class PruningSpec(_Strict):
                              "prune --balanced` instead, or remove the key")
         return v
 
+    @field_validator("allocation", mode="before")
+    @classmethod
+    def _allocation(cls, v: Any) -> list[str]:
+        out = _choices(v, ALLOCATIONS, "an allocation", lambda x: x.lower().replace("_", "-"))
+        if len(set(out)) != len(out):
+            raise ValueError("an allocation is listed twice")
+        return out
+
+    @field_validator("speedup_targets", mode="before")
+    @classmethod
+    def _targets(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        for i, x in _items(v):
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not 1.0 < x <= 100.0:
+                raise _item_error(i, f"speedup target {x!r} out of range; allowed: a number "
+                                  "above 1 (the dense run) up to 100")
+        out = [round(float(x), 6) for x in _as_list(v)]
+        if len(set(out)) != len(out):
+            raise ValueError("a speedup target is listed twice")
+        return out
+
     @model_validator(mode="after")
     def _one_of(self) -> "PruningSpec":
+        if LATENCY_AWARE in self.allocation:
+            if not self.speedup_targets:
+                raise ValueError("allocation latency-aware needs 'speedup_targets' (e.g. "
+                                 "[1.5, 2]: simulated speedups over the same accelerator's "
+                                 "dense run)")
+            if self.method != "calibrated":
+                raise ValueError("allocation latency-aware ranks blocks by the calibrated "
+                                 "saliency: set 'method: calibrated' (with a first accuracy "
+                                 "stage of fidelity calibrated)")
+        elif self.speedup_targets is not None:
+            raise ValueError("'speedup_targets' are read only with allocation latency-aware: "
+                             "add it to 'allocation' or remove the key")
+        if UNIFORM not in self.allocation:
+            if self.compression is not None or self.prune_ratios is not None:
+                raise ValueError("'compression' / 'prune_ratios' are read only with allocation "
+                                 "uniform: add it to 'allocation' or remove the key")
+            return self
         if (self.compression is None) == (self.prune_ratios is None):
             raise ValueError("give exactly one of 'compression' (e.g. [1, 2, 4]) or "
                              "'prune_ratios' (e.g. [0.5, 0.75])")
@@ -154,12 +202,26 @@ class PruningSpec(_Strict):
 
     @property
     def ratios(self) -> list[float]:
-        """Prune ratios (fraction of blocks removed), rounded so hashes are stable."""
+        """Prune ratios (fraction of blocks removed) of the uniform points, rounded so hashes
+        are stable ([] when the study has no uniform allocation)."""
         if self.prune_ratios is not None:
             vals = self.prune_ratios
+        elif self.compression is not None:
+            vals = [1.0 - 1.0 / c for c in self.compression]
         else:
-            vals = [1.0 - 1.0 / c for c in self.compression]  # type: ignore[union-attr]
+            vals = []
         return sorted({round(r, 6) for r in vals})
+
+    @property
+    def latency_aware(self) -> bool:
+        """Whether the study has latency-aware points (then its points.csv labels every point
+        with `allocation` and `speedup_target`)."""
+        return LATENCY_AWARE in self.allocation
+
+    @property
+    def targets(self) -> list[float]:
+        """The latency-aware points' speedup targets, ascending ([] without them)."""
+        return sorted(self.speedup_targets or []) if self.latency_aware else []
 
     @property
     def shapes(self) -> tuple[BlockShape, ...]:
@@ -432,6 +494,13 @@ class Study(_Strict):
         if (self.pruning.method == "calibrated") != (first == "calibrated"):
             raise ValueError("pruning.method calibrated goes with a first accuracy stage of "
                              "fidelity calibrated: write both, or neither")
+        if self.pruning.latency_aware:
+            if not self.accuracy.measure:
+                raise ValueError("pruning.allocation latency-aware makes its masks in the "
+                                 "calibrated accuracy measurement: set accuracy.measure: true")
+            if self.search.method != "grid":
+                raise ValueError("pruning.allocation latency-aware is swept by the grid only: "
+                                 "set search.method: grid")
         return self
 
     # --- convenience -------------------------------------------------------------------------

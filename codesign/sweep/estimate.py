@@ -51,6 +51,9 @@ def describe(study: Study, out_dir: str | Path | None = None,
     stored = _stored(study, out, space.context, points)
     n_acc = len(study.tasks) * len(study.pruning.block_shapes) * len(
         [r for r in study.pruning.ratios if r > 0]) * _accuracy_precisions(study)
+    # latency-aware points: one calibrated measurement per (task, block, target, accelerator)
+    n_aware = len(study.tasks) * len(study.pruning.block_shapes) * len(
+        study.pruning.targets) * len(space.choices)
     hw_seconds = _time_one(study, space) if time_one and space.choices else math.nan
     n_points = len(points) if points else (study.search.trials or 0)
     secs = accuracy_seconds(study)
@@ -62,11 +65,12 @@ def describe(study: Study, out_dir: str | Path | None = None,
             est += min(k, n_acc) * secs[st.fidelity]
     else:
         est += n_acc * 5.0
+    est += n_aware * secs["calibrated"]
     if math.isfinite(hw_seconds):
         est += (n_points - stored) * hw_seconds * 2.0  # sparse points cost more than dense
     return {"points": points, "n_points": n_points, "stored": stored,
             "accelerators": len(space.choices), "swept": study.hardware.swept(),
-            "accuracy_configs": n_acc, "hw_seconds_per_point": hw_seconds,
+            "accuracy_configs": n_acc + n_aware, "hw_seconds_per_point": hw_seconds,
             "accuracy_seconds": secs,
             "fidelities": [st.fidelity for st in study.accuracy.stages]
             if study.accuracy.measure else [],

@@ -14,11 +14,15 @@ Where a measurement runs: in the main process (`get`), or, when the executor mea
 pool with the cores for it, or dask), on a worker: `ready` serves the memo and the cache, the
 main process fine-tunes the dense model once (`shipment`) and the worker's record comes back
 through `accept`, the only place its entry and mask file are written (codesign.sweep.remote).
+
+Latency-aware points (`allocated`): masks allocated on the point's own accelerator for its
+speedup target (codesign.accuracy.allocated.measure_allocated), one measurement per (task,
+block, target, accelerator identity, precision), always in the main process.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hwmodels import BlockShape
@@ -45,6 +49,8 @@ class AccuracyResult:
     dense_low: float = math.nan  # the dense model's own interval
     dense_high: float = math.nan
     precision: str = ""  # numeric precision of the measurement ("fp32"); "" when not measured
+    #: a latency-aware point: the record's `allocation` (spec and what was reached); else {}
+    allocation: dict[str, Any] = field(default_factory=dict)
 
 
 class AccuracyProvider:
@@ -110,6 +116,29 @@ class AccuracyProvider:
         self.measured += 1
         return _result(rec, block, fidelity)
 
+    def allocated(self, task: str, block: BlockShape, target: float, accelerator: Any,
+                  precision: str = FP32) -> AccuracyResult:
+        """The accuracy of a latency-aware point: its masks allocated on `accelerator` (an
+        hwmodels.Accelerator) for the simulated speedup `target` over its dense run, measured
+        at the calibrated fidelity and `precision` (or served from the cache); one measurement
+        per accelerator identity. Raises AccuracyError / ValueError (e.g. a target out of
+        reach)."""
+        from codesign.accuracy.allocated import measure_allocated
+        from codesign.pruning.allocation import accelerator_identity
+
+        key = ("latency-aware", task, block, float(target), accelerator_identity(accelerator),
+               precision)
+        if key not in self._memo:
+            model = self.study.model
+            rec = measure_allocated(model.name, task, block, accelerator=accelerator,
+                                    speedup=target, seq_len=model.seq_len, batch=model.batch,
+                                    engine=self.study.hardware.engine, recipe=self.recipe,
+                                    glue_dir=self.study.glue_dir, cache=self._cache_obj(),
+                                    precision=precision)
+            self.measured += 1
+            self._memo[key] = _result(rec, block, "calibrated")
+        return self._memo[key]
+
     # --- measurements on workers (codesign.sweep.remote) ----------------------------------------
     def ready(self, task: str, block: BlockShape | None, ratio: float,
               fidelity: str, precision: str = FP32) -> AccuracyResult | None:
@@ -174,8 +203,12 @@ def _result(rec, block: BlockShape | None, fidelity: str) -> AccuracyResult:
             "seconds": rec.seconds, "key": rec.key, "masks_path": masks_path,
             "precision": rec.precision, "dev_examples": rec.dev_examples,
             "interval": "95% percentile bootstrap over the dev examples"}
+    allocation = dict(getattr(rec, "allocation", None) or {})
+    if allocation:  # a uniform point's provenance is as before
+        prov["allocation"] = allocation
     return AccuracyResult(float(rec.pruned), rec.metric, float(rec.dense),
                           rec.fidelity if block is not None else fidelity, rec.source,
                           masks_path if block is not None else None, prov,
                           low=rec.pruned_low, high=rec.pruned_high, dense_low=rec.dense_low,
-                          dense_high=rec.dense_high, precision=rec.precision)
+                          dense_high=rec.dense_high, precision=rec.precision,
+                          allocation=allocation)

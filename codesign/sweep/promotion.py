@@ -8,7 +8,9 @@ most expensive evaluation and names it. The choice depends only on the cheaper e
 re-run promotes exactly the same configurations.
 
 What is ignored: the accuracy constraint does not gate promotion (the costlier fidelity is what
-may bring a point within it).
+may bring a point within it). Latency-aware points (pruning.allocation) are never promoted: their
+masks come from the calibrated allocation only; they count in the front that decides which
+uniform configurations are.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import math
 from typing import Any
 
 from codesign.study import Study
+from codesign.study.schema import LATENCY_AWARE
 from codesign.sweep.runner import Evaluation, Runner
 from codesign.sweep.space import DENSE, DesignPoint
 
@@ -27,7 +30,8 @@ def points_by_config(runner: Runner, points: list[DesignPoint]) -> dict[Config, 
     points of every stored record."""
     by_config: dict[Config, list[DesignPoint]] = {}
     for p in points:
-        by_config.setdefault(p.accuracy_key, []).append(p)
+        if not p.latency_aware:
+            by_config.setdefault(p.accuracy_key, []).append(p)
     if runner.study.search.method != "grid":
         for rec in runner.store.records(runner.context):
             p = runner.space.point_of_record(rec)
@@ -69,7 +73,8 @@ def select_promoted(study: Study, records: list[dict[str, Any]], *, how: str,
 
     if how == "all":
         cfgs = {(r["task"], r["block_shape"], r["prune_ratio"]) for r in records
-                if r["block_shape"] != DENSE and r["prune_ratio"] > 0}
+                if r["block_shape"] != DENSE and r["prune_ratio"] > 0
+                and r.get("allocation") != LATENCY_AWARE}
         return sorted(cfgs)[:max_configs] if max_configs else sorted(cfgs)
     if not records:
         return []
@@ -91,7 +96,8 @@ def select_promoted(study: Study, records: list[dict[str, Any]], *, how: str,
         norm = (vals - lo) / np.where(hi > lo, hi - lo, 1.0)
         front = norm[mask]
         for i, (_, row) in enumerate(sub.iterrows()):
-            if row["block_shape"] == DENSE or row["prune_ratio"] <= 0:
+            if row["block_shape"] == DENSE or row["prune_ratio"] <= 0 \
+                    or row.get("allocation") == LATENCY_AWARE:
                 continue
             if mask[i]:
                 dist = 0.0

@@ -12,6 +12,10 @@ interval against the dense model's point estimate (codesign.pareto.drop_interval
 model's own noise is not added, and no paired bootstrap is run: the records do not keep the
 prediction vectors). Feasibility stays decided on the point estimates; the report says when an
 interval straddles the limit. `accuracy_precision` says at which precision it was measured.
+
+A study with latency-aware points labels every row with `allocation` (uniform, latency-aware)
+and `speedup_target` (the latency-aware point's target, empty otherwise); a latency-aware row's
+`prune_ratio` is the fraction of blocks its allocation removed (over every prunable matrix).
 """
 from __future__ import annotations
 
@@ -52,6 +56,8 @@ def build_record(study: Study, point: DesignPoint, *, resolved: ResolvedChoice,
                            "model": study.model.name, "seq_len": study.model.seq_len,
                            "batch": study.model.batch, "board": study.hardware.board}
     rec.update(point.params())
+    if point.latency_aware:  # the fraction of blocks its allocation removed
+        rec["prune_ratio"] = round(1.0 - float(acc.allocation["block_density"]), 6)
     rec["sparse_strategy"] = point.sparse_strategy
     rec.update({k: v for k, v in hwres.items() if k != "hw_source"})
     drop = 100.0 * (acc.dense - acc.accuracy) if math.isfinite(acc.accuracy) else math.nan

@@ -1,8 +1,9 @@
 """One run of a study: evaluate design points and store each as it finishes.
 
 What is modelled: an `Evaluation` is one (design point, accuracy fidelity, stage[, optuna trial])
-to compute. The `Runner` measures accuracy once per (task, block, ratio, fidelity), in the main
-process or, when the executor measures (`measure_on`, MEASURE_ON), on a worker, whose record
+to compute. The `Runner` measures accuracy once per (task, block, ratio, fidelity) (a
+latency-aware point: once per (task, block, target, accelerator), in the main process), in the
+main process or, when the executor measures (`measure_on`, MEASURE_ON), on a worker, whose record
 and mask file the main process writes into the accuracy cache as it arrives; then it hands the
 group's hardware jobs to the executor, and writes each result to the results store
 (codesign.store) as one storage operation shielded from Ctrl-C, so the store never holds half a
@@ -147,6 +148,10 @@ class Runner:
             groups.setdefault(key, []).append(ev)
         for (*_, precision), group in groups.items():
             first = group[0].point
+            if first.latency_aware:
+                self._evaluate_allocated(group, precision)
+                self._collect(block=False)
+                continue
             task, block, ratio, fidelity = first.task, first.block, first.prune_ratio, \
                 group[0].fidelity
             remote = self.remote_measure and self.executor.measures
@@ -169,6 +174,25 @@ class Runner:
         while self.executor.pending():
             self._collect(block=True)
         self._collect(block=False)
+
+    def _evaluate_allocated(self, group: list[Evaluation], precision: str) -> None:
+        """A latency-aware group (one task, block, target and accelerator): its masks allocated
+        and measured in the main process, then its hardware submitted; a measurement that fails
+        (e.g. a target out of reach) fails the group's points, which a re-run retries."""
+        p = group[0].point
+        if self.progress:
+            at = "" if precision == "fp32" else f" at {precision}"
+            self.progress.note(f"accuracy {p.task} {p.block} latency-aware "
+                               f"{p.speedup_target:g}x on {dict(p.hardware)}{at}")
+        try:
+            acc = self.accuracy.allocated(p.task, p.block, p.speedup_target,
+                                          resolve(self.study, p.accelerator).accelerator,
+                                          precision)
+        except ValueError as exc:  # AccuracyError included
+            for ev in group:
+                self._failed(ev, exc)
+            return
+        self._submit_hardware(group, acc)
 
     def accuracy_precision(self, point: DesignPoint) -> str:
         """The precision `point`'s accuracy is measured at (the study's accuracy.precision; for

@@ -1,17 +1,23 @@
 """The design space of a study and the identity of its design points.
 
 What is modelled: a design point is (task, block shape or None for the dense baseline, prune
-ratio, one accelerator choice). The grid is enumerated deterministically (per task: the dense
-baseline of each accelerator, then block shapes x ratios x accelerators) and every point is keyed
-by `point_id`, a hash of its parameters (block shape as its text "16x16" or "dense", the ratio
-rounded to 6 digits, the hardware as sorted (study key, value) pairs) and of the study's
-evaluation context (model, sequence length, batch, board, fixed overrides, engine, method,
-accuracy recipe). The hashed content is a storage contract: stored studies resume by these ids.
+ratio, one accelerator choice), or, for a latency-aware point (`pruning.allocation`), (task,
+block shape, speedup target, one accelerator choice): its masks are allocated on that
+accelerator, so its accuracy is its own. The grid is enumerated deterministically (per task:
+the dense baseline of each accelerator, then block shapes x ratios x accelerators, then block
+shapes x speedup targets x accelerators) and every point is keyed by `point_id`, a hash of its
+parameters (block shape as its text "16x16" or "dense", the ratio rounded to 6 digits, the
+hardware as sorted (study key, value) pairs; a latency-aware point: allocation and target in
+place of the ratio) and of the study's evaluation context (model, sequence length, batch, board,
+fixed overrides, engine, method, accuracy recipe). The hashed content is a storage contract:
+stored studies resume by these ids, and uniform points keep theirs when a study adds
+latency-aware ones.
 
 What is ignored: nothing is evaluated here; optuna sees the space as categorical distributions.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -19,8 +25,12 @@ from hwmodels import BlockShape
 
 from codesign.hashing import short_hash
 from codesign.study import AcceleratorChoice, Study, accelerator_choices
+from codesign.study.schema import LATENCY_AWARE, UNIFORM
 
 DENSE = "dense"
+#: the points.csv columns that label a point's allocation (only in studies with latency-aware
+#: points: a uniform-only study's table is as before)
+ALLOCATION_COLUMNS = ("allocation", "speedup_target")
 # hardware keys of the study file -> column names of points.csv
 HW_COLUMNS = {"pe_array": "array"}
 
@@ -53,13 +63,23 @@ def context_hash(study: Study) -> str:
 
 @dataclass(frozen=True)
 class DesignPoint:
-    """One design point: `block` None is the dense baseline (ratio 0, sparse strategy dense)."""
+    """One design point: `block` None is the dense baseline (ratio 0, sparse strategy dense).
+
+    `allocation` is None in a study without latency-aware points (its points are uniform and
+    unlabelled), else "uniform" or "latency-aware"; a latency-aware point has a
+    `speedup_target` and no prune ratio (NaN: the allocation decides how many blocks go)."""
 
     task: str
     block: BlockShape | None
     prune_ratio: float
     accelerator: AcceleratorChoice
     point_id: str
+    allocation: str | None = None
+    speedup_target: float | None = None
+
+    @property
+    def latency_aware(self) -> bool:
+        return self.allocation == LATENCY_AWARE
 
     @property
     def block_shape(self) -> str:
@@ -75,16 +95,25 @@ class DesignPoint:
         return self.accelerator.sparse_strategy or "tile-skip"
 
     @property
-    def accuracy_key(self) -> tuple[str, str, float]:
-        """(task, block shape text, ratio): one accuracy per key, shared by every accelerator."""
+    def accuracy_key(self) -> tuple:
+        """(task, block shape text, ratio): one accuracy per key, shared by every accelerator;
+        a latency-aware point's masks are its accelerator's: (task, block shape text,
+        (allocation, target, hardware pairs))."""
+        if self.latency_aware:
+            return (self.task, self.block_shape,
+                    (LATENCY_AWARE, self.speedup_target, self.hardware))
         return (self.task, self.block_shape, self.prune_ratio)
 
     def params(self) -> dict[str, Any]:
-        """Flat parameters (points.csv names)."""
+        """Flat parameters (points.csv names); with the allocation columns when the study
+        labels them (a latency-aware point's prune ratio is None: not a parameter)."""
         out: dict[str, Any] = {"task": self.task, "block_shape": self.block_shape,
-                               "prune_ratio": self.prune_ratio}
+                               "prune_ratio": None if self.latency_aware else self.prune_ratio}
         for key, value in self.hardware:
             out[hw_column(key)] = value
+        if self.allocation is not None:
+            out["allocation"] = self.allocation
+            out["speedup_target"] = self.speedup_target
         return out
 
 
@@ -108,8 +137,8 @@ class DesignSpace:
 
     def point(self, task: str, block: BlockShape | None, ratio: float,
               accelerator: AcceleratorChoice) -> DesignPoint:
-        """A design point with its id; the dense baseline has ratio 0 and sparse strategy
-        dense."""
+        """A (uniform) design point with its id; the dense baseline has ratio 0 and sparse
+        strategy dense. The id is that of a study without latency-aware points."""
         if block is None:
             ratio = 0.0
             accelerator = accelerator.with_strategy(DENSE)
@@ -117,17 +146,30 @@ class DesignSpace:
         pid = short_hash({"context": self.context, "task": task,
                          "block_shape": DENSE if block is None else str(block),
                          "prune_ratio": ratio, "hardware": accelerator.pairs()})
-        return DesignPoint(task, block, ratio, accelerator, pid)
+        label = UNIFORM if self.study.pruning.latency_aware else None
+        return DesignPoint(task, block, ratio, accelerator, pid, label)
+
+    def aware_point(self, task: str, block: BlockShape, target: float,
+                    accelerator: AcceleratorChoice) -> DesignPoint:
+        """A latency-aware design point (masks allocated on `accelerator` for the simulated
+        speedup `target` over its dense run) with its id."""
+        target = round(float(target), 6)
+        pid = short_hash({"context": self.context, "task": task, "block_shape": str(block),
+                          "allocation": LATENCY_AWARE, "speedup_target": target,
+                          "hardware": accelerator.pairs()})
+        return DesignPoint(task, block, math.nan, accelerator, pid, LATENCY_AWARE, target)
 
     def points(self) -> list[DesignPoint]:
         """The grid, deterministic: per task, the dense baseline of each accelerator, then block
-        shapes x ratios x accelerators. Duplicates (e.g. one baseline for several strategies)
-        are removed keeping the first."""
+        shapes x ratios x accelerators, then block shapes x speedup targets x accelerators.
+        Duplicates (e.g. one baseline for several strategies) are removed keeping the first."""
         out: dict[str, DesignPoint] = {}
         for task in self.study.tasks:
             candidates = [self.point(task, None, 0.0, c) for c in self.choices]
             candidates += [self.point(task, block, ratio, c) for block in self.shapes
                            for ratio in self.study.pruning.ratios for c in self.choices]
+            candidates += [self.aware_point(task, block, target, c) for block in self.shapes
+                           for target in self.study.pruning.targets for c in self.choices]
             for p in candidates:
                 out.setdefault(p.point_id, p)
         return list(out.values())
@@ -153,6 +195,9 @@ class DesignSpace:
         """The design point of a stored record (or of its accelerator's dense baseline)."""
         values = {k: rec[hw_column(k)] for k in self.study.hardware.swept()}
         block = None if dense else self.shape_of(rec["block_shape"])
+        if not dense and rec.get("allocation") == LATENCY_AWARE:
+            return self.aware_point(rec["task"], block, rec["speedup_target"],
+                                    self.choice_of(values))
         return self.point(rec["task"], block, 0.0 if dense else rec["prune_ratio"],
                           self.choice_of(values))
 
@@ -161,13 +206,18 @@ def distributions(study: Study, include_dense: bool = True) -> dict[str, Any]:
     """The design space as optuna categorical distributions (points.csv column names)."""
     from optuna.distributions import CategoricalDistribution
 
+    aware = study.pruning.latency_aware
+    ratios = sorted(set([0.0] + study.pruning.ratios))
     dist = {"task": CategoricalDistribution(list(study.tasks)),
             "block_shape": CategoricalDistribution(
                 ([DENSE] if include_dense else []) + list(study.pruning.block_shapes)),
-            "prune_ratio": CategoricalDistribution(sorted(set([0.0] + study.pruning.ratios)))}
+            "prune_ratio": CategoricalDistribution(ratios + ([None] if aware else []))}
     for key, values in study.hardware.swept().items():
         choices = list(values)
         if key == "sparse_strategy":
             choices = [DENSE] + choices
         dist[hw_column(key)] = CategoricalDistribution(choices)
+    if aware:  # a uniform-only study's distributions are as before
+        dist["allocation"] = CategoricalDistribution([UNIFORM, LATENCY_AWARE])
+        dist["speedup_target"] = CategoricalDistribution([None] + study.pruning.targets)
     return dist
