@@ -1,27 +1,35 @@
-"""Uniform vs latency-aware allocation at equal simulated latency, calibrated fidelity, SST-2.
+"""Uniform vs latency-aware allocation at equal simulated latency, SST-2, calibrated and retrained.
 
-For each block shape and speedup target on the headline accelerator (studies/fpga_zcu102.yaml:
-board zcu102 with its preset's 32x32 ws array, tile-skip, int8, 200 MHz; `--set` overrides it):
+For each block shape and speedup target on the headline accelerator (board zcu102 with its
+preset's 32x32 ws array, tile-skip, int8, 200 MHz; `--set` overrides it, e.g.
+`--set sparse_strategy=compact`):
 
 * uniform: the smallest per-matrix ratio whose masks meet the target (`uniform_for_target`),
   each matrix losing its least salient blocks;
+* uniform-balanced: the same with PE-balanced masks (`codesign.pruning.balance`; under
+  compaction its load imbalance is 1.0, so a smaller ratio meets the target);
 * latency-aware: `allocate` with the saliency relative to each matrix's output energy;
 
-both from the same OBS saliency of the dense fine-tuned model (`calibrate.block_saliency`, the
+all from the same OBS saliency of the dense fine-tuned model (`calibrate.block_saliency`, the
 recipe's calib_* fields and calibration sentences, as the `calibrated` fidelity draws them),
 then the same calibrated re-fit (`calibrate.calibrate_masks`), then the dev metric
-(`codesign.accuracy.dense.evaluate_dev`). The dense model comes from the accuracy cache
-(`dense_checkpoint`: fine-tuned once by the recipe). Results are appended to OUT/results.jsonl,
-one line per (block, speedup, allocation, recipe): a rerun skips what is there (resumable).
+(`codesign.accuracy.dense.evaluate_dev`): variant `calibrated`. Variant `retrain` continues from
+those weights with the retrain fidelity's recovery stage (`measurement.retrain_masked`:
+distilled masked retraining, held-out check) and scores again. The dense model comes from the
+accuracy cache (`dense_checkpoint`: fine-tuned once by the recipe). Results are appended to
+OUT/results.jsonl, one line per (accelerator, block, speedup, allocation, variants, recipe): a
+rerun prints what is there and measures only the rest (resumable).
 
     python benchmarks/bench_allocation.py --out results/bench_allocation \
-        [--blocks 16x16,1x16] [--speedups 1.5,2,3] [--recipe default] [--cache DIR] \
-        [--calib-examples N] [--eval-examples N] [--threads 1]
+        [--blocks 16x16,1x16] [--speedups 1.5,2,3] [--allocations uniform,latency-aware] \
+        [--variants calibrated,retrain] [--set sparse_strategy=compact] [--recipe default] \
+        [--cache DIR] [--calib-examples N] [--eval-examples N] [--threads 1]
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import os
 import time
@@ -30,7 +38,10 @@ from pathlib import Path
 import hwmodels
 from hwmodels.costs import build_costs
 
-ALLOCATIONS = ("uniform", "latency-aware")
+#: uniform-balanced: the smallest uniform ratio whose PE-balanced masks meet the target
+#: (codesign.pruning.balance; it changes anything only under sparse_strategy=compact)
+ALLOCATIONS = ("uniform", "latency-aware", "uniform-balanced")
+VARIANTS = ("calibrated", "retrain")
 
 
 def _args() -> argparse.Namespace:
@@ -38,7 +49,11 @@ def _args() -> argparse.Namespace:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--blocks", default="16x16,1x16")
     p.add_argument("--speedups", default="1.5,2,3")
-    p.add_argument("--allocations", default=",".join(ALLOCATIONS))
+    p.add_argument("--allocations", default=",".join(ALLOCATIONS[:2]),
+                   help=f"comma list of {', '.join(ALLOCATIONS)}")
+    p.add_argument("--variants", default="calibrated",
+                   help="comma list: calibrated (re-fit only) and/or retrain (then the retrain "
+                        "fidelity's distilled masked retraining with its held-out check)")
     p.add_argument("--model", default="minilm-l6")
     p.add_argument("--task", default="sst2")
     p.add_argument("--board", default="zcu102")
@@ -97,41 +112,81 @@ def _setup(args, recipe, block):
     return dense, loaded, batches, table, sal, time.perf_counter() - t0
 
 
-def _measure(args, recipe, setup, allocation: str, speedup: float) -> dict:
-    from codesign.accuracy.dense import dev_split, evaluate_dev
+def _masks_for(setup, allocation: str, speedup: float) -> tuple[dict, float, dict]:
+    """(masks, simulated latency ms, what the allocation reports) of one allocation."""
     from codesign.pruning.allocation import allocate, uniform_for_target
+    from codesign.pruning.balance import PEBalance
+
+    table, sal = setup[3], setup[4]
+    if allocation == "latency-aware":
+        a = allocate(table, sal.relative(), speedup=speedup)
+        return a.masks, a.latency_ms, {"moves": a.moves, "trimmed": a.trimmed, "swaps": a.swaps}
+    balance = PEBalance.of(table.accelerator) if allocation == "uniform-balanced" else None
+    ratio, masks, latency = uniform_for_target(table, sal.scores, speedup=speedup,
+                                               balance=balance)
+    return masks, latency, {"ratio": ratio}
+
+
+def _measure(args, recipe, setup, allocation: str, speedup: float, variants: list[str]) -> dict:
+    """One allocation's masks, re-fitted (`calibrated`), then, with `retrain` in `variants`,
+    recovered by the retrain fidelity's distilled masked retraining and held-out check."""
+    from codesign.accuracy import AccuracyCache
+    from codesign.accuracy.dense import dev_split, evaluate_dev
+    from codesign.accuracy.measurement import retrain_masked
     from codesign.pruning.calibrate import calibrate_masks
 
     dense, loaded, batches, table, sal, _ = setup
     t0 = time.perf_counter()
-    extra = {}
-    if allocation == "uniform":
-        ratio, masks, latency = uniform_for_target(table, sal.scores, speedup=speedup)
-        extra["ratio"] = ratio
-    else:
-        a = allocate(table, sal.relative(), speedup=speedup)
-        masks, latency = a.masks, a.latency_ms
-        extra.update(moves=a.moves, trimmed=a.trimmed, swaps=a.swaps)
+    try:
+        masks, latency, extra = _masks_for(setup, allocation, speedup)
+    except ValueError as exc:  # a target out of reach for this allocation
+        return {"unreachable": str(exc), "target_ms": table.latency_ms({}) / speedup}
     t1 = time.perf_counter()
     model = copy.deepcopy(loaded.model)
     calibrate_masks(model, loaded.structure, masks=masks, calibration=batches,
                     damping=recipe.calib_damping, threads=args.threads)
-    t2 = time.perf_counter()
-    metrics = evaluate_dev(model, loaded.tokenizer, args.task,
-                           dev_split(args.task, recipe, args.glue_dir), recipe)
+    dev = dev_split(args.task, recipe, args.glue_dir)
+    seconds = {"allocation": t1 - t0, "refit": time.perf_counter() - t1}
+    metrics, recovery = {}, None
+    for variant in variants:
+        t2 = time.perf_counter()
+        if variant == "retrain":
+            cache = AccuracyCache(args.cache) if args.cache else AccuracyCache()
+            recovery = retrain_masked(dataclasses.replace(loaded, model=model), masks, recipe, args.task,
+                                      dense=dense, cache=cache, glue_dir=args.glue_dir)
+        metrics[variant] = evaluate_dev(model, loaded.tokenizer, args.task, dev, recipe)
+        seconds[variant] = time.perf_counter() - t2
     kept = sum(m.kept_weights for m in masks.values())
     total = sum(m.matrix_shape[0] * m.matrix_shape[1] for m in masks.values())
+    imbalance = hwmodels.simulate(table.workload, table.accelerator, masks,
+                                  table.engine).load_imbalance
     return {"latency_ms": latency, "dense_ms": table.latency_ms({}),
             "target_ms": table.latency_ms({}) / speedup, "density": kept / total,
-            "metrics": metrics, "dense_metrics": dense.metrics,
-            "seconds": {"allocation": t1 - t0, "refit": t2 - t1,
-                        "evaluate": time.perf_counter() - t2}, **extra}
+            "load_imbalance": imbalance, "metrics": metrics, "recovery": recovery,
+            "dense_metrics": dense.metrics, "seconds": seconds, **extra}
+
+
+def _print(row: dict) -> None:
+    head = f"{row['block']:>6} {row['speedup']:>4g}x {row['allocation']:>16}:"
+    if "unreachable" in row:
+        print(f"{head} unreachable ({row['unreachable']})", flush=True)
+        return
+    scores = ", ".join(f"{v} {m['accuracy']:.4f}" if "accuracy" in m else f"{v} {m}"
+                       for v, m in row["metrics"].items())
+    print(f"{head} {row['latency_ms']:.4f} ms (target {row['target_ms']:.4f}), density "
+          f"{row['density']:.3f}, imbalance {row['load_imbalance']:.2f}, {scores}", flush=True)
 
 
 def main() -> None:
     args = _args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     recipe = _recipe(args)
+    variants = args.variants.split(",")
+    bad = sorted(set(variants) - set(VARIANTS)) + sorted(
+        set(args.allocations.split(",")) - set(ALLOCATIONS))
+    if bad:
+        raise SystemExit(f"bench_allocation: unknown {bad}; variants: {', '.join(VARIANTS)}; "
+                         f"allocations: {', '.join(ALLOCATIONS)}")
     args.out.mkdir(parents=True, exist_ok=True)
     results = args.out / "results.jsonl"
     done = _done(results)
@@ -143,21 +198,20 @@ def main() -> None:
         for speedup in (float(s) for s in args.speedups.split(",")):
             for allocation in args.allocations.split(","):
                 key = f"{args.board}{sorted(args.sets)}-{block}-{speedup:g}-{allocation}-" \
-                      f"{recipe_key}-seq{args.seq_len}"
+                      f"{'+'.join(variants)}-{recipe_key}-seq{args.seq_len}"
                 if key in done:
+                    _print(done[key])
                     continue
                 if setup is None:
                     setup = _setup(args, recipe, block)
                 row = {"key": key, "block": block, "speedup": speedup, "allocation": allocation,
                        "board": args.board, "sets": args.sets, "recipe": recipe.to_dict(),
                        "saliency_seconds": setup[5], "load_average": os.getloadavg()[0],
-                       **_measure(args, recipe, setup, allocation, speedup)}
+                       **_measure(args, recipe, setup, allocation, speedup, variants)}
                 with open(results, "a", encoding="utf-8") as fh:
                     fh.write(json.dumps(row) + "\n")
                 done[key] = row
-                print(f"{block:>6} {speedup:>4g}x {allocation:>13}: "
-                      f"{row['latency_ms']:.4f} ms (target {row['target_ms']:.4f}), density "
-                      f"{row['density']:.3f}, dev {row['metrics']}", flush=True)
+                _print(row)
 
 
 if __name__ == "__main__":

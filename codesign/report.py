@@ -133,6 +133,10 @@ def _acc_source(row: Mapping) -> str:
 def _design_text(row: Mapping, keys: Sequence[str]) -> str:
     if str(row.get("block_shape")).lower() == "dense":
         what = "the dense model"
+    elif row.get("allocation") == "latency-aware":
+        what = (f"{row['block_shape']} blocks allocated latency-aware for a "
+                f"{_num(row.get('speedup_target'), 3)}x speedup target (prune ratio "
+                f"{_num(row.get('prune_ratio'), 3)})")
     else:
         what = (f"{row['block_shape']} blocks at {_num(row.get('compression'), 3)}x compression "
                 f"(prune ratio {_num(row.get('prune_ratio'), 3)})")
@@ -353,6 +357,11 @@ def _pareto_table(points: pd.DataFrame, study: Mapping, in_set: np.ndarray) -> s
         "block shape": front["block_shape"].astype(str),
         "compression": front["compression"].map(lambda v: f"{_num(v, 3)}x"),
     })
+    if "allocation" in front and points["allocation"].nunique(dropna=True) > 1:
+        table["allocation"] = [
+            f"latency-aware, {_num(r.get('speedup_target'), 3)}x target"
+            if r.get("allocation") == "latency-aware" else r.get("allocation")
+            for r in front.to_dict("records")]
     for k in keys:
         table[k] = front[k]
     if "sparse_strategy" in front:

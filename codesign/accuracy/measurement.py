@@ -161,6 +161,16 @@ def _retrain(loaded: Any, masks: Mapping[str, Any], recipe: Recipe, task: str, g
             "start": float(start), "retrained": float(retrained), "kept": kept}
 
 
+def retrain_masked(loaded: Any, masks: Mapping[str, Any], recipe: Recipe, task: str, *,
+                   dense: DenseCheckpoint, cache: AccuracyCache, glue_dir: Any = None,
+                   progress: bool = False) -> dict[str, Any]:
+    """The `retrain` fidelity's recovery stage on masks chosen elsewhere (e.g. a latency-aware
+    allocation): masked retraining of `loaded.model` in place, distilled from `dense` when the
+    recipe distils at `retrain`, with the held-out check; returns what the check decided."""
+    return _retrain(loaded, masks, recipe, task, glue_dir, progress,
+                    _Teacher(recipe, "retrain", dense, cache))
+
+
 def _calibrated(loaded: Any, block: tuple[int, int], ratio: float, recipe: Recipe, task: str,
                 glue_dir: Any) -> dict[str, Any]:
     """Calibrated one-shot pruning in place (no labels read, no gradient step); the masks."""

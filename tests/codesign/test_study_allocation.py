@@ -144,6 +144,22 @@ def test_pareto_plot_shows_both_allocations(aware_run, aware_study):
     assert {"1.5x", "2x"} <= labels
 
 
+def test_report_names_the_allocation_and_target(aware_run, aware_study):
+    from codesign.plots import load_points
+    from codesign.report import render_report
+
+    df = load_points(aware_run.out_dir / "points.csv")
+    text = render_report(df, aware_study.to_plain())
+    table = text[text.index("| block shape"):]
+    header = table.splitlines()[0]
+    assert "| allocation |" in header
+    rows = [line for line in table.splitlines()[2:] if line.startswith("|")]
+    aware = df[df["pareto"].astype(bool) & (df["allocation"] == "latency-aware")]
+    assert sum("latency-aware, " in line for line in rows) == len(aware)
+    for target in aware["speedup_target"]:
+        assert f"latency-aware, {target:g}x target" in table
+
+
 def _error(tmp_path: Path, **pruning) -> str:
     from codesign.study import StudyError, load_study
 
