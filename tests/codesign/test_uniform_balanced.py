@@ -1,8 +1,8 @@
 """The uniform baseline with PE-balanced masks (allocation.uniform_for_target(balance=...)),
-which benchmarks/bench_allocation.py compares under compaction: same kept count per matrix as
-the unbalanced baseline, the same count in every lane of a balance group, the target met on the
-simulator, and the compaction load imbalance 1.0 (no head or neuron dies under random
-importance, so no re-blocking)."""
+which benchmarks/bench_allocation.py compares under compaction: the same kept count per matrix
+as the unbalanced baseline, the same count in every lane of a balance group (the remainder
+rule's one extra block aside), the target met on the simulator with fewer blocks removed, and
+a lower compaction load imbalance."""
 from __future__ import annotations
 
 import numpy as np
