@@ -4,11 +4,13 @@ For each block shape and speedup target on the headline accelerator (board zcu10
 preset's 32x32 ws array, tile-skip, int8, 200 MHz; `--set` overrides it, e.g.
 `--set sparse_strategy=compact`):
 
-* uniform: the smallest per-matrix ratio whose masks meet the target (`uniform_for_target`),
-  each matrix losing its least salient blocks;
+* uniform: the smallest per-matrix ratio whose masks meet the target (`uniform_for_target`,
+  judged by `hwmodels.simulate`, so crediting the heads and FFN neurons the masks remove
+  entirely), each matrix losing its least salient blocks;
 * uniform-balanced: the same with PE-balanced masks (`codesign.pruning.balance`; under
   compaction its load imbalance is 1.0, so a smaller ratio meets the target);
-* latency-aware: `allocate` with the saliency relative to each matrix's output energy;
+* latency-aware: `allocate` with the saliency relative to each matrix's output energy (its
+  search judges the target without that credit: conservative against the uniform baseline);
 
 all from the same OBS saliency of the dense fine-tuned model (`calibrate.block_saliency`, the
 recipe's calib_* fields and calibration sentences, as the `calibrated` fidelity draws them),
@@ -114,7 +116,8 @@ def _setup(args, recipe, block):
 
 def _masks_for(setup, allocation: str, speedup: float) -> tuple[dict, float, dict]:
     """(masks, simulated latency ms, what the allocation reports) of one allocation."""
-    from codesign.pruning.allocation import allocate, uniform_for_target
+    from codesign.pruning.allocation import allocate
+    from codesign.pruning.uniform import uniform_for_target
     from codesign.pruning.balance import PEBalance
 
     table, sal = setup[3], setup[4]
@@ -123,7 +126,7 @@ def _masks_for(setup, allocation: str, speedup: float) -> tuple[dict, float, dic
         return a.masks, a.latency_ms, {"moves": a.moves, "trimmed": a.trimmed, "swaps": a.swaps}
     balance = PEBalance.of(table.accelerator) if allocation == "uniform-balanced" else None
     ratio, masks, latency = uniform_for_target(table, sal.scores, speedup=speedup,
-                                               balance=balance)
+                                               balance=balance, structure="carry")
     return masks, latency, {"ratio": ratio}
 
 

@@ -44,8 +44,6 @@ import numpy as np
 from hwmodels.costs import CostTable, MatrixCosts, block_spans
 from hwmodels.sparsity import BlockMask, edge_sizes
 
-from codesign.pruning.balance import balanced_keep
-
 log = logging.getLogger("codesign")
 
 SWAP_CANDIDATES = 64  # greedy moves past the prefix offered to the swap pass
@@ -385,52 +383,6 @@ def allocate(table: CostTable, importance: Mapping[str, np.ndarray], *,
                       seconds=time.perf_counter() - t0)
 
 
-# --------------------------------------------------------------------------- uniform baseline
-def uniform_masks(table: CostTable, importance: Mapping[str, np.ndarray], ratio: float, *,
-                  balance=None) -> dict[str, BlockMask]:
-    """Every matrix loses exactly round(ratio * blocks) of its least important blocks (ties by
-    grid position, row-major): `codesign.pruning.blocks.prune_mask` on numpy. With `balance`
-    (a `codesign.pruning.balance.PEBalance`) the same kept count, PE-balanced
-    (`balance.balanced_keep`)."""
-    out = {}
-    for name, m in table.matrices.items():
-        imp = np.asarray(importance[name], np.float64)
-        flat = imp.ravel()
-        n_prune = int(round(float(ratio) * flat.size))
-        if balance is not None:
-            keep = balanced_keep(imp, flat.size - n_prune,
-                                 balance.groups(m.matrix_shape, table.block_shape))
-        else:
-            keep = np.ones(flat.size, bool)
-            if n_prune:
-                keep[np.argsort(flat, kind="stable")[:n_prune]] = False
-        out[name] = BlockMask(keep.reshape(imp.shape), table.block_shape, m.matrix_shape)
-    return out
-
-
-def uniform_for_target(table: CostTable, importance: Mapping[str, np.ndarray], *,
-                       latency_ms: float | None = None, speedup: float | None = None,
-                       resolution: float = 1e-3,
-                       balance=None) -> tuple[float, dict[str, BlockMask], float]:
-    """The smallest uniform ratio (to `resolution`, by bisection) whose masks (PE-balanced with
-    `balance`) meet the target: (ratio, masks, exact latency in ms). The baseline latency-aware
-    allocation is compared to."""
-    target = target_cycles(table, latency_ms=latency_ms, speedup=speedup)
-    masks_at = lambda ratio: uniform_masks(table, importance, ratio, balance=balance)  # noqa: E731
-    lo, hi = 0.0, 1.0
-    if table.latency_cycles(masks_at(hi)) > target:
-        raise ValueError(f"target {table.cycles_to_ms(target):.4f} ms is out of reach even with "
-                         "every block removed")
-    while hi - lo > resolution:
-        mid = 0.5 * (lo + hi)
-        if table.latency_cycles(masks_at(mid)) <= target:
-            hi = mid
-        else:
-            lo = mid
-    masks = masks_at(hi)
-    return hi, masks, simulated_ms(table, masks)
-
-
 def simulated_ms(table: CostTable, masks: Mapping[str, BlockMask]) -> float:
     """`hwmodels.simulate`'s latency of `masks` on the table's workload and accelerator: the
     table's exact latency, less the work of whole heads and FFN neurons the masks remove
@@ -504,5 +456,4 @@ def latency_aware_prune(model, structure, *, table: CostTable, calibration,
 
 
 __all__ = ["ALLOCATION_VERSION", "Allocation", "LatencyAwarePruning", "Move",
-           "accelerator_identity", "allocate", "latency_aware_prune", "target_cycles",
-           "uniform_for_target", "uniform_masks"]
+           "accelerator_identity", "allocate", "latency_aware_prune", "target_cycles"]

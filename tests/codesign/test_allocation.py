@@ -9,7 +9,8 @@ import pytest
 import hwmodels
 from hwmodels.costs import build_costs, unit_members
 from codesign.masks import load_masks, save_masks
-from codesign.pruning.allocation import allocate, uniform_for_target, uniform_masks
+from codesign.pruning.allocation import allocate
+from codesign.pruning.uniform import uniform_for_target, uniform_masks
 
 
 def _importance(table, seed=0):
@@ -114,6 +115,9 @@ def test_uniform_for_target_and_errors(minilm):
     ratio, masks, ms = uniform_for_target(table, imp, speedup=1.5)
     assert ms <= table.latency_ms({}) / 1.5 and 0 < ratio < 1
     assert table.latency_ms(uniform_masks(table, imp, ratio - 2e-3)) > table.latency_ms({}) / 1.5
+    carry, carry_masks, carry_ms = uniform_for_target(table, imp, speedup=1.5, structure="carry")
+    assert carry <= ratio and carry_ms <= table.latency_ms({}) / 1.5
+    assert carry_ms == hwmodels.simulate(minilm, table.accelerator, carry_masks).latency_ms
     with pytest.raises(ValueError, match="exactly one target"):
         allocate(table, imp, speedup=2, latency_ms=1)
     with pytest.raises(ValueError, match="out of reach"):

@@ -1,4 +1,4 @@
-"""The uniform baseline with PE-balanced masks (allocation.uniform_for_target(balance=...)),
+"""The uniform baseline with PE-balanced masks (uniform.uniform_for_target(balance=...)),
 which benchmarks/bench_allocation.py compares under compaction: the same kept count per matrix
 as the unbalanced baseline, the same count in every lane of a balance group (the remainder
 rule's one extra block aside), the target met on the simulator with fewer blocks removed, and
@@ -11,7 +11,7 @@ import pytest
 import hwmodels
 from hwmodels.costs import build_costs
 
-from codesign.pruning.allocation import uniform_for_target, uniform_masks
+from codesign.pruning.uniform import uniform_for_target, uniform_masks
 from codesign.pruning.balance import PEBalance
 from codesign.workload import encoder_workload
 
