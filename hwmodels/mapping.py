@@ -63,6 +63,7 @@ group).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -70,7 +71,7 @@ from .accelerator import Accelerator
 from .actions import ActionCounts
 from .folds import INDEX_PORT_BYTES, WsFolds, pass_structure  # noqa: F401 (INDEX_PORT_BYTES)
 from .pipeline import pipeline_fill
-from .sparsity import GemmBlocks, _edge_sizes, dense_gemm_blocks
+from .sparsity import GemmBlocks, _edge_sizes, _read_only, dense_gemm_blocks
 from .workload import GemmOp, VectorOp
 
 VECTOR_CHUNK_ELEMENTS = 8192  # a vector op streams through the buffers in chunks of this size
@@ -124,6 +125,40 @@ class Schedule:
         if self.count == 1:
             return arrays
         return tuple(np.tile(x, self.count) for x in arrays)
+
+    # Derived once per schedule and shared by the engines and fused vector work (a schedule is
+    # immutable; a cached schedule serves every design point that shares it).
+    @cached_property
+    def busy_cycles(self) -> np.ndarray:
+        """float64: `busy` over all `count` instances (what the engines time)."""
+        busy = (self.stream + self.fill + self.index).astype(np.float64)
+        return _read_only(busy if self.count == 1 else np.tile(busy, self.count))
+
+    @cached_property
+    def busy_cumsum(self) -> np.ndarray:
+        """float64: the running sum of `busy_cycles` (exact: integer cycle counts)."""
+        return _read_only(self.busy_cycles.cumsum())
+
+    @cached_property
+    def work_sums(self) -> tuple[float, float, float, float]:
+        """(busy, stream, fill/drain, index) cycles over all instances, as floats (integer
+        counts summed exactly, so equal to summing the repeated arrays)."""
+        work = float(self.busy_cycles.sum())
+        return (work, *(float(_sum_repeated(x, self.count))
+                        for x in (self.stream, self.fill, self.index)))
+
+    @cached_property
+    def store_folds(self) -> np.ndarray:
+        """Indices (over all instances) of the folds that store output bytes."""
+        (store,) = self.repeated("store_bytes")
+        return _read_only(store.nonzero()[0])
+
+
+def _sum_repeated(x: np.ndarray, count: int):
+    """`np.tile(x, count).sum()`: for integers `x.sum() * count` (the same integer)."""
+    if count == 1 or x.dtype.kind not in "iub":
+        return (x if count == 1 else np.tile(x, count)).sum()
+    return x.sum() * count
 
 
 def _strategy(acc: Accelerator, gb: GemmBlocks | None) -> str:

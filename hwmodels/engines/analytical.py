@@ -31,14 +31,15 @@ ENGINE_VERSION = ENGINES["analytical"]
 
 
 def makespan(busy: np.ndarray, load_cyc: np.ndarray, store_cyc: np.ndarray,
-             double_buffering: bool) -> float:
-    """Total cycles of a fold sequence (see the module docstring)."""
+             double_buffering: bool, *, stores: np.ndarray | None = None) -> float:
+    """Total cycles of a fold sequence (see the module docstring). `stores`: the indices of
+    the folds with store cycles > 0, if the caller has them."""
     if busy.size == 0:
         return 0.0
     if not double_buffering:
         return float(busy.sum() + load_cyc.sum() + store_cyc.sum())
     n = busy.size
-    st = np.flatnonzero(store_cyc)  # store cycles are >= 0
+    st = store_cyc.nonzero()[0] if stores is None else stores  # store cycles are >= 0
     tail = 0.0
     if st.size:
         # a tile = the folds after the previous store up to and including this one
@@ -67,11 +68,10 @@ def makespan(busy: np.ndarray, load_cyc: np.ndarray, store_cyc: np.ndarray,
 
 def time_schedule(s: Schedule, bytes_per_cycle: float, double_buffering: bool) -> Timing:
     """The op's cycles: the midpoint of the two closed forms (see the module docstring)."""
-    stream, fill, index, load, store = s.repeated("stream", "fill", "index", "load_bytes",
-                                                  "store_bytes")
-    busy = (stream + fill + index).astype(np.float64)
-    total = makespan(busy, load / bytes_per_cycle, store / bytes_per_cycle, double_buffering)
-    return Timing.split(s.kind, total, stream, fill, index)
+    load, store = s.repeated("load_bytes", "store_bytes")
+    total = makespan(s.busy_cycles, load / bytes_per_cycle, store / bytes_per_cycle,
+                     double_buffering, stores=s.store_folds)
+    return Timing.of_sums(s.kind, total, s.work_sums)
 
 
 # --------------------------------------------------------------------------- many bandwidths
@@ -123,8 +123,6 @@ def time_schedule_batch(s: Schedule, bytes_per_cycle: np.ndarray,
                         double_buffering: bool) -> Timing:
     """`time_schedule` for many DRAM bandwidths (bytes per cycle) at once: a Timing whose
     total and stall cycles are arrays over them, equal entry by entry to the scalar calls."""
-    stream, fill, index, load, store = s.repeated("stream", "fill", "index", "load_bytes",
-                                                  "store_bytes")
-    busy = (stream + fill + index).astype(np.float64)
-    total = makespan_batch(busy, load, store, bytes_per_cycle, double_buffering)
-    return Timing.split(s.kind, total, stream, fill, index)
+    load, store = s.repeated("load_bytes", "store_bytes")
+    total = makespan_batch(s.busy_cycles, load, store, bytes_per_cycle, double_buffering)
+    return Timing.of_sums(s.kind, total, s.work_sums)
