@@ -182,9 +182,16 @@ def _decode_once(index: np.ndarray, passes: int, resident: bool) -> np.ndarray:
     """Index cycles of one pass over W repeated `passes` times (ws M chunks): indices that stay
     on chip with the weights (`resident`) are decoded in the first pass only; the decoded gather
     addresses (one per index entry, no larger than a block index) are kept for the others."""
-    if passes == 1 or not resident:
+    if passes == 1:
+        return index  # (schedules never write their arrays: shared with the cached folds)
+    if not resident:
         return np.tile(index, passes)
     return np.concatenate([index, np.zeros(index.size * (passes - 1), np.int64)])
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    """The M chunks' per-fold arrays one after another (one chunk: that array itself)."""
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 # --------------------------------------------------------------------------- weight stationary
@@ -212,17 +219,18 @@ def _ws(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str) -> Schedule
     store_unit[f.tile_last] = n_len * ob
     w_once = float(f.w_load.sum())
     w_resident = nch > 1 and w_once <= acc.usable_bytes(acc.weight_buffer)
-    real_i = f.real.astype(np.int64)
     w_parts, x_parts = [], []
     x_resident_any = False
+    w_bytes = x_bytes = 0.0  # summed chunk by chunk (the order of the float additions kept)
     for c, ml in enumerate(m_lens):
         x_load, resident = _ws_input_load(f, ml, x_cap, ob)
         x_resident_any = x_resident_any or resident
-        w_parts.append(f.w_load if (c == 0 or not w_resident) else np.zeros_like(f.w_load))
+        fetch = c == 0 or not w_resident
+        w_parts.append(f.w_load if fetch else np.zeros_like(f.w_load))
+        w_bytes += w_once if fetch else 0.0
         x_parts.append(x_load)
-    w_bytes = sum((float(w.sum()) for w in w_parts), 0.0)
-    x_bytes = sum((float(x.sum()) for x in x_parts), 0.0)
-    stream = (real_i * M if nch == 1 else np.concatenate([real_i * ml for ml in m_lens]))
+        x_bytes += float(x_load.sum())
+    stream = (f.real * M if nch == 1 else np.concatenate([f.real * ml for ml in m_lens]))
     idx_bytes = f.index_bytes * (nch if not w_resident else 1)
     out_bytes = M * N * ob
     psum_cols, first_cols = f.psum_cols, f.first_cols
@@ -245,9 +253,8 @@ def _ws(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str) -> Schedule
     return Schedule(
         kind="gemm", count=op.count, stream=stream,
         fill=pipeline_fill(stream, real_all, R, C, "ws", acc.weight_preload),
-        index=_decode_once(f.index.astype(np.int64), nch, w_resident),
-        weight_load=np.concatenate(w_parts),
-        input_load=np.concatenate(x_parts),
+        index=_decode_once(f.index.astype(np.int64, copy=False), nch, w_resident),
+        weight_load=_joined(w_parts), input_load=_joined(x_parts),
         store_bytes=(store_unit * M if nch == 1 else
                      np.concatenate([store_unit * ml for ml in m_lens])), counts=counts,
         strategy=strategy, dataflow="ws", load_imbalance=f.load_imbalance,
