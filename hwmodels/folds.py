@@ -9,6 +9,7 @@ timing (hwmodels.mapping, hwmodels.engines).
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -21,6 +22,10 @@ from .sparsity import (INDEX_DECODE_BITS_PER_CYCLE, ColumnPacking, GemmBlocks, I
                        tile_occupancy)
 
 INDEX_PORT_BYTES = INDEX_DECODE_BITS_PER_CYCLE // 8  # one 64-bit BRAM word per cycle
+
+
+#: `IndexFormat.parse` of an accelerator's `index_format` text, memoised
+_index_format = functools.lru_cache(maxsize=64)(IndexFormat.parse)
 
 
 def _occupancy(gb: GemmBlocks, strategy: str, rows: int, cols: int) -> np.ndarray:
@@ -53,7 +58,7 @@ def pass_structure(gb: GemmBlocks, strategy: str, acc: Accelerator, dataflow: st
     R, C = acc.pe_array.rows, acc.pe_array.cols
     ib = acc.index_bytes
     if strategy == "compact":
-        fmt = IndexFormat.parse(acc.index_format)
+        fmt = _index_format(acc.index_format)
         key = (dataflow, strategy, gb.content_key, R, C, wb, ib, str(fmt))
         if dataflow == "ws":
             return FOLDS.get(key, lambda: _ws_compact_folds(gb, R, C, wb, ib, fmt))

@@ -136,7 +136,9 @@ class Schedule:
 
     @cached_property
     def busy_cumsum(self) -> np.ndarray:
-        """float64: the running sum of `busy_cycles` (exact: integer cycle counts)."""
+        """float64: the running sum of `busy_cycles` (exact: whole cycle counts, checked)."""
+        if any(x.dtype.kind not in "iub" for x in (self.stream, self.fill, self.index)):
+            raise TypeError("Schedule: stream, fill and index must be integer cycle counts")
         return _read_only(self.busy_cycles.cumsum())
 
     @cached_property

@@ -31,9 +31,12 @@ ENGINE_VERSION = ENGINES["analytical"]
 
 
 def makespan(busy: np.ndarray, load_cyc: np.ndarray, store_cyc: np.ndarray,
-             double_buffering: bool, *, stores: np.ndarray | None = None) -> float:
-    """Total cycles of a fold sequence (see the module docstring). `stores`: the indices of
-    the folds with store cycles > 0, if the caller has them."""
+             double_buffering: bool, *, stores: np.ndarray | None = None,
+             busy_cumsum: np.ndarray | None = None) -> float:
+    """Total cycles of a fold sequence (see the module docstring). Optional, when the caller
+    has them: `stores`, the indices of the folds with store cycles > 0; `busy_cumsum`, the
+    running sum of `busy` when `busy` holds whole numbers (then every suffix sum is exact and
+    taken from it: the same values as summing from the end)."""
     if busy.size == 0:
         return 0.0
     if not double_buffering:
@@ -59,7 +62,10 @@ def makespan(busy: np.ndarray, load_cyc: np.ndarray, store_cyc: np.ndarray,
     else:
         dma = load_cyc + 0.0  # (a copy: + the zero running sum of no stores)
     a_cum = np.cumsum(dma)
-    b_suf = np.cumsum(busy[::-1])[::-1]
+    if busy_cumsum is None:
+        b_suf = np.cumsum(busy[::-1])[::-1]
+    else:
+        b_suf = (busy_cumsum[-1] - busy_cumsum) + busy
     lower = float(np.max(a_cum + b_suf) + tail)
     # lock-step: the DMA works at most one fold ahead of the array
     upper = float(dma[0] + np.maximum(busy[:-1], dma[1:]).sum() + busy[-1] + tail)
@@ -70,7 +76,7 @@ def time_schedule(s: Schedule, bytes_per_cycle: float, double_buffering: bool) -
     """The op's cycles: the midpoint of the two closed forms (see the module docstring)."""
     load, store = s.repeated("load_bytes", "store_bytes")
     total = makespan(s.busy_cycles, load / bytes_per_cycle, store / bytes_per_cycle,
-                     double_buffering, stores=s.store_folds)
+                     double_buffering, stores=s.store_folds, busy_cumsum=s.busy_cumsum)
     return Timing.of_sums(s.kind, total, s.work_sums)
 
 

@@ -69,7 +69,9 @@ def granule_shares(s: Schedule, kind: str, passes: int) -> np.ndarray:
     cum = np.cumsum(tiles)
     ends = np.flatnonzero(row_ends)
     rows = np.zeros(store.size)
-    rows[ends] = np.diff(np.r_[0.0, cum[ends]])
+    at = cum[ends]  # np.diff(np.r_[0.0, at]), as slices
+    rows[ends[:1]] = at[:1] - 0.0
+    rows[ends[1:]] = at[1:] - at[:-1]
     rows[-1] += 1.0 - cum[ends[-1]] if ends.size else 1.0  # rows only complete at the end
     return (passes - 1) / passes * tiles + rows / passes
 
