@@ -143,11 +143,12 @@ class Schedule:
 
     @cached_property
     def work_sums(self) -> tuple[float, float, float, float]:
-        """(busy, stream, fill/drain, index) cycles over all instances, as floats (integer
-        counts summed exactly, so equal to summing the repeated arrays)."""
-        work = float(self.busy_cycles.sum())
-        return (work, *(float(_sum_repeated(x, self.count))
-                        for x in (self.stream, self.fill, self.index)))
+        """(busy, stream, fill/drain, index) cycles over all instances, as floats: whole cycle
+        counts summed exactly (as integers), so equal to summing the repeated arrays."""
+        parts = [_sum_repeated(x, self.count) for x in (self.stream, self.fill, self.index)]
+        if any(x.dtype.kind not in "iub" for x in (self.stream, self.fill, self.index)):
+            return (float(self.busy_cycles.sum()), *map(float, parts))
+        return (float(parts[0] + parts[1] + parts[2]), *map(float, parts))
 
     @cached_property
     def store_folds(self) -> np.ndarray:
