@@ -12,7 +12,7 @@ control, clock tree and interconnect activity (the static power covers them).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from numbers import Integral
 
 #: on-chip buffers, in the order their accesses are reported
@@ -45,14 +45,15 @@ class ActionCounts:
     def __add__(self, other: ActionCounts) -> ActionCounts:
         if not isinstance(other, ActionCounts):
             return NotImplemented
-        return replace(self, **{f.name: getattr(self, f.name) + getattr(other, f.name)
-                                for f in fields(self)})
+        a, b = self.__dict__, other.__dict__
+        return _with(self, {k: a[k] + b[k] for k in _FIELDS})
 
     def __mul__(self, instances: int) -> ActionCounts:
         """The counts of `instances` repetitions of the op."""
         if not isinstance(instances, Integral):
             return NotImplemented
-        return replace(self, **{f.name: getattr(self, f.name) * instances for f in fields(self)})
+        a = self.__dict__
+        return _with(self, {k: a[k] * instances for k in _FIELDS})
 
     __rmul__ = __mul__
 
@@ -68,4 +69,21 @@ class ActionCounts:
 
     def buffer_accesses(self) -> dict[str, float]:
         """``{"weight_read": bytes, "weight_write": ..., "output_write": ...}`` (report keys)."""
-        return {f"{b}_{rw}": self.buffer_bytes(b, rw) for b in BUFFERS for rw in ("read", "write")}
+        return {"weight_read": self.weight_buffer_read_bytes,
+                "weight_write": self.weight_buffer_write_bytes,
+                "input_read": self.input_buffer_read_bytes,
+                "input_write": self.input_buffer_write_bytes,
+                "output_read": self.output_buffer_read_bytes,
+                "output_write": self.output_buffer_write_bytes}
+
+
+#: the fields of ActionCounts, in order
+_FIELDS = tuple(f.name for f in fields(ActionCounts))
+
+
+def _with(like: ActionCounts, values: dict) -> ActionCounts:
+    """An ActionCounts of `like`'s class holding `values` (every field; no __post_init__ to
+    run, so this equals the dataclass constructor, without its per-field setattr cost)."""
+    out = object.__new__(type(like))
+    out.__dict__.update(values)
+    return out

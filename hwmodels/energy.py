@@ -14,6 +14,8 @@ used before the FPGA model is `HOROWITZ_45NM` + a `static_mw` (docs/hardware.md)
 """
 from __future__ import annotations
 
+import functools
+
 from .accelerator import EnergyTable, by_precision
 from .actions import BUFFERS, ActionCounts
 
@@ -37,17 +39,28 @@ def price(counts: ActionCounts, table: EnergyTable, *, instances: int = 1,
           latency_us: float = 0.0) -> dict[str, float]:
     """Energy in pJ per component (`COMPONENTS`) of `instances` ops with these per-instance
     `counts`, plus static power over `latency_us` microseconds (all instances together)."""
-    pj = table.buffer_pj_per_byte
-    dram_bytes = (counts.weight_dram_bytes + counts.index_dram_bytes + counts.input_dram_bytes
-                  + counts.output_dram_bytes)
-    per_instance = {
-        "mac": counts.executed_macs * table.mac_pj,
-        **{f"{b}_buffer": (counts.buffer_bytes(b, "read") * pj(b, "read")
-                           + counts.buffer_bytes(b, "write") * pj(b, "write")) for b in BUFFERS},
-        "dram": dram_bytes * table.dram_pj_per_byte,
-        "vector": counts.vector_element_passes * table.vector_pj,
+    (wr, ww), (ir, iw), (orr, ow) = _buffer_pj(table)
+    c = counts
+    dram_bytes = (c.weight_dram_bytes + c.index_dram_bytes + c.input_dram_bytes
+                  + c.output_dram_bytes)
+    out = {
+        "mac": c.executed_macs * table.mac_pj * instances,
+        "weight_buffer": (c.weight_buffer_read_bytes * wr
+                          + c.weight_buffer_write_bytes * ww) * instances,
+        "input_buffer": (c.input_buffer_read_bytes * ir + c.input_buffer_write_bytes * iw)
+        * instances,
+        "output_buffer": (c.output_buffer_read_bytes * orr
+                          + c.output_buffer_write_bytes * ow) * instances,
+        "dram": dram_bytes * table.dram_pj_per_byte * instances,
+        "vector": c.vector_element_passes * table.vector_pj * instances,
     }
-    out = {k: v * instances for k, v in per_instance.items()}
     # mW x microseconds = nJ; x 1e3 -> pJ
     out["static"] = table.static_mw * latency_us * 1e3
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def _buffer_pj(table: EnergyTable) -> tuple[tuple[float, float], ...]:
+    """(read, write) pJ per byte of each buffer of `BUFFERS`, in order (per table, memoised)."""
+    return tuple((table.buffer_pj_per_byte(b, "read"), table.buffer_pj_per_byte(b, "write"))
+                 for b in BUFFERS)

@@ -9,6 +9,7 @@ timing (hwmodels.mapping, hwmodels.engines).
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -21,6 +22,10 @@ from .sparsity import (INDEX_DECODE_BITS_PER_CYCLE, ColumnPacking, GemmBlocks, I
                        tile_occupancy)
 
 INDEX_PORT_BYTES = INDEX_DECODE_BITS_PER_CYCLE // 8  # one 64-bit BRAM word per cycle
+
+
+#: `IndexFormat.parse` of an accelerator's `index_format` text, memoised
+_index_format = functools.lru_cache(maxsize=64)(IndexFormat.parse)
 
 
 def _occupancy(gb: GemmBlocks, strategy: str, rows: int, cols: int) -> np.ndarray:
@@ -53,7 +58,7 @@ def pass_structure(gb: GemmBlocks, strategy: str, acc: Accelerator, dataflow: st
     R, C = acc.pe_array.rows, acc.pe_array.cols
     ib = acc.index_bytes
     if strategy == "compact":
-        fmt = IndexFormat.parse(acc.index_format)
+        fmt = _index_format(acc.index_format)
         key = (dataflow, strategy, gb.content_key, R, C, wb, ib, str(fmt))
         if dataflow == "ws":
             return FOLDS.get(key, lambda: _ws_compact_folds(gb, R, C, wb, ib, fmt))
@@ -98,24 +103,31 @@ def _tile_entries(folds_j: np.ndarray, cols: int, n: int) -> dict:
     """The j-major entry layout of `WsFolds` from the folds per column tile: each tile gets
     max(folds, 1) entries (a store-only one when it has none)."""
     entries_j = np.maximum(folds_j, 1)
-    ends = np.cumsum(entries_j)
+    ends = entries_j.cumsum()
     n_len = _edge_sizes(n, cols)
-    return dict(jj=np.repeat(np.arange(entries_j.size), entries_j), tile_last=ends - 1,
+    return dict(jj=np.arange(entries_j.size).repeat(entries_j), tile_last=ends - 1,
                 n_real=int(folds_j.sum()), psum_cols=int(folds_j @ n_len),
                 first_cols=int(n_len[folds_j > 0].sum()))
 
 
+def _per_entry(full: np.ndarray, last: np.ndarray, entries_j: np.ndarray,
+               tile_last: np.ndarray) -> np.ndarray:
+    """A per-entry array from per-column-tile values: `full` on a tile's entries but its last,
+    `last` on its last entry (the j-major layout of `_tile_entries`)."""
+    out = full.repeat(entries_j)
+    out[tile_last] = last
+    return out
+
+
 def _ws_fold_index_cycles(lay: IndexLayout, fmt: IndexFormat, packed_k: np.ndarray,
-                          ends: np.ndarray, bk: int, ib: int, rows: int) -> np.ndarray:
-    """Index-decoder cycles of each ws fold beyond its R-cycle weight preload.
+                          rem: np.ndarray, bk: int, ib: int,
+                          rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index-decoder cycles of each ws fold beyond its R-cycle weight preload, per column tile
+    for its full folds (K = rows) and for its last fold (K = `rem`, the remainder).
 
     block: the fold's new block columns (see `IndexLayout`) each get one index per block
     position of the fold, in lock step (shorter groups padded), as before formats existed;
-    bitmap / nm: the tile's bit stream, split over its folds in proportion to their K.
-    Computed per column tile for its full folds (K = rows) and its last fold (the remainder),
-    then laid out over the entries (`ends`: one past each tile's last entry)."""
-    folds_j = -(-packed_k // rows)
-    rem = packed_k - np.maximum(folds_j - 1, 0) * rows  # K of the last fold (0: no fold)
+    bitmap / nm: the tile's bit stream, split over its folds in proportion to their K."""
     if fmt.kind == "block":
         def cycles(seg):
             return -(-(lay.new_groups * -(-seg // bk) * ib) // INDEX_PORT_BYTES)
@@ -125,35 +137,40 @@ def _ws_fold_index_cycles(lay: IndexLayout, fmt: IndexFormat, packed_k: np.ndarr
         def cycles(seg):
             return np.ceil(seg / den * lay.bits / INDEX_DECODE_BITS_PER_CYCLE).astype(np.int64)
     full = np.maximum(0, cycles(np.full(packed_k.size, rows, np.int64)) - rows)
-    out = np.repeat(full, np.maximum(folds_j, 1))
-    out[ends - 1] = np.maximum(0, cycles(rem) - rows)
-    return out
+    return full, np.maximum(0, cycles(rem) - rows)
 
 
 def _ws_compact_folds(gb: GemmBlocks, rows: int, cols: int, wb: int | float, ib: int,
                       fmt: IndexFormat) -> WsFolds:
+    """Per column tile j, ceil(packed K_j / R) folds of K = R but the last (the remainder),
+    or one store-only entry when K_j = 0; every per-fold figure is computed per tile (a full
+    fold's and the last fold's) and laid out over the entries (`_per_entry`)."""
     pk, lay = _packing_and_layout(gb, cols, fmt, ib)
     packed = pk.packed_k
     folds_j = -(-packed // rows)  # ceil
     # one entry per fold, plus a store-only pseudo-fold for an empty column tile
     lay_e = _tile_entries(folds_j, cols, gb.n)
-    jj, last = lay_e["jj"], lay_e["tile_last"]
-    seg = np.full(jj.size, rows, np.int64)
-    seg[last] = packed - np.maximum(folds_j - 1, 0) * rows  # the last fold's remainder (or 0)
-    real = seg > 0
-    frac = seg / np.maximum(packed, 1)[jj]  # 0 for a store-only entry
+    entries_j, last = np.maximum(folds_j, 1), lay_e["tile_last"]
+    rem = packed - np.maximum(folds_j - 1, 0) * rows  # the last fold's remainder (or 0)
+    seg = _per_entry(np.full(packed.size, rows, np.int64), rem, entries_j, last)
+    den = np.maximum(packed, 1)
+    frac_full, frac_last = rows / den, rem / den  # a fold's share of its tile (0: store-only)
     w_tile_bytes = pk.kept_elems * wb + lay.bytes  # per column tile
-    index = _ws_fold_index_cycles(lay, fmt, packed, last + 1, gb.bk, ib, rows)
-    x_resident = np.zeros(jj.size)
-    busy = np.flatnonzero(packed > 0)
+    index = _per_entry(*_ws_fold_index_cycles(lay, fmt, packed, rem, gb.bk, ib, rows),
+                       entries_j, last)
+    frac = _per_entry(frac_full, frac_last, entries_j, last)
+    x_resident = np.zeros(seg.size)
+    busy = (packed > 0).nonzero()[0]
     if busy.size:  # the first column tile with a fold loads X
         stop = int(last[busy[0]]) + 1
         start = stop - int(folds_j[busy[0]])
         x_resident[start:stop] = frac[start:stop]
     return WsFolds(
-        compact=True, real=real, seg=seg, w_load=frac * w_tile_bytes[jj], index=index,
-        used_k_total=pk.used_k_total, x_resident=x_resident,
-        x_stream_k=frac * pk.used_k[jj],  # gathered K positions per fold
+        compact=True, real=seg > 0, seg=seg,
+        w_load=_per_entry(frac_full * w_tile_bytes, frac_last * w_tile_bytes, entries_j, last),
+        index=index, used_k_total=pk.used_k_total, x_resident=x_resident,
+        x_stream_k=_per_entry(frac_full * pk.used_k, frac_last * pk.used_k, entries_j,
+                              last),  # gathered K positions per fold
         exec_elems=int(pk.kept_elems.sum()), tiles_total=int(folds_j.sum()), tiles_skipped=0,
         in_read_k=int(pk.gathered_k.sum()),  # per streamed row, summed over groups
         w_read_bytes=int(w_tile_bytes.sum()), index_bytes=lay.total_bytes,

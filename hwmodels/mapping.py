@@ -63,6 +63,7 @@ group).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -70,7 +71,7 @@ from .accelerator import Accelerator
 from .actions import ActionCounts
 from .folds import INDEX_PORT_BYTES, WsFolds, pass_structure  # noqa: F401 (INDEX_PORT_BYTES)
 from .pipeline import pipeline_fill
-from .sparsity import GemmBlocks, _edge_sizes, dense_gemm_blocks
+from .sparsity import GemmBlocks, _edge_sizes, _read_only, dense_gemm_blocks
 from .workload import GemmOp, VectorOp
 
 VECTOR_CHUNK_ELEMENTS = 8192  # a vector op streams through the buffers in chunks of this size
@@ -125,6 +126,43 @@ class Schedule:
             return arrays
         return tuple(np.tile(x, self.count) for x in arrays)
 
+    # Derived once per schedule and shared by the engines and fused vector work (a schedule is
+    # immutable; a cached schedule serves every design point that shares it).
+    @cached_property
+    def busy_cycles(self) -> np.ndarray:
+        """float64: `busy` over all `count` instances (what the engines time)."""
+        busy = (self.stream + self.fill + self.index).astype(np.float64)
+        return _read_only(busy if self.count == 1 else np.tile(busy, self.count))
+
+    @cached_property
+    def busy_cumsum(self) -> np.ndarray:
+        """float64: the running sum of `busy_cycles` (exact: whole cycle counts, checked)."""
+        if any(x.dtype.kind not in "iub" for x in (self.stream, self.fill, self.index)):
+            raise TypeError("Schedule: stream, fill and index must be integer cycle counts")
+        return _read_only(self.busy_cycles.cumsum())
+
+    @cached_property
+    def work_sums(self) -> tuple[float, float, float, float]:
+        """(busy, stream, fill/drain, index) cycles over all instances, as floats: whole cycle
+        counts summed exactly (as integers), so equal to summing the repeated arrays."""
+        parts = [_sum_repeated(x, self.count) for x in (self.stream, self.fill, self.index)]
+        if any(x.dtype.kind not in "iub" for x in (self.stream, self.fill, self.index)):
+            return (float(self.busy_cycles.sum()), *map(float, parts))
+        return (float(parts[0] + parts[1] + parts[2]), *map(float, parts))
+
+    @cached_property
+    def store_folds(self) -> np.ndarray:
+        """Indices (over all instances) of the folds that store output bytes."""
+        (store,) = self.repeated("store_bytes")
+        return _read_only(store.nonzero()[0])
+
+
+def _sum_repeated(x: np.ndarray, count: int):
+    """`np.tile(x, count).sum()`: for integers `x.sum() * count` (the same integer)."""
+    if count == 1 or x.dtype.kind not in "iub":
+        return (x if count == 1 else np.tile(x, count)).sum()
+    return x.sum() * count
+
 
 def _strategy(acc: Accelerator, gb: GemmBlocks | None) -> str:
     return "dense" if gb is None or acc.sparse_strategy == "dense" else acc.sparse_strategy
@@ -147,9 +185,16 @@ def _decode_once(index: np.ndarray, passes: int, resident: bool) -> np.ndarray:
     """Index cycles of one pass over W repeated `passes` times (ws M chunks): indices that stay
     on chip with the weights (`resident`) are decoded in the first pass only; the decoded gather
     addresses (one per index entry, no larger than a block index) are kept for the others."""
-    if passes == 1 or not resident:
+    if passes == 1:
+        return index  # (schedules never write their arrays: shared with the cached folds)
+    if not resident:
         return np.tile(index, passes)
     return np.concatenate([index, np.zeros(index.size * (passes - 1), np.int64)])
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    """The M chunks' per-fold arrays one after another (one chunk: that array itself)."""
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 # --------------------------------------------------------------------------- weight stationary
@@ -177,17 +222,18 @@ def _ws(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str) -> Schedule
     store_unit[f.tile_last] = n_len * ob
     w_once = float(f.w_load.sum())
     w_resident = nch > 1 and w_once <= acc.usable_bytes(acc.weight_buffer)
-    real_i = f.real.astype(np.int64)
     w_parts, x_parts = [], []
     x_resident_any = False
+    w_bytes = x_bytes = 0.0  # summed chunk by chunk (the order of the float additions kept)
     for c, ml in enumerate(m_lens):
         x_load, resident = _ws_input_load(f, ml, x_cap, ob)
         x_resident_any = x_resident_any or resident
-        w_parts.append(f.w_load if (c == 0 or not w_resident) else np.zeros_like(f.w_load))
+        fetch = c == 0 or not w_resident
+        w_parts.append(f.w_load if fetch else np.zeros_like(f.w_load))
+        w_bytes += w_once if fetch else 0.0
         x_parts.append(x_load)
-    w_bytes = sum((float(w.sum()) for w in w_parts), 0.0)
-    x_bytes = sum((float(x.sum()) for x in x_parts), 0.0)
-    stream = (real_i * M if nch == 1 else np.concatenate([real_i * ml for ml in m_lens]))
+        x_bytes += float(x_load.sum())
+    stream = (f.real * M if nch == 1 else np.concatenate([f.real * ml for ml in m_lens]))
     idx_bytes = f.index_bytes * (nch if not w_resident else 1)
     out_bytes = M * N * ob
     psum_cols, first_cols = f.psum_cols, f.first_cols
@@ -210,9 +256,8 @@ def _ws(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str) -> Schedule
     return Schedule(
         kind="gemm", count=op.count, stream=stream,
         fill=pipeline_fill(stream, real_all, R, C, "ws", acc.weight_preload),
-        index=_decode_once(f.index.astype(np.int64), nch, w_resident),
-        weight_load=np.concatenate(w_parts),
-        input_load=np.concatenate(x_parts),
+        index=_decode_once(f.index.astype(np.int64, copy=False), nch, w_resident),
+        weight_load=_joined(w_parts), input_load=_joined(x_parts),
         store_bytes=(store_unit * M if nch == 1 else
                      np.concatenate([store_unit * ml for ml in m_lens])), counts=counts,
         strategy=strategy, dataflow="ws", load_imbalance=f.load_imbalance,

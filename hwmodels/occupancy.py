@@ -9,6 +9,7 @@ the hardware does with them (mapping's business).
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -26,13 +27,18 @@ def prefix_sums(values: np.ndarray) -> np.ndarray:
     return out
 
 
+@functools.lru_cache(maxsize=1024)
 def _tile_ranges(total: int, tile: int, block: int) -> tuple[np.ndarray, np.ndarray]:
     """For each tile of `tile` elements along an axis of `total`, the half-open range of block
-    indices that intersect it (a block straddling two tiles belongs to both)."""
+    indices that intersect it (a block straddling two tiles belongs to both); memoised,
+    read-only."""
     nt = math.ceil(total / tile)
     starts = np.arange(nt, dtype=np.int64) * tile
     ends = np.minimum(starts + tile, total)
-    return starts // block, -(-ends // block)
+    lo, hi = starts // block, -(-ends // block)
+    lo.setflags(write=False)
+    hi.setflags(write=False)
+    return lo, hi
 
 
 def _range_any(grid: np.ndarray, lo: np.ndarray, hi: np.ndarray, axis: int) -> np.ndarray:
@@ -128,7 +134,7 @@ def _kept_elems(gb: GemmBlocks, tile_n: int) -> np.ndarray:
     q, r = edges // gb.bn, edges % gb.bn
     cs = prefix_sums(packed * gb.n_sizes)  # kept weights of the block columns before
     prefix = cs[q] + r * np.append(packed, 0)[q]
-    return np.diff(prefix)
+    return prefix[1:] - prefix[:-1]
 
 
 def balance_groups(n: int, bn: int, cols: int) -> tuple[tuple[int, int], ...]:

@@ -50,14 +50,16 @@ def pipeline_fill(stream: np.ndarray, real: np.ndarray, rows: int, cols: int, da
     Ignored: a DRAM stall before a fold also delays its shadow preload (charged as if the
     preload had overlapped the previous fold); the pipeline drains between op instances and ops.
     """
-    real_i = real.astype(np.int64)
     if weight_preload == "serial":
-        return real_i * ((2 * rows if dataflow == "ws" else rows) + cols - 2)
+        return real * ((2 * rows if dataflow == "ws" else rows) + cols - 2)  # int64
     fill = np.zeros(real.size, np.int64)
-    idx = np.flatnonzero(real)
+    idx = real.nonzero()[0]
     if idx.size == 0:
         return fill
-    fill[idx[1:]] = np.maximum(0, rows - stream[idx[:-1]])
+    if idx.size == real.size:  # every entry a fold: the same as the indexed form below
+        np.maximum(0, rows - stream[:-1], out=fill[1:])
+    else:
+        fill[idx[1:]] = np.maximum(0, rows - stream[idx[:-1]])
     fill[idx[0]] += rows if dataflow == "ws" else 0
     fill[idx[-1]] += rows + cols - 2
     return fill

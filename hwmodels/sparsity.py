@@ -389,12 +389,19 @@ def index_layout(gb: GemmBlocks, tile_n: int, fmt: IndexFormat, index_bytes: int
     """Where the indices of `gb` in format `fmt` are fetched: see `IndexLayout`. Block column c
     is first needed by column tile c * bn // tile_n, so tile t fetches block columns
     [ceil(t tile_n / bn), ceil((t + 1) tile_n / bn)) (clipped to the grid)."""
-    n_tiles = math.ceil(gb.n / tile_n)
-    nnb = gb.grid.shape[1]
-    edges = np.minimum(-(-(np.arange(n_tiles + 1, dtype=np.int64) * tile_n) // gb.bn), nnb)
-    cs = prefix_sums(index_bits_per_block_column(gb, fmt, index_bytes))
-    bits = np.diff(cs[edges])
-    return IndexLayout(bits=bits, bytes=-(-bits // 8), new_groups=np.diff(edges))
+    edges, new_groups = _index_edges(gb.n, tile_n, gb.bn, gb.grid.shape[1])
+    cs = prefix_sums(index_bits_per_block_column(gb, fmt, index_bytes))[edges]
+    bits = cs[1:] - cs[:-1]
+    return IndexLayout(bits=bits, bytes=-(-bits // 8), new_groups=new_groups)
+
+
+@functools.lru_cache(maxsize=1024)
+def _index_edges(n: int, tile_n: int, bn: int, nnb: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first block column each column tile fetches (and one past the last tile's), and
+    the block columns per tile (see `index_layout`); memoised, read-only."""
+    n_tiles = math.ceil(n / tile_n)
+    edges = np.minimum(-(-(np.arange(n_tiles + 1, dtype=np.int64) * tile_n) // bn), nnb)
+    return _read_only(edges), _read_only(edges[1:] - edges[:-1])
 
 
 def nonzeros_per_pe_column(gb: GemmBlocks, cols: int) -> np.ndarray:

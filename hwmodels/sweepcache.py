@@ -141,5 +141,26 @@ _TIMING_EXCLUDED = {"clock_mhz": 1.0, "dram": None, "energy": None, "name": "", 
 def timing_key(acc: Any) -> Any:
     """The accelerator with the fields that only enter timing (clock, DRAM) and pricing (energy
     table) or labels (name, source) blanked: points with equal keys have the same schedules.
-    Every other field, present or future, stays in the key."""
-    return dataclasses.replace(acc, **_TIMING_EXCLUDED)
+    Every other field, present or future, stays in the key (held in a `HashedKey`)."""
+    return HashedKey(dataclasses.replace(acc, **_TIMING_EXCLUDED))
+
+
+class HashedKey:
+    """A hashable value with its hash computed once (an accelerator's hash walks every nested
+    field; cache keys are hashed on every lookup). Equal when the values are equal."""
+
+    __slots__ = ("value", "_hash")
+
+    def __init__(self, value: Any):
+        self.value = value
+        self._hash = hash(value)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, HashedKey) and self._hash == other._hash
+                and self.value == other.value)
+
+    def __repr__(self) -> str:
+        return f"HashedKey({self.value!r})"

@@ -31,14 +31,18 @@ ENGINE_VERSION = ENGINES["analytical"]
 
 
 def makespan(busy: np.ndarray, load_cyc: np.ndarray, store_cyc: np.ndarray,
-             double_buffering: bool) -> float:
-    """Total cycles of a fold sequence (see the module docstring)."""
+             double_buffering: bool, *, stores: np.ndarray | None = None,
+             busy_cumsum: np.ndarray | None = None) -> float:
+    """Total cycles of a fold sequence (see the module docstring). Optional, when the caller
+    has them: `stores`, the indices of the folds with store cycles > 0; `busy_cumsum`, the
+    running sum of `busy` when `busy` holds whole numbers (then every suffix sum is exact and
+    taken from it: the same values as summing from the end)."""
     if busy.size == 0:
         return 0.0
     if not double_buffering:
         return float(busy.sum() + load_cyc.sum() + store_cyc.sum())
     n = busy.size
-    st = np.flatnonzero(store_cyc)  # store cycles are >= 0
+    st = store_cyc.nonzero()[0] if stores is None else stores  # store cycles are >= 0
     tail = 0.0
     if st.size:
         # a tile = the folds after the previous store up to and including this one
@@ -58,7 +62,10 @@ def makespan(busy: np.ndarray, load_cyc: np.ndarray, store_cyc: np.ndarray,
     else:
         dma = load_cyc + 0.0  # (a copy: + the zero running sum of no stores)
     a_cum = np.cumsum(dma)
-    b_suf = np.cumsum(busy[::-1])[::-1]
+    if busy_cumsum is None:
+        b_suf = np.cumsum(busy[::-1])[::-1]
+    else:
+        b_suf = (busy_cumsum[-1] - busy_cumsum) + busy
     lower = float(np.max(a_cum + b_suf) + tail)
     # lock-step: the DMA works at most one fold ahead of the array
     upper = float(dma[0] + np.maximum(busy[:-1], dma[1:]).sum() + busy[-1] + tail)
@@ -67,31 +74,35 @@ def makespan(busy: np.ndarray, load_cyc: np.ndarray, store_cyc: np.ndarray,
 
 def time_schedule(s: Schedule, bytes_per_cycle: float, double_buffering: bool) -> Timing:
     """The op's cycles: the midpoint of the two closed forms (see the module docstring)."""
-    stream, fill, index, load, store = s.repeated("stream", "fill", "index", "load_bytes",
-                                                  "store_bytes")
-    busy = (stream + fill + index).astype(np.float64)
-    total = makespan(busy, load / bytes_per_cycle, store / bytes_per_cycle, double_buffering)
-    return Timing.split(s.kind, total, stream, fill, index)
+    load, store = s.repeated("load_bytes", "store_bytes")
+    total = makespan(s.busy_cycles, load / bytes_per_cycle, store / bytes_per_cycle,
+                     double_buffering, stores=s.store_folds, busy_cumsum=s.busy_cumsum)
+    return Timing.of_sums(s.kind, total, s.work_sums)
 
 
 # --------------------------------------------------------------------------- many bandwidths
 def makespan_batch(busy: np.ndarray, load_bytes: np.ndarray, store_bytes: np.ndarray,
-                   bytes_per_cycle: np.ndarray, double_buffering: bool) -> np.ndarray:
+                   bytes_per_cycle: np.ndarray, double_buffering: bool, *,
+                   stores: np.ndarray | None = None,
+                   busy_cumsum: np.ndarray | None = None) -> np.ndarray:
     """`makespan(busy, load_bytes / b, store_bytes / b, double_buffering)` for every b of
     `bytes_per_cycle` at once (one row per b). The same floating-point operations in the same
-    order, so each entry equals the scalar call exactly (tests/hwmodels/test_speed_cache.py)."""
+    order, so each entry equals the scalar call exactly (tests/hwmodels/test_speed_cache.py).
+    `stores`, `busy_cumsum`: as in `makespan`."""
     bpc = np.asarray(bytes_per_cycle, np.float64)
     if busy.size == 0:
         return np.zeros(bpc.size)
     if bpc.size == 1:  # one bandwidth: the scalar form (fewer array passes, the same result)
         b = bpc.reshape(1)[0]
-        return np.array([makespan(busy, load_bytes / b, store_bytes / b, double_buffering)])
+        return np.array([makespan(busy, load_bytes / b, store_bytes / b, double_buffering,
+                                  stores=stores, busy_cumsum=busy_cumsum)])
     load_cyc = load_bytes[None, :] / bpc[:, None]
     store_cyc = store_bytes[None, :] / bpc[:, None]
     if not double_buffering:
         return busy.sum() + load_cyc.sum(axis=1) + store_cyc.sum(axis=1)
     n = busy.size
-    st = np.flatnonzero(store_bytes > 0)  # store_bytes / b > 0 exactly when store_bytes > 0
+    # store_bytes / b > 0 exactly when store_bytes > 0
+    st = np.flatnonzero(store_bytes > 0) if stores is None else stores
     tail = np.zeros(bpc.size)
     diff = np.zeros((bpc.size, n + 1))
     if st.size:
@@ -113,7 +124,8 @@ def makespan_batch(busy: np.ndarray, load_bytes: np.ndarray, store_bytes: np.nda
         tail = (store_cyc[:, st] - chunk * inside).sum(axis=1)
     dma = load_cyc + np.cumsum(diff, axis=1)[:, :n]
     a_cum = np.cumsum(dma, axis=1)
-    b_suf = np.cumsum(busy[::-1])[::-1]
+    b_suf = (np.cumsum(busy[::-1])[::-1] if busy_cumsum is None
+             else (busy_cumsum[-1] - busy_cumsum) + busy)
     lower = np.max(a_cum + b_suf, axis=1) + tail
     upper = dma[:, 0] + np.maximum(busy[:-1], dma[:, 1:]).sum(axis=1) + busy[-1] + tail
     return 0.5 * (lower + upper)
@@ -123,8 +135,7 @@ def time_schedule_batch(s: Schedule, bytes_per_cycle: np.ndarray,
                         double_buffering: bool) -> Timing:
     """`time_schedule` for many DRAM bandwidths (bytes per cycle) at once: a Timing whose
     total and stall cycles are arrays over them, equal entry by entry to the scalar calls."""
-    stream, fill, index, load, store = s.repeated("stream", "fill", "index", "load_bytes",
-                                                  "store_bytes")
-    busy = (stream + fill + index).astype(np.float64)
-    total = makespan_batch(busy, load, store, bytes_per_cycle, double_buffering)
-    return Timing.split(s.kind, total, stream, fill, index)
+    load, store = s.repeated("load_bytes", "store_bytes")
+    total = makespan_batch(s.busy_cycles, load, store, bytes_per_cycle, double_buffering,
+                           stores=s.store_folds, busy_cumsum=s.busy_cumsum)
+    return Timing.of_sums(s.kind, total, s.work_sums)

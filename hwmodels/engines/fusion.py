@@ -49,8 +49,7 @@ def fold_ends(s: Schedule, t: Timing) -> np.ndarray:
     if it tracked them, else the total spread in proportion to the folds' array cycles."""
     if t.fold_end_cycles is not None:
         return np.asarray(t.fold_end_cycles, np.float64)
-    (busy,) = s.repeated("busy")
-    cum = np.cumsum(busy.astype(np.float64))
+    cum = s.busy_cumsum
     return cum * (t.total_cycles / cum[-1]) if cum[-1] > 0 else cum
 
 
@@ -70,7 +69,9 @@ def granule_shares(s: Schedule, kind: str, passes: int) -> np.ndarray:
     cum = np.cumsum(tiles)
     ends = np.flatnonzero(row_ends)
     rows = np.zeros(store.size)
-    rows[ends] = np.diff(np.r_[0.0, cum[ends]])
+    at = cum[ends]  # np.diff(np.r_[0.0, at]), as slices
+    rows[ends[:1]] = at[:1] - 0.0
+    rows[ends[1:]] = at[1:] - at[:-1]
     rows[-1] += 1.0 - cum[ends[-1]] if ends.size else 1.0  # rows only complete at the end
     return (passes - 1) / passes * tiles + rows / passes
 
@@ -89,7 +90,7 @@ def exposed_cycles(release: np.ndarray, work: np.ndarray) -> float:
 def fuse_group(producer: Schedule, producer_timing: Timing, vectors: Sequence[VectorOp],
                timings: Sequence[Timing]) -> list[Timing]:
     """The timings of the vector ops of one fusion group (see the module docstring)."""
-    if producer.busy.size == 0 or not vectors:
+    if producer.stream.size == 0 or not vectors:
         return list(timings)
     release = fold_ends(producer, producer_timing)
     work = sum(granule_work(producer, op.kind, op.passes, t.total_cycles)
@@ -128,10 +129,9 @@ def fuse_group_batch(producer: Schedule, producer_timing: Timing, vectors: Seque
                      timings: Sequence[Timing]) -> list[Timing]:
     """`fuse_group` over design points at once: timings whose cycles are arrays over the points
     (from engines.analytical.time_schedule_batch); the same operations per entry."""
-    if producer.busy.size == 0 or not vectors:
+    if producer.stream.size == 0 or not vectors:
         return list(timings)
-    (busy,) = producer.repeated("busy")
-    cum = np.cumsum(busy.astype(np.float64))
+    cum = producer.busy_cumsum
     total = np.asarray(producer_timing.total_cycles, np.float64)
     release = (cum[None, :] * (total[:, None] / cum[-1]) if cum[-1] > 0
                else np.broadcast_to(cum, (total.size, cum.size)))

@@ -36,6 +36,17 @@ class Timing:
         return cls(total_cycles, float(stream.sum()), float(fill.sum()), float(index.sum()), 0.0,
                    stall)
 
+    @classmethod
+    def of_sums(cls, kind: str, total_cycles: float,
+                sums: tuple[float, float, float, float]) -> Timing:
+        """`split` from the sums it takes of the arrays: (busy, stream, fill, index) cycles
+        (`hwmodels.mapping.Schedule.work_sums`)."""
+        work, stream, fill, index = sums
+        stall = total_cycles - work
+        if kind == "vector":
+            return cls(total_cycles, 0.0, 0.0, 0.0, work, stall)
+        return cls(total_cycles, stream, fill, index, 0.0, stall)
+
     def exposed(self, total_cycles: float) -> Timing:
         """A vector op's timing when only `total_cycles` of it show (the rest hidden behind its
         producer GEMM): vector cycles up to the op's own work, any excess is stall."""

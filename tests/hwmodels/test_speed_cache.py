@@ -149,3 +149,35 @@ def test_makespan_batch_equals_scalar_makespan_exactly():
             got = makespan_batch(busy, load, store, bpc, double)
             want = [makespan(busy, load / b, store / b, double) for b in bpc]
             assert got.tolist() == want
+
+
+def test_schedule_derived_sums_equal_the_repeated_arrays_exactly():
+    """Schedule.busy_cycles / busy_cumsum / work_sums / store_folds (what the engines and fused
+    vector work share) equal what the engines computed from the repeated arrays before."""
+    wl, masks = _workload_and_masks("block")
+    acc = _acc(rows=8, cols=16, df="ws", strategy="compact", preload="overlapped",
+               overlap="fused", clock=200.0, bw=4.0, wbuf=8 << 10, xbuf=4 << 10, obuf=4 << 10)
+    from hwmodels.simulate import op_schedule
+    from hwmodels.workload import GemmOp
+    for op in wl.ops:
+        mask = masks.get(op.weight_name) if isinstance(op, GemmOp) else None
+        s = op_schedule(op, acc, mask, None)
+        stream, fill, index, store = s.repeated("stream", "fill", "index", "store_bytes")
+        busy = (stream + fill + index).astype(np.float64)
+        assert np.array_equal(s.busy_cycles, busy)
+        assert np.array_equal(s.busy_cumsum, np.cumsum(busy))
+        assert np.array_equal(s.busy_cumsum[-1] - s.busy_cumsum + busy,
+                              np.cumsum(busy[::-1])[::-1])
+        assert s.work_sums == (float(busy.sum()), float(stream.sum()), float(fill.sum()),
+                               float(index.sum()))
+        assert np.array_equal(s.store_folds, np.flatnonzero(store))
+
+
+def test_hashed_key_equals_by_value():
+    base = _acc(rows=8, cols=8, df="ws", strategy="compact", preload="serial", overlap="none",
+                clock=200.0, bw=4.0, wbuf=1 << 20, xbuf=1 << 20)
+    a, b = sweepcache.timing_key(base), sweepcache.timing_key(dataclasses.replace(base))
+    assert a == b and hash(a) == hash(b) and a is not b
+    assert a.value == dataclasses.replace(base, **sweepcache._TIMING_EXCLUDED)
+    assert a != sweepcache.timing_key(dataclasses.replace(base, double_buffering=False))
+    assert a != a.value  # only equal to another HashedKey
