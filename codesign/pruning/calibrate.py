@@ -13,7 +13,8 @@ sentences (padding tokens excluded):
   zero padding and tie-breaking as `oneshot_prune` (`blocks.prune_mask`; PE-balanced with
   `balance`: `codesign.pruning.balance`), ranked by
   ``saliency="norm"`` (block L2 norm: the very masks of magnitude one-shot) or ``"obs"`` (the
-  OBS proxy sum(w^2 / [H^-1]_jj) over the block, H = X_p^T X_p + damping * mean(diag) * I);
+  OBS proxy sum(w^2 / [H^-1]_jj) over the block, H = X_p^T X_p + damping * mean(diag) * I;
+  the scores: `codesign.pruning.saliency`);
 * the kept weights of every output row, and its bias, re-fitted by damped least squares:
   min ||X_p[:, K] w + b - y_d||^2 + lambda ||w||^2 (the bias is not damped), lambda = damping *
   mean(diag X_p^T X_p). Rows of one block row share their kept input columns K, so there is one
@@ -46,11 +47,10 @@ from hwmodels.sparsity import BlockMask
 from codesign.pruning import PerMatrix, per_matrix_value
 from codesign.pruning.batching import torch_threads
 from codesign.pruning.balance import PEBalance, keep_blocks
-from codesign.pruning.blocks import block_norms, block_sq_norms, expand
+from codesign.pruning.blocks import expand
+from codesign.pruning.saliency import SALIENCIES, BlockSaliency, block_scores, damping_lambda
 
 log = logging.getLogger("codesign")
-
-SALIENCIES: tuple[str, ...] = ("norm", "obs")
 # linears whose inputs exist at the same point of a layer's forward, in forward order
 ROLE_GROUPS: tuple[tuple[str, ...], ...] = (("q", "k", "v"), ("attn_out",), ("ffn_in",),
                                             ("ffn_out",))
@@ -330,15 +330,12 @@ def _prune_and_fit(model: Any, name: str, layer: int, role: str, moments: _Momen
     b = module.bias.detach().double() if module.bias is not None else w.new_zeros(w.shape[0])
     refit_bias = refit_bias and module.bias is not None
     gram_w = moments.gram[:inp, :inp]
-    lam = float(damping) * max(float(gram_w.diagonal().mean()), 1e-12)
+    lam = damping_lambda(gram_w, damping)
     if given is not None:
         keep = torch.from_numpy(np.array(given[name].grid, dtype=bool))
     else:
         r = per_matrix_value(ratio, name, layer, role, what="prune ratio")
-        if saliency == "obs":
-            scores = _obs_scores(w, gram_w, lam, block_shape)
-        else:
-            scores = block_norms(weight, block_shape)  # the very masks of oneshot_prune
+        scores = block_scores(weight, gram_w, lam, block_shape, saliency)  # norm: oneshot's
         keep = keep_blocks(scores, r, balance=balance, matrix_shape=tuple(weight.shape),
                            block_shape=block_shape)
     element = expand(keep, block_shape, tuple(weight.shape)).to(w.device)
@@ -361,14 +358,6 @@ def _prune_and_fit(model: Any, name: str, layer: int, role: str, moments: _Momen
                     target_energy=float(moments.energy.sum()),
                     kept_sets=len({bytes(row.numpy().tobytes()) for row in keep}))
     return mask, fit
-
-
-def _obs_scores(w: torch.Tensor, gram_w: torch.Tensor, lam: float,
-                block_shape: tuple[int, int]) -> torch.Tensor:
-    """Block sums of w_ij^2 / [H^-1]_jj, H = X^T X + lam I (the OBS loss of each weight alone)."""
-    hessian = gram_w + lam * torch.eye(gram_w.shape[0], dtype=gram_w.dtype, device=gram_w.device)
-    inverse_diag = torch.cholesky_inverse(torch.linalg.cholesky(hessian)).diagonal()
-    return block_sq_norms(w * inverse_diag.rsqrt()[None, :], block_shape)
 
 
 def _squared_error(v: torch.Tensor, moments: _Moments) -> float:
@@ -424,24 +413,6 @@ def _solve_spd(system: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- given masks
-@dataclass(frozen=True)
-class BlockSaliency:
-    """Per-block saliency of every prunable matrix on the DENSE model (nothing pruned): grids
-    keyed by checkpoint name (float64, the mask grid's shape), and each matrix's output energy
-    (sum of y_d^2 over the calibration tokens: the error of an all-zero matrix)."""
-
-    scores: dict[str, np.ndarray]
-    energy: dict[str, float]
-    tokens: int
-    saliency: str
-
-    def relative(self) -> dict[str, np.ndarray]:
-        """Scores over the matrix's output energy: the fraction of the layer output's energy
-        each block's removal is estimated to cost, comparable across matrices (an estimate:
-        layer outputs of different layers matter differently to the task loss)."""
-        return {n: s / max(self.energy[n], 1e-30) for n, s in self.scores.items()}
-
-
 def block_saliency(model: Any, structure: Any, *, block_shape: tuple[int, int],
                    calibration: Sequence[Mapping[str, torch.Tensor]], saliency: str = "obs",
                    damping: float = 0.01, threads: int | None = None) -> BlockSaliency:
@@ -475,12 +446,9 @@ def _saliency_grid(model: Any, name: str, moments: _Moments, block_shape: tuple[
                    saliency: str, damping: float) -> np.ndarray:
     """One matrix's block scores as `_prune_and_fit` computes them (float64 numpy grid)."""
     weight = _module_of(model, name).weight
-    if saliency == "norm":
-        return block_norms(weight, block_shape).double().cpu().numpy()
-    inp = weight.shape[1]
-    gram_w = moments.gram[:inp, :inp]
-    lam = damping * max(float(gram_w.diagonal().mean()), 1e-12)
-    return _obs_scores(weight.detach().double(), gram_w, lam, block_shape).cpu().numpy()
+    gram_w = moments.gram[: weight.shape[1], : weight.shape[1]]
+    return block_scores(weight, gram_w, damping_lambda(gram_w, damping), block_shape,
+                        saliency).double().cpu().numpy()
 
 
 def calibrate_masks(model: Any, structure: Any, *, masks: Mapping[str, BlockMask],

@@ -6,11 +6,12 @@ the task, runs the chosen pipeline (`rgl`: reweighted group Lasso training, hard
 retraining; `oneshot`: optional dense fine-tuning, block-magnitude pruning, optional masked
 retraining; `calibrated`: optional dense fine-tuning, calibrated one-shot pruning, at a uniform
 ratio or, with a `LatencyTarget`, latency-aware allocation on the simulated accelerator
-(`codesign.pruning.allocation`), optional masked retraining), evaluates the pruned model on the
-dev split, and writes OUT/ (config.json,
+(`codesign.pruning.allocation`), optional masked retraining), folds the constant outputs of
+the heads and FFN neurons the masks remove into the next matrix's bias (`codesign.pruning.fold`:
+exact), evaluates the pruned model on the dev split, and writes OUT/ (config.json,
 model.safetensors, tokenizer files: loadable with AutoModelForSequenceClassification
 .from_pretrained), OUT/masks.safetensors and OUT/prune.json (recipe, per-stage seconds, dev
-metrics, density, hashes).
+metrics, density, hashes, what was folded).
 
 What is ignored: nothing is cached (every call trains again; `codesign.accuracy` caches);
 errors are the ValueErrors of the parts (CheckpointError, GlueDataError, MaskFileError), one
@@ -18,6 +19,7 @@ line each. torch is imported only when the function runs.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -87,6 +89,7 @@ class PrunedCheckpoint:
     sha256: str                      # of the saved pruned weights
     info_path: Path                  # OUT/prune.json
     allocation: dict | None = None   # latency-aware: target, simulated latency, dense latency
+    fold: dict | None = None         # FoldSummary.as_dict(): dead heads / neurons folded
 
 
 def prune_checkpoint(*, model: str, task: str, block_shape: BlockShape, ratio: PerMatrix,
@@ -111,6 +114,7 @@ def prune_checkpoint(*, model: str, task: str, block_shape: BlockShape, ratio: P
     """
     from codesign.checkpoints import load_model
     from codesign.glue import headline_metric, load_split
+    from codesign.pruning.fold import fold_dead_structure
 
     if method not in METHODS:
         raise ValueError(f"method {method!r}: use one of {', '.join(METHODS)}")
@@ -137,6 +141,8 @@ def prune_checkpoint(*, model: str, task: str, block_shape: BlockShape, ratio: P
         result = _run_pipeline(loaded, train_split, block_shape=block_shape, ratio=ratio,
                                method=method, train=train, retrain=retrain, rgl=rgl,
                                progress=progress, balance=balance)
+    folded = fold_dead_structure(loaded.model, result.masks, loaded.structure)
+    result, fold = dataclasses.replace(result, masks=folded.masks), folded.as_dict()
     metrics = _evaluate(loaded, task, dev_split, train)
     seconds = time.perf_counter() - start
     loaded.model.to("cpu")
@@ -153,7 +159,7 @@ def prune_checkpoint(*, model: str, task: str, block_shape: BlockShape, ratio: P
             "settings": result.settings, "reweight_points": list(result.reweight_points),
             "dev_metrics": metrics, "density": stats.density,
             "compression": stats.compression, "checkpoint_sha256": saved["sha256"],
-            "allocation": allocation}
+            "allocation": allocation, "fold": fold}
     info_path = saved["checkpoint"] / "prune.json"
     with open(info_path, "w", encoding="utf-8") as fh:
         json.dump(info, fh, indent=2, default=str)
@@ -165,7 +171,7 @@ def prune_checkpoint(*, model: str, task: str, block_shape: BlockShape, ratio: P
         stage_seconds=dict(result.stage_seconds), devices=", ".join(sorted(devices)) or "cpu",
         dev_metrics=metrics, headline_metric=headline_metric(task), stats=stats,
         n_matrices=len(result.masks), checkpoint=saved["checkpoint"], masks_path=saved["masks"],
-        sha256=saved["sha256"], info_path=info_path, allocation=allocation)
+        sha256=saved["sha256"], info_path=info_path, allocation=allocation, fold=fold)
 
 
 def _run_pipeline(loaded: Any, train_split: Any, *, block_shape: BlockShape, ratio: PerMatrix,

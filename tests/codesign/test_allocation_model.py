@@ -12,7 +12,6 @@ from click.testing import CliRunner
 
 import hwmodels
 from hwmodels.costs import build_costs
-from codesign.checkpoints import load_model
 from codesign.cli import main
 from codesign.glue import load_split
 from codesign.pruning import calibrate as cal
@@ -20,13 +19,12 @@ from codesign.pruning.allocation import latency_aware_prune
 from codesign.pruning.blocks import block_norms, prune_mask
 from codesign.workload import encoder_workload
 
+from cs_helpers import minilm_slice
+
 
 @pytest.fixture(scope="module")
 def minilm2():
-    loaded = load_model("minilm-l6", task="sst2")
-    loaded.model.bert.encoder.layer = loaded.model.bert.encoder.layer[:2]
-    loaded.model.config.num_hidden_layers = 2
-    return loaded, {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    return minilm_slice(2)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,8 @@ from hwmodels.sparsity import (BlockMask, balance_groups, gemm_blocks,
 from codesign.pruning.balance import PEBalance, balanced_keep, keep_blocks
 from codesign.pruning.blocks import prune_mask
 
+from cs_helpers import minilm_slice
+
 
 def test_balance_groups_closed_forms():
     # 16-row blocks on 32 PE columns: two block rows per column tile, 768 / 32 = 24 tiles
@@ -128,12 +130,7 @@ def test_keep_blocks_without_balance_is_prune_mask_and_bad_input():
 
 @pytest.fixture(scope="module")
 def minilm1():
-    from codesign.checkpoints import load_model
-
-    loaded = load_model("minilm-l6", task="sst2")
-    loaded.model.bert.encoder.layer = loaded.model.bert.encoder.layer[:1]
-    loaded.model.config.num_hidden_layers = 1
-    return loaded, {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    return minilm_slice(1)
 
 
 def test_oneshot_balanced_on_minilm(minilm1):

@@ -9,22 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from codesign.cli import main
-from codesign.study import StudyError, load_study, resolve
-from codesign.sweep import DesignSpace
+from codesign.study import StudyError, resolve
 
-STUDY = """\
-name: plans
-model: {{name: minilm-l6, seq_len: 32, batch: 1}}
-tasks: [sst2]
-pruning: {{method: magnitude, block_shapes: [16x16], prune_ratios: [0.5]}}
-accuracy: {{measure: false}}
-hardware:
-  board: zcu102
-  pe_array: [16x16]
-  dataflow: {dataflow}
-objectives: [{{latency_ms: min}}]
-constraints: {{fits_board: false}}
-"""
+from cs_helpers import small_study_space
 
 
 def _run(*args):
@@ -62,9 +49,7 @@ def test_a_bad_dataflow_is_one_line_naming_the_flag(command, value, fragment):
 
 
 def _space(tmp_path, dataflow: str):
-    path = tmp_path / "plans.yaml"
-    path.write_text(STUDY.format(dataflow=dataflow))
-    return DesignSpace.of(load_study(path, check_fit=False))
+    return small_study_space(tmp_path, "plans", f"  dataflow: {dataflow}\n")
 
 
 def test_a_study_sweeps_plans_labelled_by_their_canonical_text(tmp_path):

@@ -5,27 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from codesign.study import AcceleratorChoice, load_study, resolve
-from codesign.sweep import DesignSpace
+from codesign.study import AcceleratorChoice, resolve
 
-STUDY = """\
-name: pipe
-model: {{name: minilm-l6, seq_len: 32, batch: 1}}
-tasks: [sst2]
-pruning: {{method: magnitude, block_shapes: [16x16], prune_ratios: [0.5]}}
-accuracy: {{measure: false}}
-hardware:
-  board: zcu102
-  pe_array: [16x16]
-{extra}objectives: [{{latency_ms: min}}]
-constraints: {{fits_board: false}}
-"""
+from cs_helpers import small_study_space
 
 
 def _space(tmp_path, extra=""):
-    path = tmp_path / "pipe.yaml"
-    path.write_text(STUDY.format(extra=extra))
-    return DesignSpace.of(load_study(path, check_fit=False))
+    return small_study_space(tmp_path, "pipe", extra)
 
 
 def test_absent_keys_stay_out_of_the_point_identity(tmp_path):

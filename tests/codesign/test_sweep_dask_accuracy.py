@@ -10,73 +10,31 @@ dense examples, batch 8) so equal accuracies are not all the majority class.
 """
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import sqlite3
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from cs_helpers import cache_records, cache_with_dense, main_process_run, tiny_cut
+
 distributed = pytest.importorskip("distributed")
 
-ROOT = Path(__file__).resolve().parents[2]
-TINY = ROOT / "studies" / "tiny.yaml"
 RECIPE = {"base": "quick", "eval_examples": 48, "dense_examples": 96, "batch_size": 8}
 COMPARED = ["point_id", "block_shape", "prune_ratio", "array", "accuracy", "accuracy_dense",
             "accuracy_fidelity", "accuracy_low", "accuracy_high", "latency_ms", "energy_mj"]
-# per-run fields of a cache record: wall clock, and the paths into each run's own cache
-_PER_RUN = ("created", "seconds", "dense_seconds", "masks_path", "dense_checkpoint")
 
 
 @pytest.fixture(scope="module")
 def small_study(glue_dir):
-    from codesign.study import load_study
-
-    study = load_study(TINY)
-    return study.model_copy(update={
-        "pruning": study.pruning.model_copy(update={"compression": [2.0]}),
-        "accuracy": study.accuracy.model_copy(update={"recipe": RECIPE}),
-        "hardware": study.hardware.model_copy(update={"pe_array": ["16x16"]})})
+    return tiny_cut(RECIPE)
 
 
 @pytest.fixture(scope="module")
 def local_run(small_study, tmp_path_factory):
     """The study measured in the main process at 1 thread, into its own cache."""
-    import torch
-
-    from codesign.accuracy import AccuracyCache
-    from codesign.sweep import run_sweep
-
-    base = tmp_path_factory.mktemp("local")
-    previous = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CODESIGN_THREADS", "1")
-        torch.set_num_threads(1)
-        try:
-            result = run_sweep(small_study, base / "out", cache=AccuracyCache(base / "cache"),
-                               write=False, measure_on="main")
-        finally:
-            torch.set_num_threads(previous)
-    return result, base / "cache"
-
-
-def _cache_with_dense(local_cache: Path, dest: Path):
-    """A fresh cache holding only the local run's dense checkpoint (trained once per test)."""
-    from codesign.accuracy import AccuracyCache
-
-    shutil.copytree(local_cache / "dense", dest / "dense")
-    return AccuracyCache(dest)
-
-
-def _records(cache_dir: Path) -> dict[str, dict]:
-    out = {}
-    with sqlite3.connect(cache_dir / "accuracy.sqlite") as conn:
-        for (text,) in conn.execute("SELECT record FROM accuracy"):
-            rec = json.loads(text)
-            out[rec["key"]] = {k: v for k, v in rec.items() if k not in _PER_RUN}
-    return out
+    return main_process_run(small_study, tmp_path_factory.mktemp("local"))
 
 
 def _assert_same_as_local(result, cache_dir: Path, local_run) -> None:
@@ -88,8 +46,8 @@ def _assert_same_as_local(result, cache_dir: Path, local_run) -> None:
     assert result.n_failed == 0 and result.n_accuracy_measured == ref.n_accuracy_measured == 4
     # accuracies differ between points: the comparison is not of majority-class constants
     assert result.points["accuracy"].nunique() >= 2
-    records = _records(cache_dir)
-    assert records == _records(ref_cache) and len(records) == 4
+    records = cache_records(cache_dir)
+    assert records == cache_records(ref_cache) and len(records) == 4
     assert {r["device"] for r in records.values()} == {"cpu"}  # this machine has no GPU
     names = sorted(p.name for p in (ref_cache / "masks").iterdir())
     assert sorted(p.name for p in (cache_dir / "masks").iterdir()) == names and len(names) == 3
@@ -126,7 +84,7 @@ def test_dask_workers_measure_and_equal_a_local_run(small_study, local_run, tmp_
                                                    monkeypatch):
     from codesign.sweep import remote, run_sweep
 
-    cache = _cache_with_dense(local_run[1], tmp_path / "cache")
+    cache = cache_with_dense(local_run[1], tmp_path / "cache")
     flag = tmp_path / "died"
     monkeypatch.setattr(remote, "run_measure_job", _dies_once(flag, remote.run_measure_job))
     nowhere = tmp_path / "workers-see-no-files"
@@ -147,7 +105,7 @@ def test_local_workers_measure_at_their_thread_share(small_study, local_run, tmp
     from codesign.sweep import run_sweep
 
     monkeypatch.setenv("CODESIGN_THREADS", "2")  # 2 cores // 2 workers: 1 thread each
-    cache = _cache_with_dense(local_run[1], tmp_path / "cache")
+    cache = cache_with_dense(local_run[1], tmp_path / "cache")
     result = run_sweep(small_study, tmp_path / "out", workers=2, cache=cache, write=False)
     _assert_same_as_local(result, tmp_path / "cache", local_run)
 
