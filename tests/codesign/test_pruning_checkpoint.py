@@ -52,7 +52,12 @@ def test_per_matrix_ratios_reach_the_masks(pruned):
     assert len(masks.masks) == done.n_matrices == 36  # 6 layers x (q, k, v, out, ffn in/out)
     for name, mask in masks.masks.items():
         want = 0.25 if "intermediate.dense" in name else 0.5
-        assert mask.density == pytest.approx(want, abs=0.01), name
+        if name.endswith("output.dense.weight"):  # attn_out, ffn_out: the fold (prune.json
+            # "fold") also prunes the block columns fed by dead V heads / FFN neurons
+            assert mask.density <= want + 0.01, name
+        else:
+            assert mask.density == pytest.approx(want, abs=0.01), name
+    assert (done.fold["heads"], done.fold["neurons"]) == (9, 1552)  # 16x16 magnitude masks
     assert extract_masks(out, "16x16").masks == masks.masks
 
 
