@@ -185,8 +185,9 @@ def test_both_fidelities_measure_balanced_masks(bal_run, bal_study, cache):
 
 
 def test_workers_and_masks_only_take_the_balance(bal_run, bal_study, cache):
-    """A worker's job carries the PE columns; a cached balanced point needs no worker; the
-    hardware-only masks (accuracy.measure false) are balanced too."""
+    """A worker's job carries the PE columns and measures balanced masks; a cached balanced
+    point needs no worker; the hardware-only masks (accuracy.measure false) are balanced too
+    and are those a balanced oneshot measurement prunes."""
     from codesign.accuracy import oneshot_masks
     from codesign.masks import load_masks
     from codesign.pruning.balance import PEBalance
@@ -210,6 +211,24 @@ def test_workers_and_masks_only_take_the_balance(bal_run, bal_study, cache):
     plain = oneshot_masks(bal_study.model.name, "sst2", "16x16", 0.5, provider.recipe,
                           cache=cache)
     assert path != plain and "balance" not in load_masks(plain).metadata
+    # a worker measures the job's balanced masks; the main process imports them under the key
+    # of a local measurement
+    from codesign.accuracy.cache import balance_fields, model_sha256, record_key
+    from codesign.sweep import remote
+
+    job, dense, files = provider.shipment("sst2", block, 0.5, "oneshot", precision="fp32",
+                                          pe_columns=WIDTH)
+    got = remote.run_measure_job(job, remote.files_on_disk(files["cache_root"],
+                                                           files["cache_rels"]),
+                                 remote.files_on_disk(files["glue_root"], files["glue_rels"]))
+    acc = provider.accept("sst2", block, 0.5, "oneshot", got, dense)
+    assert acc.provenance["key"] == record_key(
+        model_sha256(bal_study.model.name), "sst2", "16x16", 0.5, "oneshot", provider.recipe,
+        balance=balance_fields(PEBalance(WIDTH)))
+    imported = load_masks(acc.masks_path)
+    assert {n: m.grid.tolist() for n, m in imported.masks.items()} == \
+        {n: m.grid.tolist() for n, m in loaded.masks.items()}  # the same one-shot masks
+    assert provider.ready("sst2", block, 0.5, "oneshot", "fp32", pe_columns=WIDTH) is acc
 
 
 def test_rerun_is_served_from_the_store(bal_run, bal_study, cache):
