@@ -13,6 +13,7 @@ What is drawn:
   A latency-aware point (points.csv `allocation`, pruning.allocation) is a filled plus in its
   block shape's colour with a black edge, labelled with its speedup target ("2x"), beside the
   uniform points; the legend names both allocations when the table has latency-aware points.
+  A PE-balanced point (points.csv `balanced` true) has a thin dark square outline around it.
 * speedup: one panel per sparse strategy; x = compression (dense weights / kept weights), y =
   latency of the dense baseline on the same accelerator / latency. One line per block shape: the
   median over the accelerator choices (PE array, dataflow, clock, ...), with a band from the
@@ -59,6 +60,8 @@ LATENCY_AWARE = "latency-aware"  # points.csv `allocation` of a latency-aware po
 _AWARE_MARKER = "P"
 #: gid of each panel's latency-aware points (PathCollections; also the group id in the SVG)
 AWARE_GID = "latency-aware-points"
+#: gid of each panel's square outlines around PE-balanced points (points.csv `balanced`)
+BALANCED_GID = "balanced-points"
 
 
 def shape_colors(shapes: Sequence[str]) -> dict[str, str]:
@@ -203,6 +206,10 @@ def _legend_handles(shapes: list[str], *, colors: dict[str, str], fidelities: li
         handles.append(Line2D([], [], linestyle="none", marker="|", markersize=14,
                               color="0.35", markeredgewidth=_INTERVAL_WIDTH))
         labels.append("bar: 95% bootstrap interval (dev set)")
+    if extras.get("balanced"):
+        handles.append(Line2D([], [], linestyle="none", marker="s", markersize=10,
+                              markerfacecolor="none", markeredgecolor="0.1"))
+        labels.append("square outline: PE-balanced blocks")
     if extras.get("aware"):
         header("$\\bf{Allocation}$")
         handles.append(Line2D([], [], linestyle="none", marker="o", markersize=7, color="0.35"))
@@ -276,6 +283,12 @@ def _draw_panel(ax, data: pd.DataFrame, *, x: str, colors: dict[str, str], in_se
     aware = (data["allocation"].astype(str).eq(LATENCY_AWARE).to_numpy()
              if "allocation" in data else np.zeros(len(data), dtype=bool))
     extras["aware"] = _draw_aware(ax, data, xs, ys, ok & fits & aware, colors=colors, gid=gid)
+    bal = ok & fits & (data["balanced"].astype(str).str.lower().eq("true").to_numpy()
+                       if "balanced" in data else False)
+    if bal.any():
+        ax.scatter(xs[bal], ys[bal], s=100, marker="s", facecolors="none", edgecolors="0.1",
+                   linewidths=0.9, zorder=3.6, gid=f"{BALANCED_GID}-{gid}")
+        extras["balanced"] = True
     draw = ok & fits & ~dense & ~aware
     for shape in shape_order(shapes[draw]):
         for f in sorted(set(fid[draw & (shapes == shape)])):

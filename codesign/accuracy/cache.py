@@ -93,6 +93,9 @@ class AccuracyRecord:
     # masks (method, speedup target, accelerator identity, workload, engine) and what the
     # allocation reached (simulated latency, speedup, block density); empty for uniform points
     allocation: dict[str, Any] = field(default_factory=dict)
+    # PE-balanced masks (codesign.pruning.balance): the balance group geometry that made them
+    # (`balance_fields`, {"pe_columns": C}, part of the key); empty for unbalanced points
+    balance: dict[str, Any] = field(default_factory=dict)
 
     # The dev-set bootstrap interval of the headline metric lives in the metrics dicts, under
     # codesign.glue.interval_keys(metric), as codesign.accuracy.dense.evaluate_dev returns it
@@ -144,8 +147,22 @@ class AccuracyRecord:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
+def balance_fields(balance: Any) -> dict[str, int] | None:
+    """What of a PE balance (a `codesign.pruning.balance.PEBalance`, or None) decides its masks
+    once the model and block shape are known: the balance group geometry, i.e. the PE columns
+    the groups follow (`hwmodels.sparsity.balance_groups(out, bh, C)`). Two accelerators of the
+    same array width therefore share one key; the rest of the accelerator does not enter it."""
+    if balance is None:
+        return None
+    cols = int(getattr(balance, "cols", 0))
+    if cols < 1:
+        raise AccuracyError(f"balance {balance!r}: a PEBalance with cols >= 1 (the PE columns)")
+    return {"pe_columns": cols}
+
+
 def record_key(model_sha256: str, task: str, block_shape: str | None, ratio: float,
-               fidelity: str, recipe: Recipe, precision: str = "fp32") -> str:
+               fidelity: str, recipe: Recipe, precision: str = "fp32",
+               balance: Mapping[str, Any] | None = None) -> str:
     """The cache key of a point (ratio 0 is the dense model whatever the block shape/fidelity).
 
     `block_shape` is the text of `block_text` (or None); `precision` the canonical precision the
@@ -153,6 +170,8 @@ def record_key(model_sha256: str, task: str, block_shape: str | None, ratio: flo
     hashed dict would orphan every cached entry (tests/codesign/test_accuracy_keys.py pins its
     values), so the precision (with the calibration size of the quantization,
     `Recipe.quant_fields`) enters it only when it is not fp32: fp32 keys are those of before.
+    Likewise `balance` (`balance_fields`: PE-balanced masks) enters only when given, and never
+    at ratio 0 (all blocks kept): unbalanced keys are those of before.
     """
     ratio = float(ratio)
     if ratio == 0.0:
@@ -160,6 +179,8 @@ def record_key(model_sha256: str, task: str, block_shape: str | None, ratio: flo
     hashed = {"model": model_sha256, "task": get_task(task).name, "block": block_shape,
               "ratio": round(ratio, 9), "fidelity": fidelity, "recipe": recipe.hash(fidelity)}
     hashed.update(recipe.quant_fields(precision))
+    if balance and ratio != 0.0:
+        hashed["balance"] = dict(balance)
     return short_hash(hashed, n=24)
 
 
@@ -275,14 +296,14 @@ class AccuracyCache:
             return int(conn.execute("SELECT COUNT(*) FROM accuracy").fetchone()[0])
 
     def export_csv(self, path: str | Path) -> Path:
-        """Every entry as one CSV row (metrics, recipe, recovery and allocation as JSON
-        columns)."""
+        """Every entry as one CSV row (metrics, recipe, recovery, allocation and balance as
+        JSON columns)."""
         path = Path(path)
         cols = ["key", "source", "model", "model_sha256", "task", "metric", "block_shape", "ratio",
                 "density", "compression", "fidelity", "dense", "pruned", "pruned_low",
                 "pruned_high", "dense_low", "dense_high", "drop", "metrics",
                 "dense_metrics", "recipe", "seed", "seconds", "dense_seconds", "dev_examples",
-                "device", "precision", "recovery", "allocation", "masks_path",
+                "device", "precision", "recovery", "allocation", "balance", "masks_path",
                 "dense_checkpoint", "created"]
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", newline="") as fh:
@@ -291,7 +312,8 @@ class AccuracyCache:
             for rec in self.records():
                 row = rec.to_dict()
                 row["drop"] = rec.drop
-                for k in ("metrics", "dense_metrics", "recipe", "recovery", "allocation"):
+                for k in ("metrics", "dense_metrics", "recipe", "recovery", "allocation",
+                          "balance"):
                     row[k] = json.dumps(row[k], sort_keys=True)
                 writer.writerow({c: row.get(c) for c in cols})
         return path

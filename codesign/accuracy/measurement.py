@@ -27,6 +27,13 @@ logits read from the cache (``codesign.accuracy.teacher``: computed once per den
 training sample); the record's recipe then carries the distill fields.
 ``ratio == 0`` is the dense fine-tuned model itself, whatever the block shape and fidelity.
 
+``balance`` (a ``codesign.pruning.balance.PEBalance``, None: off): PE-balanced masks, the same
+kept count per matrix, chosen by the fidelity's own ranking (``oneshot`` and a magnitude start
+of ``retrain``: block norms; ``calibrated`` and its start of ``retrain``: the calibrated
+saliency, the re-fit then running on the balanced masks); retraining keeps the masks. ``rgl``
+takes no balance (an AccuracyError). The balance group geometry (``balance_fields``) enters the
+key, the record's ``balance`` and the mask file's metadata; without it all are as before.
+
 ``precision``: ``fp32`` (the default: the measurement as before, same key, same record) or a
 hardware precision (``w4a8``, ``w8a8``, ...; int8 = w8a8): the pruned (or dense) model is then
 fake-quantized (`codesign.accuracy.quantize`: weights per output channel, activations entering
@@ -47,8 +54,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from codesign.accuracy.cache import (AccuracyCache, AccuracyRecord, atomic_file, block_text,
-                                     model_sha256, record_key)
+from codesign.accuracy.cache import (AccuracyCache, AccuracyRecord, atomic_file, balance_fields,
+                                     block_text, model_sha256, record_key)
 from codesign.accuracy.dense import (DenseCheckpoint, dense_checkpoint, dev_split, device_of,
                                      evaluate_dev, train_config, train_split, utc_now)
 from codesign.accuracy.quantize import FP32, QUANT_CALIB_STAGE, accuracy_precision
@@ -108,21 +115,27 @@ class _Teacher:
 def _prune(fidelity: str, loaded: Any, block: tuple[int, int], ratio: float, recipe: Recipe,
            task: str, glue_dir: Any, progress: bool, *, dense: DenseCheckpoint | None = None,
            cache: AccuracyCache | None = None,
-           recovery: dict[str, Any] | None = None) -> dict[str, Any]:
+           recovery: dict[str, Any] | None = None, balance: Any = None) -> dict[str, Any]:
     """Prune `loaded.model` in place by the fidelity's procedure; returns the masks.
     `dense` and `cache` serve the teacher's logits when the recipe distils; `recovery` (a dict)
-    receives what retraining's held-out check decided (`_retrain`)."""
+    receives what retraining's held-out check decided (`_retrain`); `balance` PE-balances the
+    masks (not at rgl)."""
     recovery = {} if recovery is None else recovery
     from codesign.pruning import oneshot_prune
 
     teacher = _Teacher(recipe, fidelity, dense, cache)
     if fidelity == "rgl":
+        if balance is not None:
+            raise AccuracyError("fidelity rgl takes no PE balance (its group-lasso pruning is "
+                                "unbalanced): measure balanced masks at oneshot, calibrated or "
+                                "retrain")
         return _rgl(loaded, block, ratio, recipe, task, glue_dir, progress, teacher)
     if fidelity == "calibrated" or (fidelity == "retrain" and
                                     recipe.retrain_start == "calibrated"):
-        masks = _calibrated(loaded, block, ratio, recipe, task, glue_dir)
+        masks = _calibrated(loaded, block, ratio, recipe, task, glue_dir, balance)
     else:
-        masks = oneshot_prune(loaded.model, loaded.structure, block, ratio)
+        masks = oneshot_prune(loaded.model, loaded.structure, block, ratio,
+                              **({"balance": balance} if balance is not None else {}))
     if fidelity == "retrain":
         recovery.update(_retrain(loaded, masks, recipe, task, glue_dir, progress, teacher))
     return masks
@@ -172,14 +185,16 @@ def retrain_masked(loaded: Any, masks: Mapping[str, Any], recipe: Recipe, task: 
 
 
 def _calibrated(loaded: Any, block: tuple[int, int], ratio: float, recipe: Recipe, task: str,
-                glue_dir: Any) -> dict[str, Any]:
-    """Calibrated one-shot pruning in place (no labels read, no gradient step); the masks."""
+                glue_dir: Any, balance: Any = None) -> dict[str, Any]:
+    """Calibrated one-shot pruning in place (no labels read, no gradient step); the masks
+    (PE-balanced with `balance`)."""
     from codesign.pruning.calibrate import calibrated_prune
 
     batches = _calibration_batches(loaded, recipe, task, glue_dir)
     return calibrated_prune(loaded.model, loaded.structure, block_shape=block, ratio=ratio,
                             calibration=batches, saliency=recipe.calib_saliency,
-                            damping=recipe.calib_damping)
+                            damping=recipe.calib_damping,
+                            **({"balance": balance} if balance is not None else {}))
 
 
 def _calibration_batches(loaded: Any, recipe: Recipe, task: str, glue_dir: Any) -> list:
@@ -263,19 +278,21 @@ def _resolve_point(task: str, block_shape: Any, ratio: float,
 def measure(model: str, task: str, block_shape: Any, ratio: float, fidelity: str = "retrain",
             recipe: Recipe | None = None, *, glue_dir: Any = None,
             cache: AccuracyCache | None = None, progress: bool = False,
-            precision: str = FP32) -> AccuracyRecord:
+            precision: str = FP32, balance: Any = None) -> AccuracyRecord:
     """Measure (or serve from the cache) the dev metric of `model` pruned at one point.
 
     `block_shape`: "16x16" or (16, 16) in the parameter orientation (rows = output features);
     None only with ratio 0 (the dense model). `cache=None` uses the default cache location.
     `precision`: fp32 (as before) or a hardware precision the model is fake-quantized at.
+    `balance`: PE-balanced masks (a PEBalance; None: as before; ignored at ratio 0).
     """
     recipe = Recipe() if recipe is None else recipe
     task, block, ratio, fidelity = _resolve_point(task, block_shape, ratio, fidelity)
     precision = _precision(precision)
     cache = AccuracyCache() if cache is None else cache
     sha = model_sha256(model)
-    key = record_key(sha, task, block, ratio, fidelity, recipe, precision)
+    balanced = balance_fields(balance) if ratio > 0 else None
+    key = record_key(sha, task, block, ratio, fidelity, recipe, precision, balanced)
     hit = cache.get(key)
     if hit is not None:
         return hit
@@ -294,28 +311,42 @@ def measure(model: str, task: str, block_shape: Any, ratio: float, fidelity: str
         return record
     from codesign.checkpoints import load_model
 
-    masks_path = cache.masks_dir / f"{task}-{block}-r{ratio:g}-{fidelity}-{key}.safetensors"
+    masks_path = cache.masks_dir / _masks_name(task, block, ratio, fidelity, key, balanced)
     committed = False
     try:
         loaded = load_model(dense.path, task=task)
         recovery: dict[str, Any] = {}
         masks = _prune(fidelity, loaded, BlockShape.parse(block), ratio, recipe, task, glue_dir,
-                       progress, dense=dense, cache=cache, recovery=recovery)
+                       progress, dense=dense, cache=cache, recovery=recovery,
+                       balance=balance if balanced else None)
         _quantize(loaded, precision, recipe, task, glue_dir)
         metrics = evaluate_dev(loaded.model, loaded.tokenizer, task,
                                dev_split(task, recipe, glue_dir), recipe)
-        _save_masks_atomic(masks_path, masks,
-                           _masks_metadata(dense, loaded, block, ratio, fidelity, masks))
+        _save_masks_atomic(masks_path, masks, _with_balance(
+            _masks_metadata(dense, loaded, block, ratio, fidelity, masks), balanced))
         record = AccuracyRecord(pruned=metrics[dense.metric], metrics=metrics,
                                 seconds=time.perf_counter() - t0, masks_path=str(masks_path),
                                 density=mask_statistics(masks).density, device=device_of(loaded.model),
-                                recovery=recovery, **common)
+                                recovery=recovery, balance=balanced or {}, **common)
         cache.put(record)
         committed = True
         return record
     finally:
         if not committed:
             masks_path.unlink(missing_ok=True)
+
+
+def _masks_name(task: str, block: str, ratio: float, fidelity: str, key: str,
+                balanced: Mapping[str, Any] | None) -> str:
+    """A measurement's mask file name (a balanced one names its PE columns: `-pe32`)."""
+    tag = f"-pe{balanced['pe_columns']}" if balanced else ""
+    return f"{task}-{block}-r{ratio:g}-{fidelity}{tag}-{key}.safetensors"
+
+
+def _with_balance(metadata: dict[str, Any], balanced: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Mask-file metadata with `balance: {pe_columns: C}` when balanced (as `codesign prune
+    --balanced` writes it); unchanged otherwise."""
+    return {**metadata, "balance": dict(balanced)} if balanced else metadata
 
 
 def _record_recipe(recipe: Recipe, fidelity: str, precision: str) -> dict[str, Any]:
@@ -350,18 +381,21 @@ def _dense_record(dense: DenseCheckpoint, recipe: Recipe, precision: str, task: 
 
 def oneshot_masks(model: str, task: str, block_shape: Any, ratio: float,
                   recipe: Recipe | None = None, *, glue_dir: Any = None,
-                  cache: AccuracyCache | None = None) -> Path:
+                  cache: AccuracyCache | None = None, balance: Any = None) -> Path:
     """Mask file of the dense fine-tuned model pruned one-shot (no evaluation), cached.
 
-    For hardware-only design points: the same masks a `oneshot` measurement of this point uses.
+    For hardware-only design points: the same masks a `oneshot` measurement of this point uses
+    (PE-balanced with `balance`, as `measure`).
     """
     recipe = Recipe() if recipe is None else recipe
     task, block, ratio, _ = _resolve_point(task, block_shape, ratio, "oneshot")
     if block is None:
         raise AccuracyError("oneshot_masks needs a block shape (ratio 0: use dense masks)")
     cache = AccuracyCache() if cache is None else cache
-    key = record_key(model_sha256(model), task, block, ratio, "oneshot", recipe)
-    path = cache.masks_dir / f"{task}-{block}-r{ratio:g}-oneshot-{key}.safetensors"
+    balanced = balance_fields(balance) if ratio > 0 else None
+    key = record_key(model_sha256(model), task, block, ratio, "oneshot", recipe,
+                     balance=balanced)
+    path = cache.masks_dir / _masks_name(task, block, ratio, "oneshot", key, balanced)
     if path.is_file():
         return path
     from codesign.checkpoints import load_model
@@ -369,9 +403,10 @@ def oneshot_masks(model: str, task: str, block_shape: Any, ratio: float,
 
     dense = dense_checkpoint(model, task, recipe, glue_dir=glue_dir, cache=cache)
     loaded = load_model(dense.path, task=task)
-    masks = oneshot_prune(loaded.model, loaded.structure, BlockShape.parse(block), ratio)
-    return _save_masks_atomic(path, masks,
-                              _masks_metadata(dense, loaded, block, ratio, "oneshot", masks))
+    masks = oneshot_prune(loaded.model, loaded.structure, BlockShape.parse(block), ratio,
+                          **({"balance": balance} if balanced else {}))
+    return _save_masks_atomic(path, masks, _with_balance(
+        _masks_metadata(dense, loaded, block, ratio, "oneshot", masks), balanced))
 
 
 # --- measurements made elsewhere (a worker process or a dask worker) ---------------------------
@@ -379,23 +414,25 @@ def oneshot_masks(model: str, task: str, block_shape: Any, ratio: float,
 
 def cached_record(model: str, task: str, block_shape: Any, ratio: float, fidelity: str,
                   recipe: Recipe | None = None, *, cache: AccuracyCache | None = None,
-                  precision: str = FP32) -> AccuracyRecord | None:
-    """The cached record of one point, or None when it must be measured (nothing is measured,
-    nothing is written)."""
+                  precision: str = FP32, balance: Any = None) -> AccuracyRecord | None:
+    """The cached record of one point (PE-balanced with `balance`), or None when it must be
+    measured (nothing is measured, nothing is written)."""
     recipe = Recipe() if recipe is None else recipe
     task, block, ratio, fidelity = _resolve_point(task, block_shape, ratio, fidelity)
     cache = AccuracyCache() if cache is None else cache
+    balanced = balance_fields(balance) if ratio > 0 else None
     return cache.get(record_key(model_sha256(model), task, block, ratio, fidelity, recipe,
-                                _precision(precision)))
+                                _precision(precision), balanced))
 
 
 def measure_with_masks(model: str, task: str, block_shape: Any, ratio: float, fidelity: str,
                        recipe: Recipe, *, glue_dir: Any, cache: AccuracyCache,
-                       precision: str = FP32) -> tuple[AccuracyRecord, bytes | None]:
+                       precision: str = FP32,
+                       balance: Any = None) -> tuple[AccuracyRecord, bytes | None]:
     """`measure` into `cache` (e.g. a worker's private temporary cache), with the bytes of the
     record's mask file (None for the dense model): all a main process needs to import it."""
     record = measure(model, task, block_shape, ratio, fidelity, recipe, glue_dir=glue_dir,
-                     cache=cache, precision=precision)
+                     cache=cache, precision=precision, balance=balance)
     data = Path(record.masks_path).read_bytes() if record.masks_path else None
     return record, data
 

@@ -92,6 +92,7 @@ def _print_design_space(study, info: dict) -> None:
     ratios = ", ".join(f"{r:g} ({1 / (1 - r):.2f}x)" for r in study.pruning.ratios)
     click.echo(f"  pruning {study.pruning.method}: blocks {', '.join(study.pruning.block_shapes)};"
                f" ratios {ratios}")
+    click.echo("  " + _allocation_text(study.pruning))
     stages = " -> ".join(f"{s.fidelity}" + (f" ({s.promote})" if i else "")
                          for i, s in enumerate(study.accuracy.stages))
     click.echo(f"  accuracy: {'measured, ' + stages if study.accuracy.measure else 'not measured'}"
@@ -113,6 +114,20 @@ def _print_design_space(study, info: dict) -> None:
     click.echo(f"  estimate from a cold cache: ~{info['estimate_s'] / 60:.1f} min on 2 CPU cores "
                f"({hw_text}; accuracy, one measurement at a time: ~{acc['dense']:.0f} s dense "
                f"fine-tuning per task, {stages}); a warm cache makes it much less")
+
+
+def _allocation_text(pruning) -> str:
+    """The dry run's allocation line: the allocations, the latency-aware speedup targets and
+    the PE-balance choice of the uniform points."""
+    text = f"allocation {', '.join(pruning.allocation)}"
+    if pruning.latency_aware:
+        text += "; latency-aware speedup targets " + ", ".join(f"{t:g}x"
+                                                              for t in pruning.targets)
+    choices = pruning.balance_choices
+    balance = {(False,): "no", (True,): "yes", (False, True): "both (swept)"}[tuple(choices)]
+    if True in choices:
+        balance += ", over each accelerator's PE columns"
+    return f"{text}; PE-balanced blocks: {balance}"
 
 
 @click.command("pareto")

@@ -1,6 +1,7 @@
 """The study: a YAML description of a co-design sweep, validated with pydantic.
 
-Modules, along the data flow: `schema` (the pydantic models, each key's rule), `loading` (YAML
+Modules, along the data flow: `schema` (the pydantic models, each key's rule; the `pruning`
+section in `pruning_spec`, the validators' shared pieces in `validators`), `loading` (YAML
 text -> Study, or one `FILE:LINE key: message` error), `hardware` (an accelerator choice as a
 typed value, resolved once into its board overrides, hwmodels Accelerator and resource fit).
 """

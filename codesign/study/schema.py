@@ -15,18 +15,20 @@ codesign.study.loading and codesign.study.hardware). No torch import (the CLI im
 from __future__ import annotations
 
 import itertools
-import math
 from pathlib import Path
 from typing import Any, Literal, Union, get_args
 
-from hwmodels import BlockShape, parse_dims
+from hwmodels import parse_dims
 from hwmodels.accelerator import MacImpl, VectorOverlap, WeightPreload
 from hwmodels.dataflow import DATAFLOWS as _HW_DATAFLOWS
 from hwmodels.dataflow import DataflowPlan
-from pydantic import (BaseModel, ConfigDict, Field, ValidationInfo, field_validator,
-                      model_validator)
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from codesign.accuracy.recipe import FIDELITIES, Recipe
+# the pruning section and the shared validator pieces live in their own modules (re-exported)
+from codesign.study.pruning_spec import (ALLOCATIONS, LATENCY_AWARE, UNIFORM,  # noqa: F401
+                                         PruningSpec)
+from codesign.study.validators import _as_list, _choices, _item_error, _items, _Strict
 
 DATAFLOWS = _HW_DATAFLOWS  # single dataflows; a list item may also be a per-op plan
 SPARSE_STRATEGIES = ("tile-skip", "compact")
@@ -38,10 +40,6 @@ BUFFERS = ("weight", "input", "output")
 WEIGHT_PRELOADS = get_args(WeightPreload)  # the hardware model's own choices
 VECTOR_OVERLAPS = get_args(VectorOverlap)
 MAC_IMPLS = get_args(MacImpl)  # how the array's MACs are built (hwmodels.resources)
-#: pruning.allocation: every matrix loses the same fraction of blocks (the ratios), or the
-#: blocks are chosen per accelerator to meet a simulated speedup (codesign.pruning.allocation)
-UNIFORM, LATENCY_AWARE = "uniform", "latency-aware"
-ALLOCATIONS = (UNIFORM, LATENCY_AWARE)
 #: the hardware keys that are unset unless a study names them: (allowed values, what they are)
 _OPTIONAL_CHOICES = {"weight_preload": (WEIGHT_PRELOADS, "a weight preload"),
                      "vector_overlap": (VECTOR_OVERLAPS, "a vector overlap"),
@@ -54,179 +52,12 @@ OBJECTIVE_METRICS = {
 }
 
 
-def _as_list(value: Any) -> list:
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def _items(value: Any):
-    """(index or None, item) of a scalar-or-list value; errors name the index of a list item."""
-    if isinstance(value, (list, tuple)):
-        return list(enumerate(value))
-    return [(None, value)]
-
-
-def _item_error(index: int | None, message: str) -> ValueError:
-    # the index travels in the text; load_study moves it into the key path
-    return ValueError(message if index is None else f"@{index}@ {message}")
-
-
-def _choices(value: Any, allowed: tuple[str, ...], what: str,
-             normalise: Any = None) -> list[str]:
-    """A scalar-or-list value checked against `allowed` (after `normalise`), as a list."""
-    out = []
-    for i, x in _items(value):
-        norm = normalise(str(x)) if normalise else x
-        if norm not in allowed:
-            raise _item_error(i, f"{x!r} is not {what}; allowed: {', '.join(allowed)}")
-        out.append(norm)
-    return out
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 class ModelSpec(_Strict):
     """The transformer: a built-in name or a Hugging Face checkpoint folder."""
 
     name: str = Field(description="built-in name (minilm-l6) or checkpoint folder")
     seq_len: int = Field(128, ge=1, le=8192)
     batch: int = Field(1, ge=1, le=4096)
-
-
-class PruningSpec(_Strict):
-    """Block pruning: method, block shapes, and the compression (or prune) ratios to try."""
-
-    # magnitude: block L2 norm (oneshot); calibrated: OBS-proxy saliency and least-squares re-fit
-    # (a first stage of fidelity calibrated); rgl: reweighted group Lasso (a last stage rgl)
-    method: Literal["magnitude", "calibrated", "rgl"] = "magnitude"
-    block_shapes: list[str] = Field(min_length=1)
-    compression: list[float] | None = None
-    prune_ratios: list[float] | None = None
-    #: PE-balanced blocks (codesign.pruning.balance; `codesign prune --balanced`); false: as
-    #: before. Not yet read by the accuracy measurement, so true is refused (see the validator)
-    balanced: bool = False
-    #: how the blocks are allocated: uniform (the ratios, as before) and/or latency-aware (per
-    #: accelerator, to meet each of `speedup_targets`, the calibrated saliency deciding which)
-    allocation: list[str] = Field(default_factory=lambda: [UNIFORM])
-    #: simulated speedups over the same accelerator's dense run (latency-aware points' axis)
-    speedup_targets: list[float] | None = None
-
-    @field_validator("block_shapes", mode="before")
-    @classmethod
-    def _blocks(cls, v: Any) -> list[str]:
-        out = []
-        for i, item in _items(v):
-            try:
-                out.append(str(BlockShape.parse(item)))
-            except ValueError as exc:
-                raise _item_error(i, str(exc))
-        if len(set(out)) != len(out):
-            raise ValueError("a block shape is listed twice")
-        return out
-
-    @field_validator("compression")
-    @classmethod
-    def _compression(cls, v: list[float] | None) -> list[float] | None:
-        if v is not None:
-            for i, c in enumerate(v):
-                if not (1.0 <= c <= 1000.0) or not math.isfinite(c):
-                    raise _item_error(i, f"compression {c:g} out of range; allowed: 1 (dense) "
-                                      "to 1000")
-        return v
-
-    @field_validator("prune_ratios")
-    @classmethod
-    def _ratios(cls, v: list[float] | None) -> list[float] | None:
-        if v is not None:
-            for i, r in enumerate(v):
-                if not (0.0 <= r < 1.0):
-                    raise _item_error(i, f"prune ratio {r:g} out of range; allowed: "
-                                      "0 <= ratio < 1")
-        return v
-
-    @field_validator("balanced")
-    @classmethod
-    def _balanced(cls, v: bool) -> bool:
-        if v:
-            raise ValueError("balanced: true is not measured by studies yet (the accuracy "
-                             "measurement does not take a PE balance); prune with `codesign "
-                             "prune --balanced` instead, or remove the key")
-        return v
-
-    @field_validator("allocation", mode="before")
-    @classmethod
-    def _allocation(cls, v: Any) -> list[str]:
-        out = _choices(v, ALLOCATIONS, "an allocation", lambda x: x.lower().replace("_", "-"))
-        if len(set(out)) != len(out):
-            raise ValueError("an allocation is listed twice")
-        return out
-
-    @field_validator("speedup_targets", mode="before")
-    @classmethod
-    def _targets(cls, v: Any) -> Any:
-        if v is None:
-            return v
-        for i, x in _items(v):
-            if isinstance(x, bool) or not isinstance(x, (int, float)) or not 1.0 < x <= 100.0:
-                raise _item_error(i, f"speedup target {x!r} out of range; allowed: a number "
-                                  "above 1 (the dense run) up to 100")
-        out = [round(float(x), 6) for x in _as_list(v)]
-        if len(set(out)) != len(out):
-            raise ValueError("a speedup target is listed twice")
-        return out
-
-    @model_validator(mode="after")
-    def _one_of(self) -> "PruningSpec":
-        if LATENCY_AWARE in self.allocation:
-            if not self.speedup_targets:
-                raise ValueError("allocation latency-aware needs 'speedup_targets' (e.g. "
-                                 "[1.5, 2]: simulated speedups over the same accelerator's "
-                                 "dense run)")
-            if self.method != "calibrated":
-                raise ValueError("allocation latency-aware ranks blocks by the calibrated "
-                                 "saliency: set 'method: calibrated' (with a first accuracy "
-                                 "stage of fidelity calibrated)")
-        elif self.speedup_targets is not None:
-            raise ValueError("'speedup_targets' are read only with allocation latency-aware: "
-                             "add it to 'allocation' or remove the key")
-        if UNIFORM not in self.allocation:
-            if self.compression is not None or self.prune_ratios is not None:
-                raise ValueError("'compression' / 'prune_ratios' are read only with allocation "
-                                 "uniform: add it to 'allocation' or remove the key")
-            return self
-        if (self.compression is None) == (self.prune_ratios is None):
-            raise ValueError("give exactly one of 'compression' (e.g. [1, 2, 4]) or "
-                             "'prune_ratios' (e.g. [0.5, 0.75])")
-        return self
-
-    @property
-    def ratios(self) -> list[float]:
-        """Prune ratios (fraction of blocks removed) of the uniform points, rounded so hashes
-        are stable ([] when the study has no uniform allocation)."""
-        if self.prune_ratios is not None:
-            vals = self.prune_ratios
-        elif self.compression is not None:
-            vals = [1.0 - 1.0 / c for c in self.compression]
-        else:
-            vals = []
-        return sorted({round(r, 6) for r in vals})
-
-    @property
-    def latency_aware(self) -> bool:
-        """Whether the study has latency-aware points (then its points.csv labels every point
-        with `allocation` and `speedup_target`)."""
-        return LATENCY_AWARE in self.allocation
-
-    @property
-    def targets(self) -> list[float]:
-        """The latency-aware points' speedup targets, ascending ([] without them)."""
-        return sorted(self.speedup_targets or []) if self.latency_aware else []
-
-    @property
-    def shapes(self) -> tuple[BlockShape, ...]:
-        """The block shapes as typed values, in the study's order (from the validated text)."""
-        return tuple(BlockShape.parse(s) for s in self.block_shapes)
 
 
 class StageSpec(_Strict):
@@ -494,6 +325,11 @@ class Study(_Strict):
         if (self.pruning.method == "calibrated") != (first == "calibrated"):
             raise ValueError("pruning.method calibrated goes with a first accuracy stage of "
                              "fidelity calibrated: write both, or neither")
+        rgl = [s.fidelity for s in self.accuracy.stages if s.fidelity == "rgl"]
+        if self.pruning.balanced_points and rgl and self.accuracy.measure:
+            raise ValueError("pruning.balanced: true cannot be measured at fidelity rgl (its "
+                             "group-lasso pruning takes no PE balance): drop the rgl stage "
+                             "(oneshot, calibrated and retrain take it) or set balanced: false")
         if self.pruning.latency_aware:
             if not self.accuracy.measure:
                 raise ValueError("pruning.allocation latency-aware makes its masks in the "

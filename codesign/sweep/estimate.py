@@ -50,7 +50,8 @@ def describe(study: Study, out_dir: str | Path | None = None,
     out = study.output_dir(out_dir)
     stored = _stored(study, out, space.context, points)
     n_acc = len(study.tasks) * len(study.pruning.block_shapes) * len(
-        [r for r in study.pruning.ratios if r > 0]) * _accuracy_precisions(study)
+        [r for r in study.pruning.ratios if r > 0]) * _accuracy_precisions(study) \
+        * _balance_variants(study, space)
     # latency-aware points: one calibrated measurement per (task, block, target, accelerator)
     n_aware = len(study.tasks) * len(study.pruning.block_shapes) * len(
         study.pruning.targets) * len(space.choices)
@@ -75,6 +76,19 @@ def describe(study: Study, out_dir: str | Path | None = None,
             "fidelities": [st.fidelity for st in study.accuracy.stages]
             if study.accuracy.measure else [],
             "estimate_s": est, "out_dir": out}
+
+
+def _balance_variants(study: Study, space: DesignSpace) -> int:
+    """How many masks each (task, block, ratio) has: one unbalanced (unless the study has only
+    balanced points) plus one balanced per distinct PE-array width of its accelerators."""
+    choices = study.pruning.balance_choices
+    if True not in choices:
+        return 1
+    try:
+        widths = {resolve(study, c).accelerator.pe_array.cols for c in space.choices}
+    except Exception:  # noqa: BLE001 - a dry run only estimates
+        widths = set(range(len(space.choices)))
+    return (False in choices) + len(widths)
 
 
 def _accuracy_precisions(study: Study) -> int:

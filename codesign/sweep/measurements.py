@@ -18,6 +18,11 @@ through `accept`, the only place its entry and mask file are written (codesign.s
 Latency-aware points (`allocated`): masks allocated on the point's own accelerator for its
 speedup target (codesign.accuracy.allocated.measure_allocated), one measurement per (task,
 block, target, accelerator identity, precision), always in the main process.
+
+PE-balanced points (`pe_columns`, the PE-array width of the point's accelerator): masks
+balanced over that many PE columns (codesign.pruning.balance) at the same fidelities, one
+measurement per (task, block, ratio, fidelity, precision, pe_columns), on a worker or in the main
+process like any uniform point; without `pe_columns` every call is as before.
 """
 from __future__ import annotations
 
@@ -80,39 +85,43 @@ class AccuracyProvider:
         return self._cache
 
     def get(self, task: str, block: BlockShape | None, ratio: float,
-            fidelity: str, precision: str = FP32) -> AccuracyResult:
-        """The accuracy of (task, block, ratio) at `fidelity` and `precision` (`precision_for`);
-        a block shape at ratio 0 and the dense baseline (block None) share the dense model's
-        accuracy."""
-        key = (task, block, ratio, fidelity, precision)
+            fidelity: str, precision: str = FP32, *,
+            pe_columns: int | None = None) -> AccuracyResult:
+        """The accuracy of (task, block, ratio) at `fidelity` and `precision` (`precision_for`),
+        its masks PE-balanced over `pe_columns` when given; a block shape at ratio 0 and the
+        dense baseline (block None) share the dense model's accuracy."""
+        key = _memo_key(task, block, ratio, fidelity, precision, pe_columns)
         if key not in self._memo:
             pruned = None if block is None or ratio == 0 else block
             if self.study.accuracy.measure:
-                self._memo[key] = self._measure(task, pruned, ratio, fidelity, precision)
+                self._memo[key] = self._measure(task, pruned, ratio, fidelity, precision,
+                                                pe_columns)
             else:
-                self._memo[key] = self._masks_only(task, pruned, ratio)
+                self._memo[key] = self._masks_only(task, pruned, ratio, pe_columns)
         return self._memo[key]
 
-    def _masks_only(self, task: str, block: BlockShape | None, ratio: float) -> AccuracyResult:
+    def _masks_only(self, task: str, block: BlockShape | None, ratio: float,
+                    pe_columns: int | None = None) -> AccuracyResult:
         from codesign import accuracy
 
         path = None
         if block is not None:
             path = str(accuracy.oneshot_masks(self.study.model.name, task, block, ratio,
                                               self.recipe, glue_dir=self.study.glue_dir,
-                                              cache=self._cache_obj()))
+                                              cache=self._cache_obj(),
+                                              **_balance_kw(pe_columns)))
         return AccuracyResult(math.nan, "", math.nan, "none", "none", path,
                               {"masks": path or DENSE})
 
     def _measure(self, task: str, block: BlockShape | None, ratio: float,
-                 fidelity: str, precision: str) -> AccuracyResult:
+                 fidelity: str, precision: str, pe_columns: int | None = None) -> AccuracyResult:
         from codesign import accuracy
 
         rec = accuracy.measure(self.study.model.name, task, block,
                                0.0 if block is None else ratio,
                                "oneshot" if block is None else fidelity, self.recipe,
                                glue_dir=self.study.glue_dir, cache=self._cache_obj(),
-                               precision=precision)
+                               precision=precision, **_balance_kw(pe_columns))
         self.measured += 1
         return _result(rec, block, fidelity)
 
@@ -141,31 +150,34 @@ class AccuracyProvider:
 
     # --- measurements on workers (codesign.sweep.remote) ----------------------------------------
     def ready(self, task: str, block: BlockShape | None, ratio: float,
-              fidelity: str, precision: str = FP32) -> AccuracyResult | None:
+              fidelity: str, precision: str = FP32, *,
+              pe_columns: int | None = None) -> AccuracyResult | None:
         """The result without a measurement (memo or cache), or None when a worker could
-        measure it (at `precision`: the MeasureJob of `shipment` carries it); the dense model,
-        masks-only points and studies without accuracy are always served here (they cost no
-        training)."""
-        key = (task, block, ratio, fidelity, precision)
+        measure it (at `precision` and `pe_columns`: the MeasureJob of `shipment` carries
+        them); the dense model, masks-only points and studies without accuracy are always
+        served here (they cost no training)."""
+        key = _memo_key(task, block, ratio, fidelity, precision, pe_columns)
         if key in self._memo or block is None or ratio == 0 or not self.study.accuracy.measure:
-            return self.get(task, block, ratio, fidelity, precision)
+            return self.get(task, block, ratio, fidelity, precision, pe_columns=pe_columns)
         from codesign.accuracy.measurement import cached_record
 
         rec = cached_record(self.study.model.name, task, block, ratio, fidelity, self.recipe,
-                            cache=self._cache_obj(), precision=precision)
+                            cache=self._cache_obj(), precision=precision,
+                            **_balance_kw(pe_columns))
         if rec is None:
             return None
         self._memo[key] = _result(rec, block, fidelity)
         return self._memo[key]
 
     def shipment(self, task: str, block: BlockShape, ratio: float, fidelity: str, *,
-                 precision: str):
+                 precision: str, pe_columns: int | None = None):
         """(MeasureJob, dense checkpoint, files) of one measurement for a worker at `precision`
         (the point's, `precision_for`; given explicitly so a job never falls back to fp32): the
         dense
         model is fine-tuned here first (once, through the cache); `files` names the cache's
         dense checkpoint and teacher files and the task's GLUE files (roots and relative
-        paths), the keywords of the executors' `submit_measurement`."""
+        paths), the keywords of the executors' `submit_measurement`. `pe_columns`: the job
+        measures PE-balanced masks (None: unbalanced)."""
         from codesign.accuracy.cache import block_text, model_sha256
         from codesign.accuracy.dense import dense_checkpoint
         from codesign.glue import resolve_glue_dir
@@ -178,7 +190,8 @@ class AccuracyProvider:
         glue_root = resolve_glue_dir(self.study.glue_dir)
         job = MeasureJob(model=model, model_sha256=model_sha256(model), task=task,
                          block=block_text(block), ratio=float(ratio), fidelity=fidelity,
-                         recipe=self.recipe, precision=accuracy_precision(precision))
+                         recipe=self.recipe, precision=accuracy_precision(precision),
+                         pe_columns=pe_columns)
         files = dict(cache_root=cache.root, cache_rels=cache_relpaths(cache.root, dense.path),
                      glue_root=glue_root, glue_rels=glue_relpaths(glue_root, task))
         return job, dense, files
@@ -191,9 +204,28 @@ class AccuracyProvider:
         rec = import_measurement(remote.record, remote.masks_bytes, dense=dense,
                                  cache=self._cache_obj())
         self.measured += 1
-        key = (task, block, ratio, fidelity, rec.precision)
+        key = _memo_key(task, block, ratio, fidelity, rec.precision,
+                        (rec.balance or {}).get("pe_columns"))
         self._memo[key] = _result(rec, block, fidelity)
         return self._memo[key]
+
+
+def _memo_key(task: str, block: BlockShape | None, ratio: float, fidelity: str,
+              precision: str, pe_columns: int | None) -> tuple:
+    """One measurement per key in a run: (task, block, ratio, fidelity, precision), with the
+    PE columns appended for balanced masks."""
+    key = (task, block, ratio, fidelity, precision)
+    return key + (int(pe_columns),) if pe_columns else key
+
+
+def _balance_kw(pe_columns: int | None) -> dict[str, Any]:
+    """The `balance=` keyword of codesign.accuracy's measurements ({} when unbalanced, so
+    those calls stay as they were)."""
+    if not pe_columns:
+        return {}
+    from codesign.pruning.balance import PEBalance
+
+    return {"balance": PEBalance(int(pe_columns))}
 
 
 def _result(rec, block: BlockShape | None, fidelity: str) -> AccuracyResult:
@@ -206,6 +238,9 @@ def _result(rec, block: BlockShape | None, fidelity: str) -> AccuracyResult:
     allocation = dict(getattr(rec, "allocation", None) or {})
     if allocation:  # a uniform point's provenance is as before
         prov["allocation"] = allocation
+    balance = dict(getattr(rec, "balance", None) or {})
+    if balance:  # so is an unbalanced point's
+        prov["balance"] = balance
     return AccuracyResult(float(rec.pruned), rec.metric, float(rec.dense),
                           rec.fidelity if block is not None else fidelity, rec.source,
                           masks_path if block is not None else None, prov,

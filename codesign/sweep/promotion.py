@@ -10,7 +10,8 @@ re-run promotes exactly the same configurations.
 What is ignored: the accuracy constraint does not gate promotion (the costlier fidelity is what
 may bring a point within it). Latency-aware points (pruning.allocation) are never promoted: their
 masks come from the calibrated allocation only; they count in the front that decides which
-uniform configurations are.
+uniform configurations are. A PE-balanced configuration is its own: (task, block, ratio,
+"balanced"), promoted (and re-measured with balanced masks) on its own merits.
 """
 from __future__ import annotations
 
@@ -20,9 +21,16 @@ from typing import Any
 from codesign.study import Study
 from codesign.study.schema import LATENCY_AWARE
 from codesign.sweep.runner import Evaluation, Runner
-from codesign.sweep.space import DENSE, DesignPoint
+from codesign.sweep.space import BALANCED, DENSE, DesignPoint, is_balanced
 
-Config = tuple[str, str, float]  # (task, block shape text, prune ratio)
+#: (task, block shape text, prune ratio), with "balanced" appended for PE-balanced masks
+Config = tuple
+
+
+def config_of(task: str, block: str, ratio: float, balanced: Any = False) -> Config:
+    """The promotion configuration of a record's values (`balanced` as stored)."""
+    cfg = (task, block, float(ratio))
+    return cfg + (BALANCED,) if is_balanced(balanced) else cfg
 
 
 def points_by_config(runner: Runner, points: list[DesignPoint]) -> dict[Config, list[DesignPoint]]:
@@ -72,8 +80,8 @@ def select_promoted(study: Study, records: list[dict[str, Any]], *, how: str,
     from codesign.store import records_frame
 
     if how == "all":
-        cfgs = {(r["task"], r["block_shape"], r["prune_ratio"]) for r in records
-                if r["block_shape"] != DENSE and r["prune_ratio"] > 0
+        cfgs = {config_of(r["task"], r["block_shape"], r["prune_ratio"], r.get("balanced"))
+                for r in records if r["block_shape"] != DENSE and r["prune_ratio"] > 0
                 and r.get("allocation") != LATENCY_AWARE}
         return sorted(cfgs)[:max_configs] if max_configs else sorted(cfgs)
     if not records:
@@ -109,7 +117,7 @@ def select_promoted(study: Study, records: list[dict[str, Any]], *, how: str,
                     continue
             else:
                 continue
-            cfg = (task, row["block_shape"], float(row["prune_ratio"]))
+            cfg = config_of(task, row["block_shape"], row["prune_ratio"], row.get("balanced"))
             # closest to the accuracy limit first (most likely to become feasible), then the
             # best first objective
             drop = float(row.get("accuracy_drop", math.nan))

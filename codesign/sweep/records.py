@@ -15,7 +15,9 @@ interval straddles the limit. `accuracy_precision` says at which precision it wa
 
 A study with latency-aware points labels every row with `allocation` (uniform, latency-aware)
 and `speedup_target` (the latency-aware point's target, empty otherwise); a latency-aware row's
-`prune_ratio` is the fraction of blocks its allocation removed (over every prunable matrix).
+`prune_ratio` is the fraction of blocks its allocation removed (over every prunable matrix). A
+study with PE-balanced points labels every row with `balanced` (true/false); a balanced row's
+provenance names the balance (`balance: {pe_columns: C}`).
 """
 from __future__ import annotations
 

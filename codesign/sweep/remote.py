@@ -1,9 +1,10 @@
 """Accuracy measurements away from the main process: a local worker process or a dask worker.
 
-What is modelled: a `MeasureJob` is one (task, block, ratio, fidelity, precision) of a study
-whose dense model the main process has already fine-tuned (through the normal cache); the worker
-measures at the job's precision (fp32, or fake-quantized at a hardware precision such as w8a8,
-calibrated on the same seeded training sentences as in the main process), so its record and key
+What is modelled: a `MeasureJob` is one (task, block, ratio, fidelity, precision[, PE balance])
+of a study whose dense model the main process has already fine-tuned (through the normal
+cache); the worker measures at the job's precision (fp32, or fake-quantized at a hardware
+precision such as w8a8, calibrated on the same seeded training sentences as in the main
+process) and PE balance (its masks balanced over `pe_columns`), so its record and key
 are those a main-process measurement writes. The job runs
 `run_measure_job` wherever it lands: in a private temporary accuracy cache, seeded with the dense
 checkpoint (and the teacher logits cached for it) and the task's GLUE files, handed over either
@@ -53,6 +54,8 @@ class MeasureJob:
     #: canonical hardware precision)
     precision: str = "fp32"
     scratch_dir: str | None = None  # parent of the private cache (None: the system's temp)
+    #: PE-balanced masks over this many PE columns (codesign.pruning.balance); None: unbalanced
+    pe_columns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -147,8 +150,10 @@ def run_measure_job(job: MeasureJob, cache_files: Files, glue_files: Files) -> R
     temporary folder is removed whatever happens. The worker function of both executors."""
     from codesign.accuracy.cache import AccuracyCache, remember_model_sha256
     from codesign.accuracy.measurement import measure_with_masks
+    from codesign.pruning.balance import PEBalance
 
     remember_model_sha256(job.model, job.model_sha256)
+    balance = PEBalance(job.pe_columns) if job.pe_columns else None
     with tempfile.TemporaryDirectory(prefix="codesign-measure-", dir=job.scratch_dir) as tmp:
         root = Path(tmp)
         _materialise(cache_files, root / "cache")
@@ -157,7 +162,8 @@ def run_measure_job(job: MeasureJob, cache_files: Files, glue_files: Files) -> R
         with _threads(worker_threads(job.threads)):
             record, data = measure_with_masks(job.model, job.task, job.block, job.ratio,
                                               job.fidelity, job.recipe, glue_dir=root / "glue",
-                                              cache=cache, precision=job.precision)
+                                              cache=cache, precision=job.precision,
+                                              balance=balance)
     return RemoteMeasurement(record, data)
 
 

@@ -2,7 +2,8 @@
 
 What is modelled: an `Evaluation` is one (design point, accuracy fidelity, stage[, optuna trial])
 to compute. The `Runner` measures accuracy once per (task, block, ratio, fidelity) (a
-latency-aware point: once per (task, block, target, accelerator), in the main process), in the
+latency-aware point: once per (task, block, target, accelerator), in the main process; a
+PE-balanced point: once per (task, block, ratio, fidelity, PE-array width)), in the
 main process or, when the executor measures (`measure_on`, MEASURE_ON), on a worker, whose record
 and mask file the main process writes into the accuracy cache as it arrives; then it hands the
 group's hardware jobs to the executor, and writes each result to the results store
@@ -144,9 +145,10 @@ class Runner:
                                           measure_threads=self.measure_threads)
         groups: dict[tuple, list[Evaluation]] = {}
         for ev in evaluations:
-            key = ev.point.accuracy_key + (ev.fidelity, self.accuracy_precision(ev.point))
+            key = (ev.point.accuracy_key, ev.fidelity, self.accuracy_precision(ev.point),
+                   self.balance_columns(ev.point))
             groups.setdefault(key, []).append(ev)
-        for (*_, precision), group in groups.items():
+        for (_, _, precision, cols), group in groups.items():
             first = group[0].point
             if first.latency_aware:
                 self._evaluate_allocated(group, precision)
@@ -155,20 +157,23 @@ class Runner:
             task, block, ratio, fidelity = first.task, first.block, first.prune_ratio, \
                 group[0].fidelity
             remote = self.remote_measure and self.executor.measures
-            acc = self.accuracy.ready(task, block, ratio, fidelity, precision) if remote \
-                else None
+            acc = self.accuracy.ready(task, block, ratio, fidelity, precision,
+                                      pe_columns=cols) if remote else None
             if acc is None and self.progress and (block is not None and ratio > 0):
                 where = " on a worker" if remote else ""
                 at = "" if precision == "fp32" else f" at {precision}"
-                self.progress.note(f"accuracy {task} {block} ratio {ratio:g} ({fidelity})"
+                bal = f" PE-balanced over {cols} columns" if cols else ""
+                self.progress.note(f"accuracy {task} {block} ratio {ratio:g}{bal} ({fidelity})"
                                    f"{at}{where}")
             if acc is None and remote:
                 job, dense, files = self.accuracy.shipment(task, block, ratio, fidelity,
-                                                           precision=precision)
+                                                           precision=precision,
+                                                           pe_columns=cols)
                 self.executor.submit_measurement(job, _Measuring(tuple(group), dense), **files)
             else:
                 if acc is None:
-                    acc = self.accuracy.get(task, block, ratio, fidelity, precision)
+                    acc = self.accuracy.get(task, block, ratio, fidelity, precision,
+                                            pe_columns=cols)
                 self._submit_hardware(group, acc)
             self._collect(block=False)
         while self.executor.pending():
@@ -193,6 +198,13 @@ class Runner:
                 self._failed(ev, exc)
             return
         self._submit_hardware(group, acc)
+
+    def balance_columns(self, point: DesignPoint) -> int | None:
+        """The PE columns a balanced point's masks are balanced over: its accelerator's array
+        width (so accelerators of one width share the measurement); None for other points."""
+        if not point.balanced:
+            return None
+        return int(resolve(self.study, point.accelerator).accelerator.pe_array.cols)
 
     def accuracy_precision(self, point: DesignPoint) -> str:
         """The precision `point`'s accuracy is measured at (the study's accuracy.precision; for

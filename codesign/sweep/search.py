@@ -38,8 +38,11 @@ def point_of_params(space: DesignSpace, params: Mapping[str, Any]) -> DesignPoin
         block = DENSE  # ratio 0 is in the space only for the dense baselines
     if hw.get("sparse_strategy") == DENSE and block != DENSE:
         hw["sparse_strategy"] = swept["sparse_strategy"][0]
+    # a study of balanced points only balances every sparse point, whatever was sampled
+    choices = study.pruning.balance_choices
+    balanced = bool(params.get("balanced", False)) if len(choices) > 1 else choices[0]
     return space.point(params["task"], space.shape_of(block), params["prune_ratio"],
-                       space.choice_of(hw))
+                       space.choice_of(hw), balanced=balanced)
 
 
 def run_search(runner: Runner) -> None:

@@ -3,15 +3,18 @@
 What is modelled: a design point is (task, block shape or None for the dense baseline, prune
 ratio, one accelerator choice), or, for a latency-aware point (`pruning.allocation`), (task,
 block shape, speedup target, one accelerator choice): its masks are allocated on that
-accelerator, so its accuracy is its own. The grid is enumerated deterministically (per task:
-the dense baseline of each accelerator, then block shapes x ratios x accelerators, then block
-shapes x speedup targets x accelerators) and every point is keyed by `point_id`, a hash of its
-parameters (block shape as its text "16x16" or "dense", the ratio rounded to 6 digits, the
-hardware as sorted (study key, value) pairs; a latency-aware point: allocation and target in
-place of the ratio) and of the study's evaluation context (model, sequence length, batch, board,
+accelerator, so its accuracy is its own. A PE-balanced point (`pruning.balanced`) is a uniform
+point (ratio above 0) whose masks are balanced over its accelerator's PE columns: its accuracy
+is shared by the accelerators of the same array width only. The grid is enumerated
+deterministically (per task: the dense baseline of each accelerator, then block shapes x ratios
+x balance choices x accelerators, then block shapes x speedup targets x accelerators) and every
+point is keyed by `point_id`, a hash of its parameters (block shape as its text "16x16" or
+"dense", the ratio rounded to 6 digits, the hardware as sorted (study key, value) pairs; a
+latency-aware point: allocation and target in place of the ratio; a balanced point: also
+`balanced: true`) and of the study's evaluation context (model, sequence length, batch, board,
 fixed overrides, engine, method, accuracy recipe). The hashed content is a storage contract:
-stored studies resume by these ids, and uniform points keep theirs when a study adds
-latency-aware ones.
+stored studies resume by these ids, and unbalanced uniform points keep theirs when a study adds
+latency-aware or balanced ones.
 
 What is ignored: nothing is evaluated here; optuna sees the space as categorical distributions.
 """
@@ -28,6 +31,8 @@ from codesign.study import AcceleratorChoice, Study, accelerator_choices
 from codesign.study.schema import LATENCY_AWARE, UNIFORM
 
 DENSE = "dense"
+#: the accuracy_key tag (and promotion config suffix) of a PE-balanced point
+BALANCED = "balanced"
 #: the points.csv columns that label a point's allocation (only in studies with latency-aware
 #: points: a uniform-only study's table is as before)
 ALLOCATION_COLUMNS = ("allocation", "speedup_target")
@@ -41,6 +46,12 @@ def hw_column(key: str) -> str:
     if key.startswith("buffers_kib."):
         return f"buffer_{key.split('.', 1)[1]}_kib"
     return HW_COLUMNS.get(key, key)
+
+
+def is_balanced(value: Any) -> bool:
+    """Whether a stored `balanced` value (a JSON bool, numpy bool, CSV text, NaN or None when
+    the column is absent) says true."""
+    return str(value).strip().lower() in ("true", "1", "1.0")
 
 
 def context_of(study: Study) -> dict[str, Any]:
@@ -67,7 +78,9 @@ class DesignPoint:
 
     `allocation` is None in a study without latency-aware points (its points are uniform and
     unlabelled), else "uniform" or "latency-aware"; a latency-aware point has a
-    `speedup_target` and no prune ratio (NaN: the allocation decides how many blocks go)."""
+    `speedup_target` and no prune ratio (NaN: the allocation decides how many blocks go).
+    `balanced` is None in a study without PE-balanced points (unlabelled), else whether the
+    point's masks are balanced over its accelerator's PE columns."""
 
     task: str
     block: BlockShape | None
@@ -76,6 +89,7 @@ class DesignPoint:
     point_id: str
     allocation: str | None = None
     speedup_target: float | None = None
+    balanced: bool | None = None
 
     @property
     def latency_aware(self) -> bool:
@@ -98,10 +112,14 @@ class DesignPoint:
     def accuracy_key(self) -> tuple:
         """(task, block shape text, ratio): one accuracy per key, shared by every accelerator;
         a latency-aware point's masks are its accelerator's: (task, block shape text,
-        (allocation, target, hardware pairs))."""
+        (allocation, target, hardware pairs)); a balanced point's: (task, block shape text,
+        ratio, "balanced"), shared by the accelerators of one PE-array width (the runner
+        groups its measurements by that width)."""
         if self.latency_aware:
             return (self.task, self.block_shape,
                     (LATENCY_AWARE, self.speedup_target, self.hardware))
+        if self.balanced:
+            return (self.task, self.block_shape, self.prune_ratio, BALANCED)
         return (self.task, self.block_shape, self.prune_ratio)
 
     def params(self) -> dict[str, Any]:
@@ -114,6 +132,8 @@ class DesignPoint:
         if self.allocation is not None:
             out["allocation"] = self.allocation
             out["speedup_target"] = self.speedup_target
+        if self.balanced is not None:
+            out["balanced"] = self.balanced
         return out
 
 
@@ -136,18 +156,25 @@ class DesignSpace:
         return cls(study, context_hash(study), study.pruning.shapes, choices, by_values)
 
     def point(self, task: str, block: BlockShape | None, ratio: float,
-              accelerator: AcceleratorChoice) -> DesignPoint:
+              accelerator: AcceleratorChoice, balanced: bool = False) -> DesignPoint:
         """A (uniform) design point with its id; the dense baseline has ratio 0 and sparse
-        strategy dense. The id is that of a study without latency-aware points."""
+        strategy dense. The id is that of a study without latency-aware points; `balanced`
+        (PE-balanced masks; ignored for the dense baseline and ratio 0, whose masks keep every
+        block) adds `balanced: true` to the hashed parameters."""
         if block is None:
             ratio = 0.0
             accelerator = accelerator.with_strategy(DENSE)
         ratio = round(float(ratio), 6)
-        pid = short_hash({"context": self.context, "task": task,
-                         "block_shape": DENSE if block is None else str(block),
-                         "prune_ratio": ratio, "hardware": accelerator.pairs()})
+        balanced = bool(balanced) and block is not None and ratio > 0
+        hashed = {"context": self.context, "task": task,
+                  "block_shape": DENSE if block is None else str(block),
+                  "prune_ratio": ratio, "hardware": accelerator.pairs()}
+        if balanced:
+            hashed["balanced"] = True
+        pid = short_hash(hashed)
         label = UNIFORM if self.study.pruning.latency_aware else None
-        return DesignPoint(task, block, ratio, accelerator, pid, label)
+        tag = balanced if self.study.pruning.balanced_points else None
+        return DesignPoint(task, block, ratio, accelerator, pid, label, balanced=tag)
 
     def aware_point(self, task: str, block: BlockShape, target: float,
                     accelerator: AcceleratorChoice) -> DesignPoint:
@@ -161,13 +188,16 @@ class DesignSpace:
 
     def points(self) -> list[DesignPoint]:
         """The grid, deterministic: per task, the dense baseline of each accelerator, then block
-        shapes x ratios x accelerators, then block shapes x speedup targets x accelerators.
-        Duplicates (e.g. one baseline for several strategies) are removed keeping the first."""
+        shapes x ratios x balance choices (false first) x accelerators, then block shapes x
+        speedup targets x accelerators. Duplicates (e.g. one baseline for several strategies,
+        a balanced ratio 0) are removed keeping the first."""
         out: dict[str, DesignPoint] = {}
+        balance = self.study.pruning.balance_choices
         for task in self.study.tasks:
             candidates = [self.point(task, None, 0.0, c) for c in self.choices]
-            candidates += [self.point(task, block, ratio, c) for block in self.shapes
-                           for ratio in self.study.pruning.ratios for c in self.choices]
+            candidates += [self.point(task, block, ratio, c, balanced=b) for block in self.shapes
+                           for ratio in self.study.pruning.ratios for b in balance
+                           for c in self.choices]
             candidates += [self.aware_point(task, block, target, c) for block in self.shapes
                            for target in self.study.pruning.targets for c in self.choices]
             for p in candidates:
@@ -199,7 +229,8 @@ class DesignSpace:
             return self.aware_point(rec["task"], block, rec["speedup_target"],
                                     self.choice_of(values))
         return self.point(rec["task"], block, 0.0 if dense else rec["prune_ratio"],
-                          self.choice_of(values))
+                          self.choice_of(values),
+                          balanced=not dense and is_balanced(rec.get("balanced")))
 
 
 def distributions(study: Study, include_dense: bool = True) -> dict[str, Any]:
@@ -220,4 +251,6 @@ def distributions(study: Study, include_dense: bool = True) -> dict[str, Any]:
     if aware:  # a uniform-only study's distributions are as before
         dist["allocation"] = CategoricalDistribution([UNIFORM, LATENCY_AWARE])
         dist["speedup_target"] = CategoricalDistribution([None] + study.pruning.targets)
+    if study.pruning.balanced_points:  # false too: the dense baselines are unbalanced
+        dist["balanced"] = CategoricalDistribution([False, True])
     return dist
