@@ -200,8 +200,8 @@ def test_cli_balanced_passes_the_array_balance(monkeypatch, tmp_path):
     assert bad.exit_code != 0 and "--balanced goes with --ratio" in bad.output
 
 
-def test_study_key_balanced_default_false_and_true_refused(tmp_path):
-    from codesign.study import StudyError, load_study
+def test_study_key_balanced_default_false_and_true_accepted(tmp_path):
+    from codesign.study import load_study
     from codesign.sweep.space import context_of
 
     base = (Path(__file__).parent / "test_study_schema.py").read_text()
@@ -213,5 +213,4 @@ def test_study_key_balanced_default_false_and_true_refused(tmp_path):
     path.write_text(text.replace("  method: magnitude\n", "  method: magnitude\n  balanced: false\n"))
     assert context_of(load_study(path)) == context_of(plain)  # point ids unchanged
     path.write_text(text.replace("  method: magnitude\n", "  method: magnitude\n  balanced: true\n"))
-    with pytest.raises(StudyError, match="codesign prune --balanced"):
-        load_study(path)
+    assert load_study(path).pruning.balance_choices == [True]
