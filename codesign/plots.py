@@ -33,20 +33,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hwmodels import BlockShape
 
 from codesign.accuracy.recipe import FIDELITIES
 from codesign.pareto import (DEFAULT_OBJECTIVES, accelerator_columns, is_dense,
                              normalize_objectives, pareto_mask, pareto_mask_array,
                              with_speedup)
+from codesign.plot_style import (fits as fits_mask, figure_title, require_columns, shape_colors,
+                                 shape_order, source_label, task_label, truthy)
 
-# A fixed colour per common block shape so a shape looks the same in every study; other shapes
-# take the remaining colours in sorted order. Dense is always black.
-_CANONICAL_SHAPES = ("1x16", "4x4", "8x8", "16x16", "32x32", "64x64", "256x1", "1x256", "32x1",
-                     "16x1", "1x32", "2x2", "128x1", "64x1")
-_PALETTE = ("#1f77b4", "#ff7f0e", "#8c564b", "#2ca02c", "#d62728", "#9467bd", "#17becf",
-            "#bcbd22", "#e377c2", "#7f7f7f", "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5",
-            "#f7b6d2", "#c49c94", "#dbdb8d", "#9edae5")
 _FIDELITY_MARKERS = {"oneshot": "o", "calibrated": "v", "retrain": "s", "rgl": "D"}
 _OTHER_MARKER = "^"
 _FIDELITY_LABELS = {"oneshot": "one-shot prune", "calibrated": "calibrated one-shot (no labels)",
@@ -64,69 +58,6 @@ AWARE_GID = "latency-aware-points"
 BALANCED_GID = "balanced-points"
 
 
-def shape_colors(shapes: Sequence[str]) -> dict[str, str]:
-    """{block shape: colour}: canonical shapes keep their colour, others take the free ones."""
-    colors: dict[str, str] = {}
-    used = set()
-    for shape in shapes:
-        if str(shape).lower() == "dense":
-            colors[shape] = "black"
-        elif shape in _CANONICAL_SHAPES:
-            colors[shape] = _PALETTE[_CANONICAL_SHAPES.index(shape)]
-            used.add(colors[shape])
-    free = [c for c in _PALETTE if c not in used and c not in
-            {_PALETTE[i] for i in range(len(_CANONICAL_SHAPES))}]
-    free += [c for c in _PALETTE[:len(_CANONICAL_SHAPES)] if c not in used]
-    for shape in sorted(s for s in shapes if s not in colors):
-        colors[shape] = free.pop(0) if free else "#555555"
-    return colors
-
-
-def shape_order(shapes: Sequence[str]) -> list[str]:
-    """Block shapes from fine to coarse (block area, then rows), 'dense' first."""
-    def key(shape: str) -> tuple:
-        if str(shape).lower() == "dense":
-            return (0, 0, 0, "")
-        try:
-            bh, bw = BlockShape.parse(str(shape))
-        except ValueError:
-            return (2, 0, 0, str(shape))
-        return (1, bh * bw, bh, str(shape))
-    return sorted(dict.fromkeys(map(str, shapes)), key=key)
-
-
-def task_label(task: Any, metric: Any = None, *, split: str = "dev") -> str:
-    """Axis title of a GLUE metric, e.g. 'SST-2 accuracy (dev)' or 'CoLA matthews corr (dev)'."""
-    name = str(task)
-    try:
-        from codesign.glue import get_task
-        spec = get_task(name)
-        name = spec.folder
-        metric = metric if isinstance(metric, str) and metric else spec.headline
-    except (ImportError, ValueError):
-        pass
-    metric = str(metric) if isinstance(metric, str) and metric else "accuracy"
-    return f"{name} {metric.replace('_', ' ')} ({split})"
-
-
-def source_label(points: pd.DataFrame, *, column: str = "hw_source") -> str:
-    """'simulated: analytical/0.1' from hw_source values (joined when several)."""
-    if column not in points:
-        return ""
-    values = sorted({str(v) for v in points[column].dropna()})
-    return ", ".join(v.replace(":", ": ", 1) for v in values)
-
-
-def _truthy(series: pd.Series) -> np.ndarray:
-    if series.dtype == bool:
-        return series.to_numpy()
-    return series.astype(str).str.strip().str.lower().isin(("true", "1", "yes")).to_numpy()
-
-
-def _fits(points: pd.DataFrame) -> np.ndarray:
-    return _truthy(points["fits"]) if "fits" in points else np.ones(len(points), dtype=bool)
-
-
 def _accuracy_floor(points: pd.DataFrame, study: Mapping | None) -> float | None:
     """Dense accuracy minus the study's max_accuracy_drop (points = 100 x metric), if any."""
     drop = ((study or {}).get("constraints") or {}).get("max_accuracy_drop") \
@@ -142,13 +73,13 @@ def _accuracy_floor(points: pd.DataFrame, study: Mapping | None) -> float | None
 def study_pareto_mask(points: pd.DataFrame, objectives: Any = DEFAULT_OBJECTIVES) -> np.ndarray:
     """The study's Pareto set: the stored `pareto` column if it marks any row, else the
     non-dominated rows over `objectives` among the designs that fit the board."""
-    if "pareto" in points and _truthy(points["pareto"]).any():
-        return _truthy(points["pareto"])
+    if "pareto" in points and truthy(points["pareto"]).any():
+        return truthy(points["pareto"])
     objs = [o for o in normalize_objectives(objectives) if o[0] in points]
     mask = np.zeros(len(points), dtype=bool)
     if not objs:
         return mask
-    fits = _fits(points)
+    fits = fits_mask(points)
     mask[fits] = pareto_mask(points.loc[fits], objs)
     return mask
 
@@ -232,7 +163,7 @@ def _draw_intervals(ax, data: pd.DataFrame, xs: np.ndarray, ok: np.ndarray, *,
     if not sel.any():
         return False
     shapes = data["block_shape"].astype(str).to_numpy()
-    tint = np.where(_fits(data), [colors.get(s, "0.5") for s in shapes], "0.5")
+    tint = np.where(fits_mask(data), [colors.get(s, "0.5") for s in shapes], "0.5")
     ax.vlines(xs[sel], low[sel], high[sel], colors=list(tint[sel]), linewidths=_INTERVAL_WIDTH,
               alpha=0.7, zorder=2.2, gid=gid)
     return True
@@ -266,7 +197,7 @@ def _draw_panel(ax, data: pd.DataFrame, *, x: str, colors: dict[str, str], in_se
     xs = pd.to_numeric(data[x], errors="coerce").to_numpy(dtype=float)
     ys = pd.to_numeric(data["accuracy"], errors="coerce").to_numpy(dtype=float)
     ok = np.isfinite(xs) & np.isfinite(ys)
-    fits = _fits(data)
+    fits = fits_mask(data)
     dense = is_dense(data)
     shapes = data["block_shape"].astype(str).to_numpy()
     fid = (data["accuracy_fidelity"].astype(str).to_numpy() if "accuracy_fidelity" in data
@@ -338,7 +269,7 @@ def pareto_figure(points: pd.DataFrame, *, objectives: Any = DEFAULT_OBJECTIVES,
     """The Pareto figure (a matplotlib Figure, not saved): see the module docstring."""
     from matplotlib.figure import Figure
 
-    _require(points, ("block_shape", "accuracy"))
+    require_columns(points, ("block_shape", "accuracy"))
     xs = [c for c in ("latency_ms", "energy_mj") if c in points]
     if not xs:
         raise ValueError("points table has neither latency_ms nor energy_mj: nothing to plot")
@@ -379,7 +310,7 @@ def pareto_figure(points: pd.DataFrame, *, objectives: Any = DEFAULT_OBJECTIVES,
     for text, handle in zip(leg.get_texts(), handles):
         if handle.get_marker() in (None, "None", "") and handle.get_linestyle() in ("None", "none"):
             text.set_x(-20)  # headers flush left
-    title = _title(points, study, "Pareto fronts")
+    title = figure_title(points, study, "Pareto fronts")
     fig.suptitle(title, fontsize=12)
     fig.tight_layout()
     return fig
@@ -389,7 +320,7 @@ def speedup_figure(points: pd.DataFrame, *, study: Mapping | None = None):
     """Achieved vs ideal latency speedup per block shape and sparse strategy (a Figure)."""
     from matplotlib.figure import Figure
 
-    _require(points, ("block_shape", "latency_ms", "compression"))
+    require_columns(points, ("block_shape", "latency_ms", "compression"))
     data = with_speedup(points, study)
     sparse = data.loc[~is_dense(data) & np.isfinite(data["speedup"].to_numpy(dtype=float))]
     strategies = (list(dict.fromkeys(sparse["sparse_strategy"].astype(str)))
@@ -451,33 +382,10 @@ def speedup_figure(points: pd.DataFrame, *, study: Mapping | None = None):
                frameon=False, fontsize=9, title=title,
                title_fontsize=9)
     hw = source_label(points)
-    fig.suptitle(_title(points, study, "Achieved vs ideal speedup")
+    fig.suptitle(figure_title(points, study, "Achieved vs ideal speedup")
                  + (f"\nlatency {hw}" if hw else ""), fontsize=12)
     fig.tight_layout()
     return fig
-
-
-def _title(points: pd.DataFrame, study: Mapping | None, what: str) -> str:
-    parts = [what]
-    name = (study or {}).get("name") if isinstance(study, Mapping) else None
-    if name:
-        parts.append(str(name))
-    if "model" in points and points["model"].nunique() == 1:
-        parts.append(str(points["model"].iloc[0]))
-    board = None
-    if isinstance(study, Mapping) and isinstance(study.get("hardware"), Mapping):
-        board = study["hardware"].get("board")
-    if board:
-        parts.append(f"on {board}")
-    parts.append(f"{len(points)} design points")
-    return parts[0] + ": " + ", ".join(parts[1:])
-
-
-def _require(points: pd.DataFrame, columns: Sequence[str]) -> None:
-    missing = [c for c in columns if c not in points]
-    if missing:
-        raise ValueError(f"points table lacks column(s) {', '.join(missing)}: is this a "
-                         f"codesign points.csv?")
 
 
 def plot_study(points: pd.DataFrame, out_dir: str | Path, *,
@@ -517,7 +425,7 @@ def load_points(path: str | Path) -> pd.DataFrame:
     frame = pd.read_csv(path)
     for col in ("fits", "pareto", "feasible"):
         if col in frame and frame[col].dtype != bool:
-            frame[col] = _truthy(frame[col])
+            frame[col] = truthy(frame[col])
     if "provenance" in frame:
         frame["provenance"] = frame["provenance"].astype(str)
     return frame

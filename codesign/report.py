@@ -37,7 +37,8 @@ from codesign.report_precision import precision_lines
 from codesign.accuracy.recipe import FIDELITIES
 from codesign.pareto import (DEFAULT_OBJECTIVES, accelerator_columns, constraint_values,
                              interval_straddles, is_dense, points_column, with_speedup)
-from codesign.plots import _fits, _truthy, shape_order, source_label, study_pareto_mask, task_label
+from codesign.plot_style import fits as _fits, shape_order, source_label, task_label, truthy as _truthy
+from codesign.plots import study_pareto_mask
 
 
 def _num(value: Any, digits: int = 4) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from codesign.pareto import drop_interval, interval_straddles, intervals_overlap, is_dense
-from codesign.plots import _fits
+from codesign.plot_style import fits as _fits
 
 
 def has_intervals(points: pd.DataFrame) -> bool:
