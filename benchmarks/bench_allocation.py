@@ -8,9 +8,9 @@ preset's 32x32 ws array, tile-skip, int8, 200 MHz; `--set` overrides it, e.g.
   judged by `hwmodels.simulate`, so crediting the heads and FFN neurons the masks remove
   entirely), each matrix losing its least salient blocks;
 * uniform-balanced: the same with PE-balanced masks (`codesign.pruning.balance`; under
-  compaction its load imbalance is 1.0, so a smaller ratio meets the target);
-* latency-aware: `allocate` with the saliency relative to each matrix's output energy (its
-  search judges the target without that credit: conservative against the uniform baseline);
+  compaction its load imbalance is near 1.0, so a smaller ratio meets the target);
+* latency-aware: `allocate` with the saliency relative to each matrix's output energy
+  (`--importance raw`: the saliency itself), its target judged by simulate too;
 
 all from the same OBS saliency of the dense fine-tuned model (`calibrate.block_saliency`, the
 recipe's calib_* fields and calibration sentences, as the `calibrated` fidelity draws them),
@@ -53,6 +53,9 @@ def _args() -> argparse.Namespace:
     p.add_argument("--speedups", default="1.5,2,3")
     p.add_argument("--allocations", default=",".join(ALLOCATIONS[:2]),
                    help=f"comma list of {', '.join(ALLOCATIONS)}")
+    p.add_argument("--importance", default="relative", choices=("relative", "raw"),
+                   help="latency-aware importance: saliency over each matrix's output energy "
+                        "(relative) or the saliency itself (raw)")
     p.add_argument("--variants", default="calibrated",
                    help="comma list: calibrated (re-fit only) and/or retrain (then the retrain "
                         "fidelity's distilled masked retraining with its held-out check)")
@@ -114,7 +117,8 @@ def _setup(args, recipe, block):
     return dense, loaded, batches, table, sal, time.perf_counter() - t0
 
 
-def _masks_for(setup, allocation: str, speedup: float) -> tuple[dict, float, dict]:
+def _masks_for(setup, allocation: str, speedup: float,
+               importance: str) -> tuple[dict, float, dict]:
     """(masks, simulated latency ms, what the allocation reports) of one allocation."""
     from codesign.pruning.allocation import allocate
     from codesign.pruning.uniform import uniform_for_target
@@ -122,7 +126,8 @@ def _masks_for(setup, allocation: str, speedup: float) -> tuple[dict, float, dic
 
     table, sal = setup[3], setup[4]
     if allocation == "latency-aware":
-        a = allocate(table, sal.relative(), speedup=speedup)
+        a = allocate(table, sal.relative() if importance == "relative" else sal.scores,
+                     speedup=speedup)
         return a.masks, a.latency_ms, {"moves": a.moves, "trimmed": a.trimmed, "swaps": a.swaps}
     balance = PEBalance.of(table.accelerator) if allocation == "uniform-balanced" else None
     ratio, masks, latency = uniform_for_target(table, sal.scores, speedup=speedup,
@@ -141,7 +146,7 @@ def _measure(args, recipe, setup, allocation: str, speedup: float, variants: lis
     dense, loaded, batches, table, sal, _ = setup
     t0 = time.perf_counter()
     try:
-        masks, latency, extra = _masks_for(setup, allocation, speedup)
+        masks, latency, extra = _masks_for(setup, allocation, speedup, args.importance)
     except ValueError as exc:  # a target out of reach for this allocation
         return {"unreachable": str(exc), "target_ms": table.latency_ms({}) / speedup}
     t1 = time.perf_counter()
@@ -202,12 +207,15 @@ def main() -> None:
             for allocation in args.allocations.split(","):
                 key = f"{args.board}{sorted(args.sets)}-{block}-{speedup:g}-{allocation}-" \
                       f"{'+'.join(variants)}-{recipe_key}-seq{args.seq_len}"
+                if allocation == "latency-aware" and args.importance != "relative":
+                    key += f"-{args.importance}"
                 if key in done:
                     _print(done[key])
                     continue
                 if setup is None:
                     setup = _setup(args, recipe, block)
                 row = {"key": key, "block": block, "speedup": speedup, "allocation": allocation,
+                       "importance": args.importance,
                        "board": args.board, "sets": args.sets, "recipe": recipe.to_dict(),
                        "saliency_seconds": setup[5], "load_average": os.getloadavg()[0],
                        **_measure(args, recipe, setup, allocation, speedup, variants)}
