@@ -23,7 +23,7 @@ from codesign.accuracy.cache import AccuracyCache, AccuracyRecord, model_sha256
 from codesign.accuracy.dense import dense_checkpoint, dev_split, device_of, evaluate_dev, utc_now
 from codesign.accuracy.measurement import (_calibration_batches, _masks_metadata, _precision,
                                            _quantize, _record_recipe, _resolve_point,
-                                           _save_masks_atomic)
+                                           _save_masks_atomic, uncommitted_removed)
 from codesign.accuracy.quantize import FP32
 from codesign.accuracy.recipe import AccuracyError, Recipe
 from codesign.glue import get_task
@@ -122,8 +122,7 @@ def measure_allocated(model: str, task: str, block_shape: Any, *, accelerator: A
     t0 = time.perf_counter()
     masks_path = (cache.masks_dir /
                   f"{task}-{block}-s{spec['speedup']:g}-latency-aware-{key}.safetensors")
-    committed = False
-    try:
+    with uncommitted_removed(masks_path):
         loaded = load_model(dense.path, task=task)
         masks, summary = _allocated_prune(
             loaded, BlockShape.parse(block), recipe, task, glue_dir, accelerator=accelerator,
@@ -147,11 +146,7 @@ def measure_allocated(model: str, task: str, block_shape: Any, *, accelerator: A
             dev_examples=dense.dev_examples, device=device_of(loaded.model), created=utc_now(),
             precision=precision, allocation=allocation)
         cache.put(record)
-        committed = True
         return record
-    finally:
-        if not committed:
-            masks_path.unlink(missing_ok=True)
 
 
 __all__ = ["allocation_key", "allocation_spec", "measure_allocated"]

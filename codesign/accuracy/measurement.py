@@ -50,7 +50,8 @@ measurement leaves nothing behind. No torch import at module level.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,17 @@ def _save_masks_atomic(path: Path, masks: Mapping[str, Any], metadata: dict[str,
     with atomic_file(path) as tmp:
         save_masks(tmp, dict(masks), metadata)
     return path
+
+
+@contextmanager
+def uncommitted_removed(masks_path: Path) -> Iterator[Path]:
+    """The mask file of a measurement being made: removed if the block raises (or is
+    interrupted) before its record is in the cache, so the cache never holds an orphan."""
+    try:
+        yield masks_path
+    except BaseException:
+        masks_path.unlink(missing_ok=True)
+        raise
 
 
 class _Teacher:
@@ -312,8 +324,7 @@ def measure(model: str, task: str, block_shape: Any, ratio: float, fidelity: str
     from codesign.checkpoints import load_model
 
     masks_path = cache.masks_dir / _masks_name(task, block, ratio, fidelity, key, balanced)
-    committed = False
-    try:
+    with uncommitted_removed(masks_path):
         loaded = load_model(dense.path, task=task)
         recovery: dict[str, Any] = {}
         masks = _prune(fidelity, loaded, BlockShape.parse(block), ratio, recipe, task, glue_dir,
@@ -329,11 +340,7 @@ def measure(model: str, task: str, block_shape: Any, ratio: float, fidelity: str
                                 density=mask_statistics(masks).density, device=device_of(loaded.model),
                                 recovery=recovery, balance=balanced or {}, **common)
         cache.put(record)
-        committed = True
         return record
-    finally:
-        if not committed:
-            masks_path.unlink(missing_ok=True)
 
 
 def _masks_name(task: str, block: str, ratio: float, fidelity: str, key: str,

@@ -102,3 +102,29 @@ def minilm_slice(layers: int, task: str = "sst2"):
     loaded.model.bert.encoder.layer = loaded.model.bert.encoder.layer[:layers]
     loaded.model.config.num_hidden_layers = layers
     return loaded, {k: v.clone() for k, v in loaded.model.state_dict().items()}
+
+
+def assert_rerun_from_store(study, run, cache, columns: list[str]) -> None:
+    """A second sweep into `run`'s folder computes nothing and gives the same `columns`."""
+    import pandas as pd
+
+    from codesign.sweep import run_sweep
+
+    again = run_sweep(study, run.out_dir, workers=1, cache=cache)
+    assert again.n_new == 0 and again.n_accuracy_measured == 0
+    pd.testing.assert_frame_equal(
+        again.points[columns].sort_values("point_id").reset_index(drop=True),
+        run.points[columns].sort_values("point_id").reset_index(drop=True))
+
+
+def study_figure(run, study, gid: str):
+    """(points of `run`'s points.csv, its pareto figure, how many points the collections whose
+    gid starts with `gid` draw, the legend's texts)."""
+    from codesign.plots import load_points, pareto_figure
+
+    assert (run.out_dir / "pareto.png").stat().st_size > 0
+    df = load_points(run.out_dir / "points.csv")
+    fig = pareto_figure(df, objectives=study.objective_pairs)
+    drawn = sum(len(c.get_offsets()) for ax in fig.axes for c in ax.collections
+                if str(c.get_gid() or "").startswith(gid))
+    return df, fig, drawn, [t.get_text() for leg in fig.legends for t in leg.get_texts()]

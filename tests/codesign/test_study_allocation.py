@@ -9,9 +9,9 @@ import json
 import math
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
+from cs_helpers import assert_rerun_from_store, study_figure
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDY = ROOT / "studies" / "allocation_tiny.yaml"
@@ -116,28 +116,16 @@ def test_latency_aware_points_meet_their_target(aware_run, aware_study, cache):
 
 
 def test_rerun_is_served_from_the_store(aware_run, aware_study, cache):
-    from codesign.sweep import run_sweep
-
-    again = run_sweep(aware_study, aware_run.out_dir, workers=1, cache=cache)
-    assert again.n_new == 0 and again.n_accuracy_measured == 0
-    cols = ["point_id", "allocation", "speedup_target", "prune_ratio", "latency_ms",
-            "accuracy", "pareto"]
-    pd.testing.assert_frame_equal(
-        again.points[cols].sort_values("point_id").reset_index(drop=True),
-        aware_run.points[cols].sort_values("point_id").reset_index(drop=True))
+    assert_rerun_from_store(aware_study, aware_run, cache,
+                            ["point_id", "allocation", "speedup_target", "prune_ratio",
+                             "latency_ms", "accuracy", "pareto"])
 
 
 def test_pareto_plot_shows_both_allocations(aware_run, aware_study):
-    from codesign.plots import AWARE_GID, load_points, pareto_figure
+    from codesign.plots import AWARE_GID
 
-    out = aware_run.out_dir
-    assert (out / "pareto.png").stat().st_size > 0
-    df = load_points(out / "points.csv")
-    fig = pareto_figure(df, objectives=aware_study.objective_pairs)
-    aware = [c for ax in fig.axes for c in ax.collections
-             if str(c.get_gid() or "").startswith(AWARE_GID)]
-    assert sum(len(c.get_offsets()) for c in aware) == 2 * 4  # 4 points on 2 panels
-    texts = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    _, fig, drawn, texts = study_figure(aware_run, aware_study, AWARE_GID)
+    assert drawn == 2 * 4  # 4 points on 2 panels
     assert any(t.startswith("latency-aware") for t in texts)
     assert any(t.startswith("uniform") for t in texts)
     labels = {t.get_text() for ax in fig.axes for t in ax.texts}

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from cs_helpers import assert_rerun_from_store, study_figure
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDY = ROOT / "studies" / "balanced_tiny.yaml"
@@ -232,28 +233,16 @@ def test_workers_and_masks_only_take_the_balance(bal_run, bal_study, cache):
 
 
 def test_rerun_is_served_from_the_store(bal_run, bal_study, cache):
-    from codesign.sweep import run_sweep
-
-    again = run_sweep(bal_study, bal_run.out_dir, workers=1, cache=cache)
-    assert again.n_new == 0 and again.n_accuracy_measured == 0
-    cols = ["point_id", "balanced", "prune_ratio", "latency_ms", "accuracy",
-            "accuracy_fidelity", "pareto"]
-    pd.testing.assert_frame_equal(
-        again.points[cols].sort_values("point_id").reset_index(drop=True),
-        bal_run.points[cols].sort_values("point_id").reset_index(drop=True))
+    assert_rerun_from_store(bal_study, bal_run, cache,
+                            ["point_id", "balanced", "prune_ratio", "latency_ms", "accuracy",
+                             "accuracy_fidelity", "pareto"])
 
 
 def test_pareto_plot_marks_balanced_points(bal_run, bal_study):
-    from codesign.plots import BALANCED_GID, load_points, pareto_figure
+    from codesign.plots import BALANCED_GID, pareto_figure
 
-    out = bal_run.out_dir
-    assert (out / "pareto.png").stat().st_size > 0
-    df = load_points(out / "points.csv")
-    fig = pareto_figure(df, objectives=bal_study.objective_pairs)
-    marked = [c for ax in fig.axes for c in ax.collections
-              if str(c.get_gid() or "").startswith(BALANCED_GID)]
-    assert sum(len(c.get_offsets()) for c in marked) == 2 * 2  # 2 points on 2 panels
-    texts = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    df, _, drawn, texts = study_figure(bal_run, bal_study, BALANCED_GID)
+    assert drawn == 2 * 2  # 2 points on 2 panels
     assert any("PE-balanced" in t for t in texts)
     unmarked = pareto_figure(df.drop(columns=["balanced"]), objectives=bal_study.objective_pairs)
     assert not [c for ax in unmarked.axes for c in ax.collections
