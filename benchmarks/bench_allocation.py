@@ -56,6 +56,8 @@ def _args() -> argparse.Namespace:
     p.add_argument("--importance", default="relative", choices=("relative", "raw"),
                    help="latency-aware importance: saliency over each matrix's output energy "
                         "(relative) or the saliency itself (raw)")
+    p.add_argument("--min-density", type=float, default=0.0,
+                   help="latency-aware: the fraction of its blocks every matrix keeps at least")
     p.add_argument("--variants", default="calibrated",
                    help="comma list: calibrated (re-fit only) and/or retrain (then the retrain "
                         "fidelity's distilled masked retraining with its held-out check)")
@@ -117,8 +119,8 @@ def _setup(args, recipe, block):
     return dense, loaded, batches, table, sal, time.perf_counter() - t0
 
 
-def _masks_for(setup, allocation: str, speedup: float,
-               importance: str) -> tuple[dict, float, dict]:
+def _masks_for(setup, allocation: str, speedup: float, importance: str,
+               min_density: float) -> tuple[dict, float, dict]:
     """(masks, simulated latency ms, what the allocation reports) of one allocation."""
     from codesign.pruning.allocation import allocate
     from codesign.pruning.uniform import uniform_for_target
@@ -127,7 +129,7 @@ def _masks_for(setup, allocation: str, speedup: float,
     table, sal = setup[3], setup[4]
     if allocation == "latency-aware":
         a = allocate(table, sal.relative() if importance == "relative" else sal.scores,
-                     speedup=speedup)
+                     speedup=speedup, min_density=min_density)
         return a.masks, a.latency_ms, {"moves": a.moves, "trimmed": a.trimmed, "swaps": a.swaps}
     balance = PEBalance.of(table.accelerator) if allocation == "uniform-balanced" else None
     ratio, masks, latency = uniform_for_target(table, sal.scores, speedup=speedup,
@@ -146,7 +148,8 @@ def _measure(args, recipe, setup, allocation: str, speedup: float, variants: lis
     dense, loaded, batches, table, sal, _ = setup
     t0 = time.perf_counter()
     try:
-        masks, latency, extra = _masks_for(setup, allocation, speedup, args.importance)
+        masks, latency, extra = _masks_for(setup, allocation, speedup, args.importance,
+                                           args.min_density)
     except ValueError as exc:  # a target out of reach for this allocation
         return {"unreachable": str(exc), "target_ms": table.latency_ms({}) / speedup}
     t1 = time.perf_counter()
@@ -209,13 +212,15 @@ def main() -> None:
                       f"{'+'.join(variants)}-{recipe_key}-seq{args.seq_len}"
                 if allocation == "latency-aware" and args.importance != "relative":
                     key += f"-{args.importance}"
+                if allocation == "latency-aware" and args.min_density:
+                    key += f"-floor{args.min_density:g}"
                 if key in done:
                     _print(done[key])
                     continue
                 if setup is None:
                     setup = _setup(args, recipe, block)
                 row = {"key": key, "block": block, "speedup": speedup, "allocation": allocation,
-                       "importance": args.importance,
+                       "importance": args.importance, "min_density": args.min_density,
                        "board": args.board, "sets": args.sets, "recipe": recipe.to_dict(),
                        "saliency_seconds": setup[5], "load_average": os.getloadavg()[0],
                        **_measure(args, recipe, setup, allocation, speedup, variants)}

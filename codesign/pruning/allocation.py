@@ -107,7 +107,7 @@ class _State:
     """Mutable search state of one matrix (private to the search)."""
 
     def __init__(self, index: int, costs: MatrixCosts, table: CostTable,
-                 importance: np.ndarray) -> None:
+                 importance: np.ndarray, min_density: float = 0.0) -> None:
         self.index, self.costs = index, costs
         self.grid_shape = BlockMask.dense(table.block_shape, costs.matrix_shape).grid.shape
         imp = np.asarray(importance, np.float64)
@@ -116,6 +116,7 @@ class _State:
                              f"grid {self.grid_shape}, got shape {imp.shape}")
         self.importance = imp.ravel()
         self.removed = np.zeros(self.importance.size, bool)
+        self.min_kept = math.ceil(float(min_density) * self.importance.size)
         self.members = table.units(costs.name)
         bh, bw = table.block_shape
         out, inp = costs.matrix_shape
@@ -141,11 +142,17 @@ class _State:
         blocks = self._tile_blocks(u) if self.costs.kind == "tile" else self._level_blocks(u)
         if blocks is None or blocks.size == 0:
             return None
+        if not self.allows(blocks):
+            return None
         units = self._units_saved(blocks)
         if units <= 0:
             return None
         return Move(self.index, blocks, float(self.importance[blocks].sum()),
                     units * self.costs.unit_cycles, self.klass[u])
+
+    def allows(self, blocks: np.ndarray) -> bool:
+        """Whether removing `blocks` keeps the matrix at or above its floor (`min_density`)."""
+        return self.importance.size - int(self.removed.sum()) - blocks.size >= self.min_kept
 
     def _tile_blocks(self, u: int) -> np.ndarray:
         mem = self.members[u]
@@ -217,6 +224,8 @@ def _greedy(states: list[_State]) -> Iterator[Move]:
         if version.get((m, u)) != ver:
             continue
         st = states[m]
+        if not st.allows(mv.blocks):
+            continue  # priced before its matrix came down to the floor
         st.removed[mv.blocks] = True
         yield mv
         for t in st.touched_units(mv.blocks):
@@ -227,7 +236,7 @@ class _Sequence:
     """Greedy moves and the exact latency of any subset of them (private)."""
 
     def __init__(self, table: CostTable, importance: Mapping[str, np.ndarray],
-                 structure: str = "carry") -> None:
+                 structure: str = "carry", min_density: float = 0.0) -> None:
         if structure not in ("ignore", "carry"):
             raise ValueError(f"structure {structure!r}: choose carry or ignore")
         missing = [n for n in table.matrices if n not in importance]
@@ -236,7 +245,10 @@ class _Sequence:
                              f"{missing[0]}")
         self.table, self.structure = table, structure
         self.names = list(table.matrices)
-        self.states = [_State(i, table.matrices[n], table, importance[n])
+        if not 0.0 <= min_density < 1.0:
+            raise ValueError(f"min_density {min_density}: must lie in [0, 1)")
+        self.floor_text = f" that min_density={min_density:g} allows" if min_density else ""
+        self.states = [_State(i, table.matrices[n], table, importance[n], min_density)
                        for i, n in enumerate(self.names)]
         self.importance = [st.importance.copy() for st in self.states]
         self.shapes = [st.grid_shape for st in self.states]
@@ -285,7 +297,8 @@ def _shortest_prefix(seq: _Sequence, target: float, start_cycles: float) -> int:
             if seq.cycles(range(len(seq.moves))) > target:
                 raise ValueError(
                     f"target {seq.table.cycles_to_ms(target):.4f} ms is out of reach: removing "
-                    f"every block gives {seq.table.cycles_to_ms(seq.cycles(range(len(seq.moves)))):.4f} ms")
+                    f"every block{seq.floor_text} gives "
+                    f"{seq.table.cycles_to_ms(seq.cycles(range(len(seq.moves)))):.4f} ms")
             break
     lo, hi = 0, len(seq.moves)  # invariant: prefix hi meets the target
     if seq.cycles(range(0)) <= target:
@@ -365,12 +378,14 @@ def _try_swap(seq: _Sequence, active: set[int], spare: list[int], i: int, target
 
 def allocate(table: CostTable, importance: Mapping[str, np.ndarray], *,
              latency_ms: float | None = None, speedup: float | None = None,
-             refine: bool = True, structure: str = "carry") -> Allocation:
+             refine: bool = True, structure: str = "carry",
+             min_density: float = 0.0) -> Allocation:
     """Choose the blocks to remove (see the module docstring); exactly one target, judged by
-    `exact_cycles` with `structure`."""
+    `exact_cycles` with `structure`. `min_density`: no matrix keeps fewer than that fraction
+    of its blocks (0: no floor, as before)."""
     t0 = time.perf_counter()
     target = target_cycles(table, latency_ms=latency_ms, speedup=speedup)
-    seq = _Sequence(table, importance, structure)
+    seq = _Sequence(table, importance, structure, min_density)
     start = seq.cycles(())
     prefix = _shortest_prefix(seq, target, start)
     active, trimmed, swaps = (_refine(seq, prefix, target) if refine and prefix

@@ -3,6 +3,8 @@ written masks re-simulated), the importance order kept inside every unit class, 
 emptied under tile-skip, and uniform pruning reproduced when every matrix costs the same."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -124,3 +126,21 @@ def test_uniform_for_target_and_errors(minilm):
         allocate(table, imp, latency_ms=0.01)
     with pytest.raises(ValueError, match="no grid for"):
         allocate(table, {}, speedup=2)
+
+
+def test_min_density_floor_holds_and_the_target_is_met(minilm):
+    table = build_costs(minilm, hwmodels.load_board("zcu102"), "16x16")
+    imp = _importance(table, seed=3)
+    cheap = [n for n, m in table.matrices.items() if m.matrix_shape[0] > m.matrix_shape[1]]
+    imp.update({n: imp[n] * 1e-3 for n in cheap})  # the FFN up-projections: nearly free
+    free = allocate(table, imp, speedup=1.5)
+    floored = allocate(table, imp, speedup=1.5, min_density=0.3)
+    assert min(m.grid.mean() for m in free.masks.values()) < 0.3  # the floor binds here
+    for m in floored.masks.values():
+        assert m.grid.sum() >= math.ceil(0.3 * m.grid.size)
+    assert floored.removed_importance > free.removed_importance
+    assert floored.latency_ms <= table.latency_ms({}) / 1.5
+    assert floored.latency_ms == hwmodels.simulate(minilm, table.accelerator,
+                                                   floored.masks).latency_ms
+    with pytest.raises(ValueError, match="min_density"):
+        allocate(table, imp, speedup=2, min_density=1.0)
