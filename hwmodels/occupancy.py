@@ -12,12 +12,25 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .sparsity import GemmBlocks
+
+class GemmGrid(Protocol):
+    """What these functions read of a mask in GEMM orientation (`hwmodels.sparsity.GemmBlocks`,
+    the class every caller passes; a protocol here, so this module needs nothing from it)."""
+
+    grid: np.ndarray
+    bk: int
+    bn: int
+    k: int
+    n: int
+    k_sizes: np.ndarray
+    n_sizes: np.ndarray
+    kept_k_per_column: np.ndarray
+    kept_per_column: np.ndarray
+    used_k_total: int
 
 
 def prefix_sums(values: np.ndarray) -> np.ndarray:
@@ -73,7 +86,7 @@ def _tile_any(grid: np.ndarray, total: int, tile: int, block: int, axis: int) ->
     return grid.reshape(grid.shape[0], nt, f).any(axis=2)
 
 
-def tile_occupancy(gb: GemmBlocks, tile_k: int, tile_n: int) -> np.ndarray:
+def tile_occupancy(gb: GemmGrid, tile_k: int, tile_n: int) -> np.ndarray:
     """bool [ceil(K/tile_k), ceil(N/tile_n)]: True where at least one kept block intersects the
     PE-array weight tile (tile skipping may skip only the False tiles)."""
     rows = _tile_any(gb.grid, gb.k, tile_k, gb.bk, axis=0)  # [nKt, nNb]
@@ -94,7 +107,7 @@ class ColumnPacking:
     used_k_total: int  # K positions used by any kept block of the matrix
 
 
-def column_tile_packing(gb: GemmBlocks, tile_n: int) -> ColumnPacking:
+def column_tile_packing(gb: GemmGrid, tile_n: int) -> ColumnPacking:
     """Compaction along K per column tile of `tile_n` PE columns.
 
     Each block column (bn output features) intersecting a column tile occupies its own group of
@@ -122,7 +135,7 @@ def column_tile_packing(gb: GemmBlocks, tile_n: int) -> ColumnPacking:
                          gathered_k=gathered, used_k_total=gb.used_k_total)
 
 
-def _kept_elems(gb: GemmBlocks, tile_n: int) -> np.ndarray:
+def _kept_elems(gb: GemmGrid, tile_n: int) -> np.ndarray:
     """int64 [nNt]: kept weights whose output column lies in each column tile, from the running
     sum over output columns at the tile edges (output column p lies in block column p // bn)."""
     packed = gb.kept_k_per_column
