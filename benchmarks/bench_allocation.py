@@ -40,6 +40,8 @@ from pathlib import Path
 import hwmodels
 from hwmodels.costs import build_costs
 
+from codesign.pruning.allocation import DEFAULT_MIN_DENSITY
+
 #: uniform-balanced: the smallest uniform ratio whose PE-balanced masks meet the target
 #: (codesign.pruning.balance; it changes anything only under sparse_strategy=compact)
 ALLOCATIONS = ("uniform", "latency-aware", "uniform-balanced")
@@ -56,8 +58,9 @@ def _args() -> argparse.Namespace:
     p.add_argument("--importance", default="relative", choices=("relative", "raw"),
                    help="latency-aware importance: saliency over each matrix's output energy "
                         "(relative) or the saliency itself (raw)")
-    p.add_argument("--min-density", type=float, default=0.0,
-                   help="latency-aware: the fraction of its blocks every matrix keeps at least")
+    p.add_argument("--min-density", type=float, default=DEFAULT_MIN_DENSITY,
+                   help="latency-aware: the fraction of its blocks every matrix keeps at least "
+                        "(0: no floor; default: the allocation's DEFAULT_MIN_DENSITY)")
     p.add_argument("--variants", default="calibrated",
                    help="comma list: calibrated (re-fit only) and/or retrain (then the retrain "
                         "fidelity's distilled masked retraining with its held-out check)")

@@ -37,7 +37,8 @@ def allocation_spec(accelerator: Any, *, speedup: float, seq_len: int, batch: in
     the speedup target over the same accelerator's dense run, the accelerator's identity
     (`codesign.pruning.allocation.accelerator_identity`), the simulated workload (sequence
     length, batch), the engine and the version of the search. Plain JSON values (hashed)."""
-    from codesign.pruning.allocation import ALLOCATION_VERSION, accelerator_identity
+    from codesign.pruning.allocation import (ALLOCATION_VERSION, DEFAULT_MIN_DENSITY,
+                                             accelerator_identity)
 
     try:
         speedup = float(speedup)
@@ -48,7 +49,7 @@ def allocation_spec(accelerator: Any, *, speedup: float, seq_len: int, batch: in
     return {"method": "latency-aware", "speedup": round(speedup, 6),
             "accelerator": accelerator_identity(accelerator), "seq_len": int(seq_len),
             "batch": int(batch), "engine": str(engine), "importance": "relative",
-            "version": ALLOCATION_VERSION}
+            "min_density": DEFAULT_MIN_DENSITY, "version": ALLOCATION_VERSION}
 
 
 def allocation_key(model_sha: str, task: str, block: str, recipe: Recipe, precision: str,

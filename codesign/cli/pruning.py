@@ -49,6 +49,11 @@ from codesign.cli.common import CodesignError, block_option, first_line
               help="calibrated: unlabelled training sentences for saliency and re-fit.")
 @click.option("--saliency", type=click.Choice(["obs", "norm"]), default="obs",
               show_default=True, help="calibrated: block saliency (OBS proxy or L2 norm).")
+@click.option("--min-density", type=click.FloatRange(min=0.0, max=1.0, max_open=True),
+              default=None,
+              help="With a latency target: the fraction of its blocks every matrix keeps at "
+                   "least (0: no floor) [default: codesign.pruning.allocation."
+                   "DEFAULT_MIN_DENSITY].")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for the pruned checkpoint (save_pretrained) and masks.safetensors.")
 @click.option("--glue-dir", type=click.Path(file_okay=False), default=None,
@@ -84,10 +89,10 @@ from codesign.cli.common import CodesignError, block_option, first_line
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Training progress bars (stderr).")
 def prune_cmd(model, task, block, ratio, ratios_file, method, latency_ms, speedup, board,
-              set_items, balanced, sim_seq_len, calib_examples, saliency, out_dir, glue_dir, examples,
-              epochs, retrain_epochs, lr, retrain_lr, lambda_, lambdas_file, eps, milestones,
-              reweight_unit, reweight_every, batch_size, max_seq_len, seed, eval_examples,
-              threads, progress):
+              set_items, balanced, sim_seq_len, calib_examples, saliency, min_density, out_dir,
+              glue_dir, examples, epochs, retrain_epochs, lr, retrain_lr, lambda_, lambdas_file,
+              eps, milestones, reweight_unit, reweight_every, batch_size, max_seq_len, seed,
+              eval_examples, threads, progress):
     """Block-prune a BERT-family model on a GLUE task; write the checkpoint and its masks.
 
     Writes OUT/ (config.json, model.safetensors, tokenizer files: loadable with
@@ -132,7 +137,9 @@ def prune_cmd(model, task, block, ratio, ratios_file, method, latency_ms, speedu
             retrain=TrainConfig(epochs=retrain_epochs, lr=retrain_lr, **common), rgl=rgl,
             glue_dir=glue_dir, examples=examples, eval_examples=eval_examples,
             progress=progress, target=target,
-            calibration=CalibrationConfig(examples=calib_examples, saliency=saliency),
+            calibration=CalibrationConfig(
+                examples=calib_examples, saliency=saliency,
+                **({} if min_density is None else {"min_density": min_density})),
             **({"balance": balance} if balance is not None else {}))
     except ValueError as err:  # CheckpointError, GlueDataError, MaskFileError are ValueErrors
         raise CodesignError(first_line(err)) from None

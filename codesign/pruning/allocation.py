@@ -428,7 +428,12 @@ def simulated_ms(table: CostTable, masks: Mapping[str, BlockMask]) -> float:
 # --------------------------------------------------------------------------- identity
 #: the version of the search above: it enters the accuracy cache keys of allocation-made masks
 #: (codesign.accuracy.measurement.allocation_spec), so a changed search never serves old masks
-ALLOCATION_VERSION = 2  # 2: targets judged with the structure credit
+ALLOCATION_VERSION = 3  # 2: targets judged with the structure credit; 3: the floor below
+#: The per-matrix floor `latency_aware_prune` (so `codesign prune` and studies) keeps by default:
+#: without one the search removed nearly every FFN block at 2x and fell 3.9-7.4 points below
+#: uniform pruning at 3x on MiniLM-L6 / SST-2; with 0.25 it was 3.4-4.4 points above it
+#: (docs/pruning.md, the bench_allocation table; measured on 16x16 on zcu102, one seed)
+DEFAULT_MIN_DENSITY = 0.25
 #: Accelerator fields that only price energy or name the accelerator: not part of its identity
 _PRICING_FIELDS = ("name", "source", "energy", "energy_model", "power")
 
@@ -463,12 +468,14 @@ def latency_aware_prune(model, structure, *, table: CostTable, calibration,
                         latency_ms: float | None = None, speedup: float | None = None,
                         saliency: str = "obs", importance: str = "relative",
                         damping: float = 0.01, refit_bias: bool = True,
+                        min_density: float = DEFAULT_MIN_DENSITY,
                         threads: int | None = None) -> LatencyAwarePruning:
     """Saliency of every block on the dense model (`calibrate.block_saliency`), allocation to
     the target (`allocate`), then the calibrated re-fit of the kept weights for those masks
     (`calibrate.calibrate_masks`), in place. `importance`: "relative" divides each matrix's
     scores by its output energy (comparable across matrices; an estimate), "raw" uses them as
-    they are. The table's matrix names must be the model's parameter names."""
+    they are. `min_density`: the fraction of its blocks every matrix keeps at least (`allocate`).
+    The table's matrix names must be the model's parameter names."""
     from codesign.pruning.calibrate import block_saliency, calibrate_masks
 
     if importance not in ("relative", "raw"):
@@ -479,7 +486,8 @@ def latency_aware_prune(model, structure, *, table: CostTable, calibration,
                          threads=threads)
     t1 = time.perf_counter()
     scores = sal.relative() if importance == "relative" else sal.scores
-    alloc = allocate(table, scores, latency_ms=latency_ms, speedup=speedup)
+    alloc = allocate(table, scores, latency_ms=latency_ms, speedup=speedup,
+                     min_density=min_density)
     t2 = time.perf_counter()
     fit = calibrate_masks(model, structure, masks=alloc.masks, calibration=calibration,
                           damping=damping, refit_bias=refit_bias, threads=threads)
@@ -488,6 +496,6 @@ def latency_aware_prune(model, structure, *, table: CostTable, calibration,
                                seconds=seconds)
 
 
-__all__ = ["ALLOCATION_VERSION", "Allocation", "LatencyAwarePruning", "Move",
+__all__ = ["ALLOCATION_VERSION", "DEFAULT_MIN_DENSITY", "Allocation", "LatencyAwarePruning", "Move",
            "accelerator_identity", "allocate", "exact_cycles", "latency_aware_prune",
            "target_cycles"]

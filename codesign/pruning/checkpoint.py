@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from hwmodels import BlockShape
 
 from codesign.pruning import PerMatrix
+from codesign.pruning.allocation import DEFAULT_MIN_DENSITY
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only; importing them loads torch
     from codesign.masks import MaskStats
@@ -43,12 +44,14 @@ METHODS = ("rgl", "oneshot", "calibrated")
 class CalibrationConfig:
     """Settings of `method="calibrated"` (codesign.pruning.calibrate): unlabelled training
     sentences (a seeded sample, seed = train.seed + 3), block saliency, damping; `importance`
-    of the latency-aware allocation ("relative": saliency over each matrix's output energy)."""
+    of the latency-aware allocation ("relative": saliency over each matrix's output energy) and
+    its per-matrix floor `min_density` (the fraction of blocks every matrix keeps at least)."""
 
     examples: int = 256
     saliency: str = "obs"
     damping: float = 0.01
     importance: str = "relative"
+    min_density: float = DEFAULT_MIN_DENSITY
 
 
 @dataclass(frozen=True)
@@ -279,7 +282,8 @@ def _allocate(loaded: Any, block_shape: BlockShape, batches: Any, calibration: C
     done = latency_aware_prune(loaded.model, loaded.structure, table=table, calibration=batches,
                                latency_ms=target.latency_ms, speedup=target.speedup,
                                saliency=calibration.saliency, importance=calibration.importance,
-                               damping=calibration.damping, threads=threads)
+                               damping=calibration.damping,
+                               min_density=calibration.min_density, threads=threads)
     a = done.allocation
     summary = {"board": target.board, "overrides": dict(target.overrides or {}),
                "accelerator": acc.name, "seq_len": target.seq_len, "batch": target.batch,

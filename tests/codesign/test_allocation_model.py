@@ -5,6 +5,7 @@ latency_aware_prune, and the CLI's one-line errors."""
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ from hwmodels.costs import build_costs
 from codesign.cli import main
 from codesign.glue import load_split
 from codesign.pruning import calibrate as cal
-from codesign.pruning.allocation import latency_aware_prune
+from codesign.pruning.allocation import DEFAULT_MIN_DENSITY, latency_aware_prune
 from codesign.pruning.blocks import block_norms, prune_mask
 from codesign.workload import encoder_workload
 
@@ -89,6 +90,8 @@ def test_latency_aware_prune_meets_its_target(minilm2, calibration):
     a = done.allocation
     assert hwmodels.simulate(wl, acc, a.masks).latency_ms == a.latency_ms
     assert a.latency_ms <= hwmodels.simulate(wl, acc).latency_ms / 1.5
+    for mask in a.masks.values():  # the default per-matrix floor holds
+        assert mask.grid.sum() >= math.ceil(DEFAULT_MIN_DENSITY * mask.grid.size)
     params = dict(model.named_parameters())
     for name, mask in a.masks.items():
         element = torch.as_tensor(mask.to_dense())
