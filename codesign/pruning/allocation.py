@@ -430,9 +430,8 @@ def simulated_ms(table: CostTable, masks: Mapping[str, BlockMask]) -> float:
 #: (codesign.accuracy.measurement.allocation_spec), so a changed search never serves old masks
 ALLOCATION_VERSION = 3  # 2: targets judged with the structure credit; 3: the floor below
 #: The per-matrix floor `latency_aware_prune` (so `codesign prune` and studies) keeps by default:
-#: without one the search removed nearly every FFN block at 2x and fell 3.9-7.4 points below
-#: uniform pruning at 3x on MiniLM-L6 / SST-2; with 0.25 it was 3.4-4.4 points above it
-#: (docs/pruning.md, the bench_allocation table; measured on 16x16 on zcu102, one seed)
+#: without one the search emptied whole sublayers and fell below uniform pruning at 3x; with it,
+#: above (measured: docs/pruning.md, the bench_allocation table)
 DEFAULT_MIN_DENSITY = 0.25
 #: Accelerator fields that only price energy or name the accelerator: not part of its identity
 _PRICING_FIELDS = ("name", "source", "energy", "energy_model", "power")
