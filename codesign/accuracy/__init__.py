@@ -14,7 +14,8 @@ was measured.
 
 The modules, along the data flow:
 ``recipe`` (Recipe, its presets, FIDELITIES) -> ``cache`` (AccuracyCache, AccuracyRecord, record
-keys) -> ``dense`` (the dense fine-tuned model) -> ``measurement`` (measure, oneshot_masks).
+keys) -> ``dense`` (the dense fine-tuned model) -> ``measurement`` (measure, oneshot_masks) ->
+``allocated`` (measure_allocated: latency-aware points, masks allocated on one accelerator).
 
 The default Recipe is sized for a 2-core CPU (no GPU); its measured rates, costs and scores are
 stated once, in docs/accuracy.md ("Fidelities and default recipes"). MiniLM needs a high
