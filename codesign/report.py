@@ -37,8 +37,9 @@ from codesign.report_precision import precision_lines
 from codesign.accuracy.recipe import FIDELITIES
 from codesign.pareto import (DEFAULT_OBJECTIVES, accelerator_columns, constraint_values,
                              interval_straddles, is_dense, points_column, with_speedup)
-from codesign.plot_style import fits as _fits, shape_order, source_label, task_label, truthy as _truthy
-from codesign.plots import study_pareto_mask
+from codesign.plot_style import (fits as _fits, shape_order, source_label, task_label,
+                                 truthy as _truthy)
+from codesign.plots import LATENCY_AWARE, study_pareto_mask
 
 
 def _num(value: Any, digits: int = 4) -> str:
@@ -134,7 +135,7 @@ def _acc_source(row: Mapping) -> str:
 def _design_text(row: Mapping, keys: Sequence[str]) -> str:
     if str(row.get("block_shape")).lower() == "dense":
         what = "the dense model"
-    elif row.get("allocation") == "latency-aware":
+    elif row.get("allocation") == LATENCY_AWARE:
         what = (f"{row['block_shape']} blocks allocated latency-aware for a "
                 f"{_num(row.get('speedup_target'), 3)}x speedup target (prune ratio "
                 f"{_num(row.get('prune_ratio'), 3)})")
@@ -361,7 +362,7 @@ def _pareto_table(points: pd.DataFrame, study: Mapping, in_set: np.ndarray) -> s
     if "allocation" in front and points["allocation"].nunique(dropna=True) > 1:
         table["allocation"] = [
             f"latency-aware, {_num(r.get('speedup_target'), 3)}x target"
-            if r.get("allocation") == "latency-aware" else r.get("allocation")
+            if r.get("allocation") == LATENCY_AWARE else r.get("allocation")
             for r in front.to_dict("records")]
     for k in keys:
         table[k] = front[k]

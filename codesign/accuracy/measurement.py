@@ -146,8 +146,7 @@ def _prune(fidelity: str, loaded: Any, block: tuple[int, int], ratio: float, rec
                                     recipe.retrain_start == "calibrated"):
         masks = _calibrated(loaded, block, ratio, recipe, task, glue_dir, balance)
     else:
-        masks = oneshot_prune(loaded.model, loaded.structure, block, ratio,
-                              **({"balance": balance} if balance is not None else {}))
+        masks = oneshot_prune(loaded.model, loaded.structure, block, ratio, balance=balance)
     if fidelity == "retrain":
         recovery.update(_retrain(loaded, masks, recipe, task, glue_dir, progress, teacher))
     return masks
@@ -205,8 +204,7 @@ def _calibrated(loaded: Any, block: tuple[int, int], ratio: float, recipe: Recip
     batches = _calibration_batches(loaded, recipe, task, glue_dir)
     return calibrated_prune(loaded.model, loaded.structure, block_shape=block, ratio=ratio,
                             calibration=batches, saliency=recipe.calib_saliency,
-                            damping=recipe.calib_damping,
-                            **({"balance": balance} if balance is not None else {}))
+                            damping=recipe.calib_damping, balance=balance)
 
 
 def _calibration_batches(loaded: Any, recipe: Recipe, task: str, glue_dir: Any) -> list:

@@ -152,7 +152,8 @@ class _State:
 
     def allows(self, blocks: np.ndarray) -> bool:
         """Whether removing `blocks` keeps the matrix at or above its floor (`min_density`)."""
-        return self.importance.size - int(self.removed.sum()) - blocks.size >= self.min_kept
+        return (self.min_kept == 0
+                or self.importance.size - int(self.removed.sum()) - blocks.size >= self.min_kept)
 
     def _tile_blocks(self, u: int) -> np.ndarray:
         mem = self.members[u]
@@ -237,8 +238,6 @@ class _Sequence:
 
     def __init__(self, table: CostTable, importance: Mapping[str, np.ndarray],
                  structure: str = "carry", min_density: float = 0.0) -> None:
-        if structure not in ("ignore", "carry"):
-            raise ValueError(f"structure {structure!r}: choose carry or ignore")
         missing = [n for n in table.matrices if n not in importance]
         if missing:
             raise ValueError(f"importance: no grid for {len(missing)} matrix(es), e.g. "
@@ -410,6 +409,8 @@ def exact_cycles(table: CostTable, masks: Mapping[str, BlockMask], structure: st
     drops the work of whole heads and FFN neurons the masks remove (`hwmodels.structure`)."""
     if structure == "ignore":
         return table.latency_cycles(masks)
+    if structure != "carry":
+        raise ValueError(f"structure {structure!r}: choose carry or ignore")
     import hwmodels
 
     return float(hwmodels.simulate(table.workload, table.accelerator, masks,

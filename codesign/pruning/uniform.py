@@ -16,7 +16,7 @@ import numpy as np
 from hwmodels.costs import CostTable
 from hwmodels.sparsity import BlockMask
 
-from codesign.pruning.allocation import simulated_ms, target_cycles
+from codesign.pruning.allocation import exact_cycles, simulated_ms, target_cycles
 from codesign.pruning.balance import balanced_keep
 
 
@@ -47,24 +47,20 @@ def uniform_for_target(table: CostTable, importance: Mapping[str, np.ndarray], *
                        resolution: float = 1e-3, balance=None,
                        structure: str = "ignore") -> tuple[float, dict[str, BlockMask], float]:
     """The smallest uniform ratio (to `resolution`, by bisection) whose masks (PE-balanced with
-    `balance`) meet the target: (ratio, masks, `simulated_ms` of them). `structure="ignore"`
-    judges the target on the table's latency, as `allocate` does; `"carry"` on `simulated_ms`,
-    which also credits the heads and neurons the masks remove entirely (a stronger baseline)."""
+    `balance`) meet the target: (ratio, masks, `simulated_ms` of them), judged by
+    `allocation.exact_cycles` with `structure`: `"ignore"`, the table's latency; `"carry"`, as
+    `allocate` does by default, simulate's, which also credits the heads and neurons the masks
+    remove entirely (a stronger baseline)."""
     target = target_cycles(table, latency_ms=latency_ms, speedup=speedup)
-    if structure not in ("ignore", "carry"):
-        raise ValueError(f"structure {structure!r}: choose ignore or carry")
-    target_ms = table.cycles_to_ms(target)
 
     def meets(ratio: float) -> bool:
         masks = uniform_masks(table, importance, ratio, balance=balance)
-        if structure == "carry":
-            return simulated_ms(table, masks) <= target_ms
-        return table.latency_cycles(masks) <= target
+        return exact_cycles(table, masks, structure) <= target
 
     lo, hi = 0.0, 1.0
     if not meets(hi):
-        raise ValueError(f"target {target_ms:.4f} ms is out of reach even with every block "
-                         "removed")
+        raise ValueError(f"target {table.cycles_to_ms(target):.4f} ms is out of reach even "
+                         "with every block removed")
     while hi - lo > resolution:
         mid = 0.5 * (lo + hi)
         lo, hi = (lo, mid) if meets(mid) else (mid, hi)
