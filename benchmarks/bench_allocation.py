@@ -12,8 +12,14 @@ preset's 32x32 ws array, tile-skip, int8, 200 MHz; `--set` overrides it, e.g.
 * latency-aware: `allocate` with the saliency relative to each matrix's output energy
   (`--importance raw`: the saliency itself), its target judged by simulate too;
 
-all from the same OBS saliency of the dense fine-tuned model (`calibrate.block_saliency`, the
-recipe's calib_* fields and calibration sentences, as the `calibrated` fidelity draws them),
+* global (the recipe's calib_saliency fisher only): the smallest overall ratio whose masks,
+  ranked across all matrices by `fisher.global_keep` (the calibrated fidelity's default: each
+  matrix its own density), meet the target;
+
+all from the same saliency of the dense fine-tuned model, the recipe's calib_saliency (Fisher by
+default, `fisher.fisher_scores`, which latency-aware then uses as it is: it is in units of the
+task loss; obs: `calibrate.block_saliency`), on the recipe's calibration sentences as the
+`calibrated` fidelity draws them,
 then the same calibrated re-fit (`calibrate.calibrate_masks`), then the dev metric
 (`codesign.accuracy.dense.evaluate_dev`): variant `calibrated`. Variant `retrain` continues from
 those weights with the retrain fidelity's recovery stage (`measurement.retrain_masked`:
@@ -44,7 +50,9 @@ from codesign.pruning.allocation import DEFAULT_MIN_DENSITY
 
 #: uniform-balanced: the smallest uniform ratio whose PE-balanced masks meet the target
 #: (codesign.pruning.balance; it changes anything only under sparse_strategy=compact)
-ALLOCATIONS = ("uniform", "latency-aware", "uniform-balanced")
+#: global: the smallest overall ratio whose Fisher-ranked masks (`fisher.global_keep`, each
+#: matrix its own density: the calibrated fidelity's default ranking) meet the target
+ALLOCATIONS = ("uniform", "latency-aware", "uniform-balanced", "global")
 VARIANTS = ("calibrated", "retrain")
 
 
@@ -103,6 +111,7 @@ def _setup(args, recipe, block):
     from codesign.checkpoints import load_model
     from codesign.cli.pruning import parse_set_items
     from codesign.pruning.calibrate import block_saliency, tokenise_calibration
+    from codesign.pruning.fisher import fisher_scores
     from codesign.workload import encoder_workload
 
     cache = AccuracyCache(args.cache) if args.cache else AccuracyCache()
@@ -116,9 +125,14 @@ def _setup(args, recipe, block):
     wl = encoder_workload(loaded.model.config.to_dict(), args.seq_len, 1, mask_names=names)
     table = build_costs(wl, acc, block)
     t0 = time.perf_counter()
-    sal = block_saliency(loaded.model, loaded.structure, block_shape=tuple(table.block_shape),
-                         calibration=batches, saliency=recipe.calib_saliency,
-                         damping=recipe.calib_damping, threads=args.threads)
+    if recipe.calib_saliency == "fisher":
+        sal = fisher_scores(loaded.model, loaded.structure, block_shape=tuple(table.block_shape),
+                            calibration=batches, threads=args.threads)
+    else:
+        sal = block_saliency(loaded.model, loaded.structure,
+                             block_shape=tuple(table.block_shape), calibration=batches,
+                             saliency=recipe.calib_saliency, damping=recipe.calib_damping,
+                             threads=args.threads)
     return dense, loaded, batches, table, sal, time.perf_counter() - t0
 
 
@@ -126,14 +140,32 @@ def _masks_for(setup, allocation: str, speedup: float, importance: str,
                min_density: float) -> tuple[dict, float, dict]:
     """(masks, simulated latency ms, what the allocation reports) of one allocation."""
     from codesign.pruning.allocation import allocate
-    from codesign.pruning.uniform import uniform_for_target
+    from hwmodels.sparsity import BlockMask
+
     from codesign.pruning.balance import PEBalance
+    from codesign.pruning.fisher import block_weights, global_keep
+    from codesign.pruning.uniform import ratio_for_target, uniform_for_target
 
     table, sal = setup[3], setup[4]
+    fisher = not hasattr(sal, "relative")  # fisher scores compare across matrices as they are
     if allocation == "latency-aware":
-        a = allocate(table, sal.relative() if importance == "relative" else sal.scores,
+        a = allocate(table, sal.scores if fisher or importance == "raw" else sal.relative(),
                      speedup=speedup, min_density=min_density)
         return a.masks, a.latency_ms, {"moves": a.moves, "trimmed": a.trimmed, "swaps": a.swaps}
+    if allocation == "global":
+        if not fisher:
+            raise SystemExit("bench_allocation: allocation global needs calib_saliency=fisher")
+        weights = {n: block_weights(m.matrix_shape, table.block_shape)
+                   for n, m in table.matrices.items()}
+
+        def masks_at(ratio: float) -> dict:
+            keep = global_keep(sal.scores, ratio=ratio, weights=weights)
+            return {n: BlockMask(keep[n], table.block_shape, table.matrices[n].matrix_shape)
+                    for n in keep}
+
+        ratio, masks, latency = ratio_for_target(table, masks_at, speedup=speedup,
+                                                 structure="carry")
+        return masks, latency, {"ratio": ratio}
     balance = PEBalance.of(table.accelerator) if allocation == "uniform-balanced" else None
     ratio, masks, latency = uniform_for_target(table, sal.scores, speedup=speedup,
                                                balance=balance, structure="carry")
@@ -223,7 +255,8 @@ def main() -> None:
                 if setup is None:
                     setup = _setup(args, recipe, block)
                 row = {"key": key, "block": block, "speedup": speedup, "allocation": allocation,
-                       "importance": args.importance, "min_density": args.min_density,
+                       "importance": ("fisher" if recipe.calib_saliency == "fisher"
+                                      else args.importance), "min_density": args.min_density,
                        "board": args.board, "sets": args.sets, "recipe": recipe.to_dict(),
                        "saliency_seconds": setup[5], "load_average": os.getloadavg()[0],
                        **_measure(args, recipe, setup, allocation, speedup, variants)}

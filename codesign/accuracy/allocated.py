@@ -1,7 +1,7 @@
 """Latency-aware points: masks allocated on one accelerator, then measured like a calibrated point.
 
 What is modelled: `measure_allocated` prunes the cached dense fine-tuned model with
-`codesign.pruning.allocation.latency_aware_prune` (the calibrated fidelity's calibration
+`codesign.pruning.latency_aware.latency_aware_prune` (the calibrated fidelity's calibration
 sentences and saliency, the allocation of blocks to a simulated speedup over the same
 accelerator's dense run, the least-squares re-fit of the kept weights), optionally
 fake-quantizes it, evaluates it on the dev split and caches the record and its mask file. The
@@ -70,11 +70,11 @@ def _allocated_prune(loaded: Any, block: BlockShape, recipe: Recipe, task: str, 
                      engine: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Latency-aware calibrated pruning of `loaded.model` in place: the calibrated fidelity's
     calibration sentences, block saliency, allocation to `speedup` on `accelerator`
-    (`codesign.pruning.allocation.latency_aware_prune`) and the least-squares re-fit; the
+    (`codesign.pruning.latency_aware.latency_aware_prune`) and the least-squares re-fit; the
     masks and a summary of the allocation."""
     from hwmodels.costs import build_costs
 
-    from codesign.pruning.allocation import latency_aware_prune
+    from codesign.pruning.latency_aware import latency_aware_prune
     from codesign.workload import encoder_workload
 
     batches = _calibration_batches(loaded, recipe, task, glue_dir)

@@ -200,8 +200,13 @@ def _calibrated(loaded: Any, block: tuple[int, int], ratio: float, recipe: Recip
     """Calibrated one-shot pruning in place (no labels read, no gradient step); the masks
     (PE-balanced with `balance`)."""
     from codesign.pruning.calibrate import calibrated_prune
+    from codesign.pruning.fisher import fisher_prune
 
     batches = _calibration_batches(loaded, recipe, task, glue_dir)
+    if recipe.calib_saliency == "fisher":
+        return fisher_prune(loaded.model, loaded.structure, block_shape=block, ratio=ratio,
+                            calibration=batches, scope=recipe.scope,
+                            damping=recipe.calib_damping, balance=balance)
     return calibrated_prune(loaded.model, loaded.structure, block_shape=block, ratio=ratio,
                             calibration=batches, saliency=recipe.calib_saliency,
                             damping=recipe.calib_damping, balance=balance)

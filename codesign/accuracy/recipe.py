@@ -28,7 +28,16 @@ _STAGE_PREFIXES = {"oneshot": ("dense_",), "calibrated": ("dense_", "calib_"),
                    "retrain": ("dense_", "retrain_"), "rgl": ("dense_", "retrain_", "rgl_")}
 _DISTILL = ("distill", "distill_alpha", "distill_temperature")
 _DISTILLED = ("retrain", "rgl")  # the fidelities with training steps that may distil
-CALIB_SALIENCIES: tuple[str, ...] = ("norm", "obs")  # codesign.pruning.calibrate.SALIENCIES
+# codesign.pruning.calibrate.SALIENCIES, and the Fisher saliency of codesign.pruning.fisher
+CALIB_SALIENCIES: tuple[str, ...] = ("norm", "obs", "fisher")
+CALIB_SCOPES: tuple[str, ...] = ("matrix", "global")  # codesign.pruning.fisher.SCOPES
+_SCOPE = "calib_scope"  # enters the keys only when not its saliency's own (older keys hold)
+
+
+def natural_scope(saliency: str) -> str:
+    """The scope a saliency ranks in unless told otherwise: "global" for fisher (its scores are
+    in units of the task loss, comparable across matrices), "matrix" for norm and obs."""
+    return "global" if saliency == "fisher" else "matrix"
 # where `retrain` starts: magnitude one-shot masks and weights (the default, seed-faithful) or the
 # calibrated fidelity's masks and reconstructed weights (which then read the calib_* fields)
 RETRAIN_STARTS: tuple[str, ...] = ("magnitude", "calibrated")
@@ -87,10 +96,14 @@ class Recipe:
     rgl_eps: float = 1e-3
     rgl_reweight_every: int = 4  # optimizer steps between reweightings (paper: at milestone epochs)
     # calibrated one-shot pruning (calibrated only): unlabelled training sentences, block
-    # saliency ("norm" or "obs") and the least-squares damping (fraction of mean diag X^T X);
-    # obs measured as good or better than norm (docs/accuracy.md, "Calibrated fidelity")
+    # saliency ("norm", "obs" or "fisher"), the scope of its ranking ("matrix": every matrix
+    # loses the same fraction of its blocks; "global", fisher only: the least salient blocks of
+    # the whole model, each matrix its own density; None: the saliency's own, `natural_scope`)
+    # and the least-squares damping (fraction of mean diag X^T X); measured in
+    # docs/accuracy.md, "Calibrated fidelity"
     calib_examples: int | None = 256
-    calib_saliency: str = "obs"
+    calib_saliency: str = "fisher"
+    calib_scope: str | None = None
     calib_damping: float = 0.01
     # distillation in recovery (retrain and rgl only): loss (1 - alpha) * CE + alpha * T^2 *
     # KL(teacher/T || student/T) from the dense model's cached logits (codesign.accuracy.teacher).
@@ -135,6 +148,13 @@ class Recipe:
         if self.calib_saliency not in CALIB_SALIENCIES:
             raise AccuracyError(f"recipe.calib_saliency={self.calib_saliency!r}: choose one of "
                                 f"{', '.join(CALIB_SALIENCIES)}")
+        if self.calib_scope is not None and self.calib_scope not in CALIB_SCOPES:
+            raise AccuracyError(f"recipe.calib_scope={self.calib_scope!r}: choose one of "
+                                f"{', '.join(CALIB_SCOPES)}")
+        if self.scope == "global" and self.calib_saliency != "fisher":
+            raise AccuracyError(f"recipe.calib_scope=global needs calib_saliency=fisher (the "
+                                f"{self.calib_saliency} scores of different matrices do not "
+                                "compare); use calib_scope=matrix")
 
     @classmethod
     def quick(cls, examples: int = 48, seq: int = 32) -> "Recipe":
@@ -191,7 +211,8 @@ class Recipe:
         The distillation fields enter only retrain and rgl, and only when `distill` is on: a
         recipe without distillation keeps the keys it had before these fields existed.
         Likewise `retrain_start` (with the calib_* fields it then reads) enters only retrain's
-        key, and only when it is not "magnitude"; `recovery_holdout` only retrain's, when not 0.
+        key, and only when it is not "magnitude"; `recovery_holdout` only retrain's, when not 0;
+        `calib_scope` only when it is not its saliency's `natural_scope`.
         """
         fidelity = check_fidelity(fidelity)
         prefixes = _STAGE_PREFIXES[fidelity]
@@ -205,7 +226,14 @@ class Recipe:
         if fidelity == "retrain" and self.retrain_start != RETRAIN_STARTS[0]:
             out.update({k: v for k, v in fields.items()
                         if k == _START or k.startswith("calib_")})
+        if self.calib_scope in (None, natural_scope(self.calib_saliency)):
+            out.pop(_SCOPE, None)
         return {"fidelity": fidelity, "procedure_version": PROCEDURE_VERSION, **out}
+
+    @property
+    def scope(self) -> str:
+        """The calibrated ranking's scope: `calib_scope`, or the saliency's `natural_scope`."""
+        return self.calib_scope or natural_scope(self.calib_saliency)
 
     def quant_fields(self, precision: str) -> dict[str, Any]:
         """What a measurement at `precision` (canonical, codesign.accuracy.quantize) adds to its

@@ -47,8 +47,13 @@ from codesign.cli.common import CodesignError, block_option, first_line
               help="With a latency target: tokens per sequence of the simulated workload.")
 @click.option("--calib-examples", type=click.IntRange(min=1), default=256, show_default=True,
               help="calibrated: unlabelled training sentences for saliency and re-fit.")
-@click.option("--saliency", type=click.Choice(["obs", "norm"]), default="obs",
-              show_default=True, help="calibrated: block saliency (OBS proxy or L2 norm).")
+@click.option("--saliency", type=click.Choice(["obs", "norm", "fisher"]), default="obs",
+              show_default=True, help="calibrated: block saliency (OBS proxy, L2 norm, or the "
+                                      "label-free Fisher of each block's mask).")
+@click.option("--scope", type=click.Choice(["matrix", "global"]), default="matrix",
+              show_default=True, help="calibrated at a ratio: every matrix loses the ratio "
+                                      "(matrix), or the least salient blocks of the whole model "
+                                      "go (global; needs --saliency fisher).")
 @click.option("--min-density", type=click.FloatRange(min=0.0, max=1.0, max_open=True),
               default=None,
               help="With a latency target: the fraction of its blocks every matrix keeps at "
@@ -89,8 +94,8 @@ from codesign.cli.common import CodesignError, block_option, first_line
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Training progress bars (stderr).")
 def prune_cmd(model, task, block, ratio, ratios_file, method, latency_ms, speedup, board,
-              set_items, balanced, sim_seq_len, calib_examples, saliency, min_density, out_dir,
-              glue_dir, examples, epochs, retrain_epochs, lr, retrain_lr, lambda_, lambdas_file,
+              set_items, balanced, sim_seq_len, calib_examples, saliency, scope, min_density,
+              out_dir, glue_dir, examples, epochs, retrain_epochs, lr, retrain_lr, lambda_, lambdas_file,
               eps, milestones, reweight_unit, reweight_every, batch_size, max_seq_len, seed,
               eval_examples, threads, progress):
     """Block-prune a BERT-family model on a GLUE task; write the checkpoint and its masks.
@@ -138,7 +143,7 @@ def prune_cmd(model, task, block, ratio, ratios_file, method, latency_ms, speedu
             glue_dir=glue_dir, examples=examples, eval_examples=eval_examples,
             progress=progress, target=target,
             calibration=CalibrationConfig(
-                examples=calib_examples, saliency=saliency,
+                examples=calib_examples, saliency=saliency, scope=scope,
                 **({} if min_density is None else {"min_density": min_density})),
             **({"balance": balance} if balance is not None else {}))
     except ValueError as err:  # CheckpointError, GlueDataError, MaskFileError are ValueErrors

@@ -43,12 +43,16 @@ METHODS = ("rgl", "oneshot", "calibrated")
 @dataclass(frozen=True)
 class CalibrationConfig:
     """Settings of `method="calibrated"` (codesign.pruning.calibrate): unlabelled training
-    sentences (a seeded sample, seed = train.seed + 3), block saliency, damping; `importance`
-    of the latency-aware allocation ("relative": saliency over each matrix's output energy) and
-    its per-matrix floor `min_density` (the fraction of blocks every matrix keeps at least)."""
+    sentences (a seeded sample, seed = train.seed + 3), block saliency ("obs", "norm" or
+    "fisher": `codesign.pruning.fisher`), the `scope` of a ratio's ranking ("matrix": every
+    matrix loses that fraction; "global", fisher only: the least salient blocks of the whole
+    model), damping; `importance` of the latency-aware allocation ("relative": saliency over each
+    matrix's output energy; fisher scores are used raw) and its per-matrix floor `min_density`
+    (the fraction of blocks every matrix keeps at least)."""
 
     examples: int = 256
     saliency: str = "obs"
+    scope: str = "matrix"
     damping: float = 0.01
     importance: str = "relative"
     min_density: float = DEFAULT_MIN_DENSITY
@@ -125,6 +129,10 @@ def prune_checkpoint(*, model: str, task: str, block_shape: BlockShape, ratio: P
         raise ValueError("a latency target needs method calibrated")
     if ratio is None and target is None:
         raise ValueError("give a prune ratio, or a latency target (method calibrated)")
+    if calibration is not None and calibration.scope == "global" and (
+            calibration.saliency != "fisher"):
+        raise ValueError(f"scope global needs saliency fisher (the {calibration.saliency} scores "
+                         "of different matrices do not compare); use --scope matrix")
     if balance is not None and (method == "rgl" or target is not None):
         raise ValueError("balance: PE-balanced blocks go with oneshot or calibrated at a ratio")
     train_split = load_split(task, "train", glue_dir=glue_dir, limit=examples, seed=train.seed)
@@ -231,6 +239,7 @@ def _calibrated_pipeline(loaded: Any, train_split: Any, *, task: str, glue_dir: 
 
     from codesign.glue import load_split
     from codesign.pruning.calibrate import calibrate_prune, tokenise_calibration
+    from codesign.pruning.fisher import fisher_prune
     from codesign.pruning.rgl import PruneResult
     from codesign.pruning.train import finetune
 
@@ -248,7 +257,12 @@ def _calibrated_pipeline(loaded: Any, train_split: Any, *, task: str, glue_dir: 
                                 "train": asdict(train), "retrain": asdict(retrain) if retrain
                                 else None}
     start = time.perf_counter()
-    if target is None:
+    if target is None and calibration.saliency == "fisher":
+        masks = fisher_prune(loaded.model, loaded.structure, block_shape=block_shape,
+                             ratio=_single_ratio(ratio), calibration=batches,
+                             scope=calibration.scope, damping=calibration.damping,
+                             balance=balance, threads=train.threads)
+    elif target is None:
         masks = calibrate_prune(loaded.model, loaded.structure, block_shape=block_shape,
                                 ratio=ratio, calibration=batches, saliency=calibration.saliency,
                                 damping=calibration.damping, threads=train.threads,
@@ -265,13 +279,20 @@ def _calibrated_pipeline(loaded: Any, train_split: Any, *, task: str, glue_dir: 
                        stage_stats=stats, settings=settings)
 
 
+def _single_ratio(ratio: PerMatrix | None) -> float:
+    """The one prune ratio Fisher ranking takes (a per-matrix ratio is a ValueError)."""
+    if isinstance(ratio, (int, float)):
+        return float(ratio)
+    raise ValueError("saliency fisher: give one prune ratio (--ratio), not per-matrix ratios")
+
+
 def _allocate(loaded: Any, block_shape: BlockShape, batches: Any, calibration: CalibrationConfig,
               target: LatencyTarget, threads: int | None) -> tuple[dict[str, Any], dict]:
     """Latency-aware calibrated pruning of `loaded.model` in place; masks and a summary."""
     import hwmodels
     from hwmodels.costs import build_costs
 
-    from codesign.pruning.allocation import latency_aware_prune
+    from codesign.pruning.latency_aware import latency_aware_prune
     from codesign.workload import encoder_workload
 
     acc = hwmodels.load_board(target.board, target.overrides or None)

@@ -9,7 +9,7 @@ rises (true of the cost table; the structure credit of `"carry"` only adds to it
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -51,11 +51,22 @@ def uniform_for_target(table: CostTable, importance: Mapping[str, np.ndarray], *
     `allocation.exact_cycles` with `structure`: `"ignore"`, the table's latency; `"carry"`, as
     `allocate` does by default, simulate's, which also credits the heads and neurons the masks
     remove entirely (a stronger baseline)."""
+    return ratio_for_target(
+        table, lambda ratio: uniform_masks(table, importance, ratio, balance=balance),
+        latency_ms=latency_ms, speedup=speedup, resolution=resolution, structure=structure)
+
+
+def ratio_for_target(table: CostTable, masks_at: Callable[[float], dict[str, BlockMask]], *,
+                     latency_ms: float | None = None, speedup: float | None = None,
+                     resolution: float = 1e-3,
+                     structure: str = "ignore") -> tuple[float, dict[str, BlockMask], float]:
+    """`uniform_for_target` for any rule `masks_at(ratio)` that removes more as the ratio
+    rises (e.g. `codesign.pruning.fisher.global_keep`): the smallest ratio meeting the target,
+    its masks and their `simulated_ms`."""
     target = target_cycles(table, latency_ms=latency_ms, speedup=speedup)
 
     def meets(ratio: float) -> bool:
-        masks = uniform_masks(table, importance, ratio, balance=balance)
-        return exact_cycles(table, masks, structure) <= target
+        return exact_cycles(table, masks_at(ratio), structure) <= target
 
     lo, hi = 0.0, 1.0
     if not meets(hi):
@@ -64,8 +75,8 @@ def uniform_for_target(table: CostTable, importance: Mapping[str, np.ndarray], *
     while hi - lo > resolution:
         mid = 0.5 * (lo + hi)
         lo, hi = (lo, mid) if meets(mid) else (mid, hi)
-    masks = uniform_masks(table, importance, hi, balance=balance)
+    masks = masks_at(hi)
     return hi, masks, simulated_ms(table, masks)
 
 
-__all__ = ["uniform_for_target", "uniform_masks"]
+__all__ = ["ratio_for_target", "uniform_for_target", "uniform_masks"]

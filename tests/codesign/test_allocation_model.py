@@ -16,7 +16,8 @@ from hwmodels.costs import build_costs
 from codesign.cli import main
 from codesign.glue import load_split
 from codesign.pruning import calibrate as cal
-from codesign.pruning.allocation import DEFAULT_MIN_DENSITY, latency_aware_prune
+from codesign.pruning.allocation import DEFAULT_MIN_DENSITY
+from codesign.pruning.latency_aware import latency_aware_prune
 from codesign.pruning.blocks import block_norms, prune_mask
 from codesign.workload import encoder_workload
 

@@ -209,28 +209,34 @@ def test_fidelity_order_and_recipe_keys():
     assert acc.FIDELITIES == ("oneshot", "calibrated", "retrain", "rgl")
     fields = Recipe().stage_fields("calibrated")
     assert fields["calib_examples"] == 256 and fields["calib_damping"] == 0.01
-    assert fields["calib_saliency"] == "obs"
+    assert fields["calib_saliency"] == "fisher" and "calib_scope" not in fields  # its own
     assert "retrain_examples" not in fields and "dense_examples" in fields
     # retrain reads the calib_* fields only when it starts from the calibrated pruning (the
     # default; tests/codesign/test_retrain_start.py)
     magnitude = {"retrain_start": "magnitude"}
     for fidelity in ("oneshot", "retrain", "rgl"):
         assert not any(k.startswith("calib_") for k in Recipe(**magnitude).stage_fields(fidelity))
-        assert Recipe(calib_examples=7, calib_saliency="obs", **magnitude).hash(fidelity) == \
+        assert Recipe(calib_examples=7, calib_saliency="obs", calib_scope="matrix",
+                      **magnitude).hash(fidelity) == \
             Recipe(**magnitude).hash(fidelity)
     assert Recipe(calib_saliency="norm").hash("calibrated") != Recipe().hash("calibrated")
-    with pytest.raises(AccuracyError, match="recipe.calib_saliency='fisher': choose one of "
-                                            "norm, obs"):
-        Recipe(calib_saliency="fisher")
+    with pytest.raises(AccuracyError, match="recipe.calib_saliency='hessian': choose one of "
+                                            "norm, obs, fisher"):
+        Recipe(calib_saliency="hessian")
 
 
-@pytest.mark.parametrize("preset,key", [("default", "ce1d8d4c93d4f482"),
-                                        ("quick", "c2f341481d1f47e9"),
-                                        ("paper", "b55aaf58c241ad42")])
-def test_calibrated_recipe_hash_is_pinned(preset, key):
+@pytest.mark.parametrize("preset,saliency,key", [
+    ("default", "obs", "ce1d8d4c93d4f482"), ("quick", "obs", "c2f341481d1f47e9"),
+    ("paper", "obs", "b55aaf58c241ad42"), ("default", None, "79ef83013564d786"),
+    ("quick", None, "24e1634595922c2d"), ("paper", None, "640b52d7f3970fd3")])
+def test_calibrated_recipe_hash_is_pinned(preset, saliency, key):
     # cached calibrated measurements stay valid: change on purpose only (PROCEDURE_VERSION 2);
-    # pinned with the dense budget the default recipe had then (2,000 examples)
+    # pinned with the dense budget the default recipe had then (2,000 examples). The OBS keys
+    # of before the Fisher default (calib_saliency=obs, calib_scope=matrix) still hold.
     recipe = Recipe(dense_examples=2000) if preset == "default" else Recipe.preset(preset)
+    if saliency:
+        recipe = Recipe.from_dict({**recipe.to_dict(), "calib_saliency": saliency,
+                                   "calib_scope": None})
     assert recipe.hash("calibrated") == key
 
 

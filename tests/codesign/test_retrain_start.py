@@ -38,7 +38,7 @@ def test_calibrated_start_enters_only_the_retrain_key_with_the_calib_fields():
     fields = start.stage_fields("retrain")
     assert fields["retrain_start"] == "calibrated"
     assert {k: fields[k] for k in CALIB_FIELDS} == \
-        {"calib_examples": 256, "calib_saliency": "obs", "calib_damping": 0.01}
+        {"calib_examples": 256, "calib_saliency": "fisher", "calib_damping": 0.01}
     assert start.hash("retrain") != base.hash("retrain")
     # the calibrated start depends on the calibration settings, so its key does too
     assert Recipe(retrain_start="calibrated", calib_saliency="norm").hash("retrain") != \
@@ -91,7 +91,7 @@ def test_calibrated_start_retrains_from_the_calibrated_masks(tmp_path, glue_dir,
     assert len(seen) == 3  # three pruned evaluations (the dense one is not spied on)
     # the record says where retraining started; the magnitude record keeps its old fields
     assert retrained.recipe["retrain_start"] == "calibrated"
-    assert retrained.recipe["calib_saliency"] == "obs" and retrained.recipe["calib_examples"] == 48
+    assert retrained.recipe["calib_saliency"] == "fisher" and retrained.recipe["calib_examples"] == 48
     assert "retrain_start" not in magnitude.recipe and magnitude.key != retrained.key
     assert retrained.dense == calibrated.dense == magnitude.dense
     # same saliency, same calibration sentences: the calibrated fidelity's masks exactly

@@ -3,12 +3,13 @@
 under compaction, every configuration promoted to masked retraining; quick recipe, real SST-2
 rows) runs end to end on MiniLM-L6 cut to its first two encoder layers (saved as a checkpoint
 folder, so a measurement takes seconds). The balanced points' masks keep the same count per
-balance group at both fidelities and simulate at load imbalance 1.0, the two arrays share one
+balance group at both fidelities and simulate at a load imbalance near 1.0, the two arrays share one
 balanced measurement per fidelity, unbalanced points keep their ids and keys, the table and
 the plot label the points, a re-run is served from the store; the schema's one-line errors."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -82,17 +83,21 @@ def _simulate(study, row, masks):
 
 
 def _assert_balanced(masks, ratio: float) -> None:
-    """Every matrix keeps round((1 - ratio) * blocks) blocks, the same count in every block
-    row of each balance group of a 32-column array."""
+    """The model keeps (1 - ratio) of its blocks (the Fisher ranking of the default recipe is
+    global: each matrix its own count), the same count in every block row of each balance
+    group of a 32-column array, up to the one extra block of the remainder rule."""
     from codesign.pruning.balance import PEBalance
 
+    total = sum(np.asarray(m.grid).size for m in masks.values())
+    assert sum(int(np.asarray(m.grid).sum()) for m in masks.values()) == \
+        total - math.ceil(ratio * total - 1e-9)
     for name, m in masks.items():
         grid = np.asarray(m.grid, bool)
-        assert grid.sum() == round((1 - ratio) * grid.size), name
         groups = PEBalance(WIDTH).groups(m.matrix_shape, m.block_shape)
         assert max(hi - lo for lo, hi in groups) == 2  # 16-row blocks, 32 columns: 2 lanes
-        for lo, hi in groups:
-            assert len(set(grid[lo:hi].sum(axis=1).tolist())) == 1, (name, lo, hi)
+        for lo, hi in groups:  # the remainder rule: lanes differ by one block at most
+            counts = grid[lo:hi].sum(axis=1)
+            assert counts.max() - counts.min() <= 1, (name, lo, hi)
 
 
 def test_points_are_labelled_and_unbalanced_ids_kept(bal_run, bal_study):
@@ -118,10 +123,10 @@ def test_points_are_labelled_and_unbalanced_ids_kept(bal_run, bal_study):
         df.set_index("point_id")["balanced"].to_dict()
 
 
-def test_balanced_masks_simulate_at_imbalance_one(bal_run, bal_study, cache):
-    """The hardware side simulates each point's own masks: balanced ones at load imbalance 1.0
-    on their array (unbalanced ones above it), the row's latency reproduced; both arrays of one
-    width read one balanced mask file."""
+def test_balanced_masks_simulate_near_imbalance_one(bal_run, bal_study, cache):
+    """The hardware side simulates each point's own masks: balanced ones at a load imbalance
+    near 1.0 on their array (the remainder rule; unbalanced ones far above it), the row's
+    latency reproduced; both arrays of one width read one balanced mask file."""
     from codesign.masks import load_masks
 
     df = bal_run.points
@@ -134,13 +139,13 @@ def test_balanced_masks_simulate_at_imbalance_one(bal_run, bal_study, cache):
         assert report.latency_ms == pytest.approx(row["latency_ms"], rel=1e-12)
         if row["balanced"]:
             _assert_balanced(loaded.masks, row["prune_ratio"])
-            assert report.load_imbalance == 1.0
+            assert 1.0 <= report.load_imbalance < 1.1
             assert prov["balance"] == {"pe_columns": WIDTH}
             meta = loaded.metadata["balance"]
             assert (json.loads(meta) if isinstance(meta, str) else meta) == prov["balance"]
             assert f"-pe{WIDTH}-" in Path(prov["masks_path"]).name
         else:
-            assert report.load_imbalance > 1.0 and "balance" not in prov
+            assert report.load_imbalance > 1.2 and "balance" not in prov
         keys.setdefault(bool(row["balanced"]), set()).add(prov["key"])
         assert cache.get(prov["key"]).pruned == pytest.approx(row["accuracy"])
     assert len(keys[True]) == 1 and len(keys[False]) == 1  # shared by the two arrays

@@ -1,0 +1,179 @@
+"""Fisher block saliency, and the global ranking it allows: which blocks of the whole model to
+remove for one overall compression.
+
+What is modelled (Kwon et al., "A Fast Post-Training Pruning Framework for Transformers",
+NeurIPS 2022, who rank heads and FFN neurons this way; here the unit is a weight block):
+each block b carries a mask variable m_b (1: kept) multiplying its weights, and removing it
+(m_b: 1 -> 0) costs, to second order in the task loss L, about 0.5 * F_bb, with F the Fisher
+information of the mask variables. `fisher_scores` estimates F_bb on calibration sentences,
+one at a time (no padding), without labels: the expectation over the model's own predictive
+distribution (classification: sum over classes c of p_c * (dlog p_c / dm_b)^2; regression, a
+unit-variance Gaussian around the prediction: (df / dm_b)^2), where
+dL/dm_b = sum over the block of w * dL/dw. The scores are in units of the task loss, so blocks
+of different matrices and layers compare: `global_keep` removes the blocks with the least
+score per weight across every matrix until a fraction of the prunable weights is gone, which
+gives each matrix its own density.
+
+What is ignored: the first-order term (the gradient of the loss of a converged model is taken
+as zero), interactions between blocks (the Fisher's off-diagonal terms: removing many blocks of
+one matrix costs more than the sum), dropout (the model is scored in eval mode). Only the
+ranking is changed; re-fitting the kept weights is `codesign.pruning.calibrate.calibrate_masks`.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from codesign.pruning.batching import torch_threads
+
+SCOPES: tuple[str, ...] = ("global", "matrix")  # how far the ranking of blocks reaches
+
+
+@dataclass(frozen=True)
+class FisherSaliency:
+    """0.5 * the Fisher diagonal of every prunable matrix's block mask variables (float64 grids,
+    the mask grid's shape, keyed by parameter name; units of the task loss), on `examples`
+    calibration sentences, computed in `seconds`."""
+
+    scores: dict[str, np.ndarray]
+    examples: int
+    seconds: float
+
+
+def _block_sums(values: torch.Tensor, block_shape: tuple[int, int]) -> torch.Tensor:
+    """Sums over the blocks of a [out, in] tensor (zero padding where a shape does not divide)."""
+    rows, cols = values.shape
+    bh, bw = block_shape
+    grid = (-(-rows // bh), -(-cols // bw))
+    padded = values.new_zeros(grid[0] * bh, grid[1] * bw)
+    padded[:rows, :cols] = values
+    return padded.reshape(grid[0], bh, grid[1], bw).sum(dim=(1, 3))
+
+
+def fisher_scores(model: Any, structure: Any, *, block_shape: tuple[int, int],
+                  calibration: Sequence[Mapping[str, torch.Tensor]],
+                  threads: int | None = None) -> FisherSaliency:
+    """The label-free block Fisher saliency (module docstring) of every prunable matrix of
+    `model` (unchanged; its gradients are cleared), on every sentence of the tokenised
+    `calibration` batches (`calibrate.tokenise_calibration`), each trimmed to its own length."""
+    t0 = time.perf_counter()
+    block_shape = (int(block_shape[0]), int(block_shape[1]))
+    names = [n for n, _, _ in structure.prunable(model)]
+    params = dict(model.named_parameters())
+    weights = {n: params[n].detach().double() for n in names}
+    scores = {n: torch.zeros(_block_sums(weights[n], block_shape).shape, dtype=torch.float64)
+              for n in names}
+    examples = 0
+    model.eval()
+    with torch_threads(threads):
+        for batch in calibration:
+            for row in range(int(batch["input_ids"].shape[0])):
+                length = int(batch["attention_mask"][row].sum())
+                one = {k: v[row:row + 1, :length] for k, v in batch.items()}
+                for weight, grads in _weighted_gradients(model, one, [params[n] for n in names]):
+                    for n, grad in zip(names, grads):
+                        scores[n] += weight * _block_sums(weights[n] * grad.double(),
+                                                          block_shape).pow(2)
+                examples += 1
+    model.zero_grad(set_to_none=True)
+    if not examples:
+        raise ValueError("calibration: no sentences (need a few hundred from the training split)")
+    return FisherSaliency(scores={n: (0.5 * s / examples).numpy() for n, s in scores.items()},
+                          examples=examples, seconds=time.perf_counter() - t0)
+
+
+def _weighted_gradients(model: Any, inputs: Mapping[str, torch.Tensor],
+                        params: list[torch.Tensor]) -> list[tuple[float, tuple[torch.Tensor, ...]]]:
+    """[(probability, gradients of the log-likelihood w.r.t. `params`)] of one example: one per
+    class, weighted by the model's probability of it; regression: (1, gradient of the output)."""
+    logits = model(**inputs).logits[0]
+    if logits.numel() == 1:
+        return [(1.0, torch.autograd.grad(logits.sum(), params))]
+    log_probs = torch.log_softmax(logits, dim=-1)
+    probs = log_probs.detach().exp().tolist()
+    last = len(probs) - 1
+    return [(p, torch.autograd.grad(log_probs[c], params, retain_graph=c < last))
+            for c, p in enumerate(probs)]
+
+
+def global_keep(scores: Mapping[str, np.ndarray], *, ratio: float,
+                weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Kept-block grids (bool, True = kept) that remove the blocks with the least score per
+    weight across all matrices, in that order (ties: matrix order, then grid position,
+    row-major), until at least `ratio` of the weights are removed (`weights`: each block's
+    weight count, which differs from the block size only in the padded last row or column)."""
+    ratio = float(ratio)
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"prune ratio {ratio}: must lie in [0, 1]")
+    names = list(scores)
+    flat_w = np.concatenate([np.asarray(weights[n], np.float64).ravel() for n in names])
+    flat_s = np.concatenate([np.asarray(scores[n], np.float64).ravel() for n in names])
+    order = np.argsort(flat_s / flat_w, kind="stable")
+    removed = np.cumsum(flat_w[order])
+    count = int(np.searchsorted(removed, ratio * flat_w.sum() - 1e-9)) + 1 if ratio > 0 else 0
+    keep = np.ones(flat_w.size, bool)
+    keep[order[:min(count, flat_w.size)]] = False
+    out, start = {}, 0
+    for n in names:
+        size = np.asarray(scores[n]).size
+        out[n] = keep[start:start + size].reshape(np.asarray(scores[n]).shape)
+        start += size
+    return out
+
+
+def fisher_prune(model: Any, structure: Any, *, block_shape: tuple[int, int], ratio: float,
+                 calibration: Sequence[Mapping[str, torch.Tensor]], scope: str = "global",
+                 damping: float = 0.01, balance: Any = None, threads: int | None = None) -> dict:
+    """Calibrated pruning ranked by `fisher_scores`, in place; returns the masks. `scope`
+    "global": `global_keep` at `ratio` of the prunable weights (each matrix its own density);
+    "matrix": every matrix loses round(ratio * blocks) of its own least salient blocks. With
+    `balance` (a `codesign.pruning.balance.PEBalance`), each matrix's kept count is then
+    PE-balanced by the same scores. The kept weights are re-fitted by
+    `calibrate.calibrate_masks` on the same calibration sentences."""
+    from hwmodels.sparsity import BlockMask
+
+    from codesign.pruning.balance import balanced_keep
+    from codesign.pruning.calibrate import calibrate_masks
+
+    if scope not in SCOPES:
+        raise ValueError(f"scope {scope!r}: choose one of {', '.join(SCOPES)}")
+    block_shape = (int(block_shape[0]), int(block_shape[1]))
+    fisher = fisher_scores(model, structure, block_shape=block_shape, calibration=calibration,
+                           threads=threads)
+    shapes = {n: tuple(p.shape) for n, p in model.named_parameters() if n in fisher.scores}
+    if scope == "global":
+        keep = global_keep(fisher.scores, ratio=ratio,
+                           weights={n: block_weights(shapes[n], block_shape) for n in shapes})
+    else:
+        keep = {n: _matrix_keep(s, ratio) for n, s in fisher.scores.items()}
+    if balance is not None:
+        keep = {n: balanced_keep(fisher.scores[n], int(k.sum()),
+                                 balance.groups(shapes[n], block_shape))
+                for n, k in keep.items()}
+    masks = {n: BlockMask(grid=k, block_shape=block_shape, matrix_shape=shapes[n])
+             for n, k in keep.items()}
+    calibrate_masks(model, structure, masks=masks, calibration=calibration, damping=damping,
+                    threads=threads)
+    return masks
+
+
+def _matrix_keep(scores: np.ndarray, ratio: float) -> np.ndarray:
+    """`blocks.prune_mask` on a numpy grid (the per-matrix rule, exact count)."""
+    from codesign.pruning.blocks import prune_mask
+
+    return prune_mask(torch.from_numpy(np.asarray(scores, np.float64)), ratio).numpy()
+
+
+def block_weights(matrix_shape: tuple[int, int], block_shape: tuple[int, int]) -> np.ndarray:
+    """Each block's weight count (the block size, less the padding of a last row or column)."""
+    ones = torch.ones(int(matrix_shape[0]), int(matrix_shape[1]), dtype=torch.float64)
+    return _block_sums(ones, (int(block_shape[0]), int(block_shape[1]))).numpy()
+
+
+__all__ = ["FisherSaliency", "SCOPES", "block_weights", "fisher_prune", "fisher_scores",
+           "global_keep"]

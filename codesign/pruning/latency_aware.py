@@ -1,0 +1,64 @@
+"""Latency-aware pruning of a model: the saliency of every block, the allocation to a simulated
+latency target (`codesign.pruning.allocation.allocate`, which holds the search and its model),
+then the calibrated re-fit of the kept weights (`codesign.pruning.calibrate.calibrate_masks`)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from hwmodels.costs import CostTable
+
+from codesign.pruning.allocation import DEFAULT_MIN_DENSITY, Allocation, allocate
+
+
+@dataclass(frozen=True)
+class LatencyAwarePruning:
+    """`latency_aware_prune`'s outcome: the allocation, the re-fit, the saliency it used."""
+
+    allocation: Allocation
+    fit: object  # calibrate.CalibratedPruning
+    saliency: object  # calibrate.BlockSaliency, or fisher.FisherSaliency
+    importance: str  # "relative" (saliency / output energy) or "raw"
+    seconds: dict[str, float]
+
+
+def latency_aware_prune(model, structure, *, table: CostTable, calibration,
+                        latency_ms: float | None = None, speedup: float | None = None,
+                        saliency: str = "obs", importance: str = "relative",
+                        damping: float = 0.01, refit_bias: bool = True,
+                        min_density: float = DEFAULT_MIN_DENSITY,
+                        threads: int | None = None) -> LatencyAwarePruning:
+    """Saliency of every block on the dense model (`calibrate.block_saliency`), allocation to
+    the target (`allocate`), then the calibrated re-fit of the kept weights for those masks
+    (`calibrate.calibrate_masks`), in place. `importance`: "relative" divides each matrix's
+    scores by its output energy (comparable across matrices; an estimate), "raw" uses them as
+    they are. `saliency="fisher"`: `fisher.fisher_scores` instead, in units of the task loss,
+    so comparable across matrices and used raw whatever `importance` says. `min_density`: the fraction of its blocks every matrix keeps at least (`allocate`).
+    The table's matrix names must be the model's parameter names."""
+    from codesign.pruning.calibrate import block_saliency, calibrate_masks
+    from codesign.pruning.fisher import fisher_scores
+
+    if importance not in ("relative", "raw"):
+        raise ValueError(f"importance {importance!r}: use relative or raw")
+    t0 = time.perf_counter()
+    if saliency == "fisher":
+        sal = fisher_scores(model, structure, block_shape=tuple(table.block_shape),
+                            calibration=calibration, threads=threads)
+        importance, scores = "raw", sal.scores
+    else:
+        sal = block_saliency(model, structure, block_shape=tuple(table.block_shape),
+                             calibration=calibration, saliency=saliency, damping=damping,
+                             threads=threads)
+        scores = sal.relative() if importance == "relative" else sal.scores
+    t1 = time.perf_counter()
+    alloc = allocate(table, scores, latency_ms=latency_ms, speedup=speedup,
+                     min_density=min_density)
+    t2 = time.perf_counter()
+    fit = calibrate_masks(model, structure, masks=alloc.masks, calibration=calibration,
+                          damping=damping, refit_bias=refit_bias, threads=threads)
+    seconds = {"saliency": t1 - t0, "allocation": t2 - t1, "refit": time.perf_counter() - t2}
+    return LatencyAwarePruning(allocation=alloc, fit=fit, saliency=sal, importance=importance,
+                               seconds=seconds)
+
+
+__all__ = ["LatencyAwarePruning", "latency_aware_prune"]
