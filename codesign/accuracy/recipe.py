@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from codesign.hashing import short_hash
+from codesign.pruning import SCOPES, natural_scope
 
 # Cheapest first: the order a study's stages must follow.
 FIDELITIES: tuple[str, ...] = ("oneshot", "calibrated", "retrain", "rgl")
@@ -30,14 +31,8 @@ _DISTILL = ("distill", "distill_alpha", "distill_temperature")
 _DISTILLED = ("retrain", "rgl")  # the fidelities with training steps that may distil
 # codesign.pruning.calibrate.SALIENCIES, and the Fisher saliency of codesign.pruning.fisher
 CALIB_SALIENCIES: tuple[str, ...] = ("norm", "obs", "fisher")
-CALIB_SCOPES: tuple[str, ...] = ("matrix", "global")  # codesign.pruning.fisher.SCOPES
+CALIB_SCOPES = SCOPES
 _SCOPE = "calib_scope"  # enters the keys only when not its saliency's own (older keys hold)
-
-
-def natural_scope(saliency: str) -> str:
-    """The scope a saliency ranks in unless told otherwise: "global" for fisher (its scores are
-    in units of the task loss, comparable across matrices), "matrix" for norm and obs."""
-    return "global" if saliency == "fisher" else "matrix"
 # where `retrain` starts: magnitude one-shot masks and weights (the default, seed-faithful) or the
 # calibrated fidelity's masks and reconstructed weights (which then read the calib_* fields)
 RETRAIN_STARTS: tuple[str, ...] = ("magnitude", "calibrated")

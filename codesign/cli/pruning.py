@@ -47,13 +47,13 @@ from codesign.cli.common import CodesignError, block_option, first_line
               help="With a latency target: tokens per sequence of the simulated workload.")
 @click.option("--calib-examples", type=click.IntRange(min=1), default=256, show_default=True,
               help="calibrated: unlabelled training sentences for saliency and re-fit.")
-@click.option("--saliency", type=click.Choice(["obs", "norm", "fisher"]), default="obs",
-              show_default=True, help="calibrated: block saliency (OBS proxy, L2 norm, or the "
-                                      "label-free Fisher of each block's mask).")
-@click.option("--scope", type=click.Choice(["matrix", "global"]), default="matrix",
-              show_default=True, help="calibrated at a ratio: every matrix loses the ratio "
-                                      "(matrix), or the least salient blocks of the whole model "
-                                      "go (global; needs --saliency fisher).")
+@click.option("--saliency", type=click.Choice(["fisher", "obs", "norm"]), default="fisher",
+              show_default=True, help="calibrated: block saliency (the label-free Fisher of "
+                                      "each block's mask, the OBS proxy, or the L2 norm).")
+@click.option("--scope", type=click.Choice(["matrix", "global"]), default=None,
+              help="calibrated at a ratio: every matrix loses the ratio (matrix), or the least "
+                   "salient blocks of the whole model go (global; needs --saliency fisher) "
+                   "[default: global for fisher, matrix otherwise].")
 @click.option("--min-density", type=click.FloatRange(min=0.0, max=1.0, max_open=True),
               default=None,
               help="With a latency target: the fraction of its blocks every matrix keeps at "

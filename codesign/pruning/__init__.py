@@ -22,6 +22,17 @@ from codesign.errors import first_line
 PerMatrix = float | Mapping[Any, float]
 
 
+#: how far a calibrated ranking of blocks reaches: every matrix loses the ratio ("matrix"), or
+#: the least salient blocks of the whole model go ("global"; codesign.pruning.fisher)
+SCOPES: tuple[str, ...] = ("matrix", "global")
+
+
+def natural_scope(saliency: str) -> str:
+    """The scope a saliency ranks in unless told otherwise: "global" for fisher (its scores are
+    in units of the task loss, comparable across matrices), "matrix" for norm and obs."""
+    return "global" if saliency == "fisher" else "matrix"
+
+
 def per_matrix_value(spec: PerMatrix, name: str, layer: int, role: str, what: str = "value",
                      ) -> float:
     """The setting for one matrix from a number or a mapping.

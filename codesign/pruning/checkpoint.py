@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from hwmodels import BlockShape
 
-from codesign.pruning import PerMatrix
+from codesign.pruning import PerMatrix, natural_scope
 from codesign.pruning.allocation import DEFAULT_MIN_DENSITY
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only; importing them loads torch
@@ -51,8 +51,8 @@ class CalibrationConfig:
     (the fraction of blocks every matrix keeps at least)."""
 
     examples: int = 256
-    saliency: str = "obs"
-    scope: str = "matrix"
+    saliency: str = "fisher"
+    scope: str | None = None  # None: the saliency's own (codesign.pruning.natural_scope)
     damping: float = 0.01
     importance: str = "relative"
     min_density: float = DEFAULT_MIN_DENSITY
@@ -130,7 +130,7 @@ def prune_checkpoint(*, model: str, task: str, block_shape: BlockShape, ratio: P
     if ratio is None and target is None:
         raise ValueError("give a prune ratio, or a latency target (method calibrated)")
     if calibration is not None and calibration.scope == "global" and (
-            calibration.saliency != "fisher"):
+            calibration.saliency != "fisher"):  # (a None scope is the saliency's own)
         raise ValueError(f"scope global needs saliency fisher (the {calibration.saliency} scores "
                          "of different matrices do not compare); use --scope matrix")
     if balance is not None and (method == "rgl" or target is not None):
@@ -260,7 +260,8 @@ def _calibrated_pipeline(loaded: Any, train_split: Any, *, task: str, glue_dir: 
     if target is None and calibration.saliency == "fisher":
         masks = fisher_prune(loaded.model, loaded.structure, block_shape=block_shape,
                              ratio=_single_ratio(ratio), calibration=batches,
-                             scope=calibration.scope, damping=calibration.damping,
+                             scope=calibration.scope or natural_scope(calibration.saliency),
+                             damping=calibration.damping,
                              balance=balance, threads=train.threads)
     elif target is None:
         masks = calibrate_prune(loaded.model, loaded.structure, block_shape=block_shape,

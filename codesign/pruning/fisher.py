@@ -29,9 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from codesign.pruning import SCOPES
 from codesign.pruning.batching import torch_threads
-
-SCOPES: tuple[str, ...] = ("global", "matrix")  # how far the ranking of blocks reaches
 
 
 @dataclass(frozen=True)
@@ -175,5 +174,5 @@ def block_weights(matrix_shape: tuple[int, int], block_shape: tuple[int, int]) -
     return _block_sums(ones, (int(block_shape[0]), int(block_shape[1]))).numpy()
 
 
-__all__ = ["FisherSaliency", "SCOPES", "block_weights", "fisher_prune", "fisher_scores",
+__all__ = ["FisherSaliency", "block_weights", "fisher_prune", "fisher_scores",
            "global_keep"]

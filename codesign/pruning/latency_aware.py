@@ -24,17 +24,18 @@ class LatencyAwarePruning:
 
 def latency_aware_prune(model, structure, *, table: CostTable, calibration,
                         latency_ms: float | None = None, speedup: float | None = None,
-                        saliency: str = "obs", importance: str = "relative",
+                        saliency: str = "fisher", importance: str = "relative",
                         damping: float = 0.01, refit_bias: bool = True,
                         min_density: float = DEFAULT_MIN_DENSITY,
                         threads: int | None = None) -> LatencyAwarePruning:
-    """Saliency of every block on the dense model (`calibrate.block_saliency`), allocation to
-    the target (`allocate`), then the calibrated re-fit of the kept weights for those masks
-    (`calibrate.calibrate_masks`), in place. `importance`: "relative" divides each matrix's
-    scores by its output energy (comparable across matrices; an estimate), "raw" uses them as
-    they are. `saliency="fisher"`: `fisher.fisher_scores` instead, in units of the task loss,
-    so comparable across matrices and used raw whatever `importance` says. `min_density`: the fraction of its blocks every matrix keeps at least (`allocate`).
-    The table's matrix names must be the model's parameter names."""
+    """Saliency of every block on the dense model, allocation to the target (`allocate`),
+    then the calibrated re-fit of the kept weights for those masks (`calibrate.calibrate_masks`),
+    in place. `saliency="fisher"` (the default): `fisher.fisher_scores`, in units of the task
+    loss, so comparable across matrices and used as they are (`importance` is not read);
+    "obs" or "norm": `calibrate.block_saliency`, which `importance` "relative" divides by each
+    matrix's output energy (comparable across matrices: an estimate) and "raw" leaves as it is.
+    `min_density`: the fraction of its blocks every matrix keeps at least (`allocate`). The
+    table's matrix names must be the model's parameter names."""
     from codesign.pruning.calibrate import block_saliency, calibrate_masks
     from codesign.pruning.fisher import fisher_scores
 

@@ -154,3 +154,29 @@ def test_recipe_scope_and_keys():
         Recipe(calib_saliency="obs", calib_scope="global")
     with pytest.raises(AccuracyError, match="recipe.calib_scope='layer': choose one of"):
         Recipe(calib_scope="layer")
+
+
+def test_prune_cli_passes_saliency_and_scope(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import codesign.pruning as pruning
+    from codesign.cli import main
+    from codesign.pruning.checkpoint import CalibrationConfig, prune_checkpoint
+
+    seen = {}
+
+    def fake_prune_checkpoint(**kwargs):
+        seen.update(kwargs)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(pruning, "prune_checkpoint", fake_prune_checkpoint)
+    args = ["prune", "--task", "sst2", "--block", "16x16", "--ratio", "0.5", "--method",
+            "calibrated", "--out", str(tmp_path / "o")]
+    assert "stop here" in CliRunner().invoke(main, args).output
+    assert (seen["calibration"].saliency, seen["calibration"].scope) == ("fisher", None)
+    CliRunner().invoke(main, args + ["--saliency", "obs", "--scope", "matrix"])
+    assert (seen["calibration"].saliency, seen["calibration"].scope) == ("obs", "matrix")
+    with pytest.raises(ValueError, match="^scope global needs saliency fisher"):
+        prune_checkpoint(model="minilm-l6", task="sst2", block_shape=(16, 16), ratio=0.5,
+                         method="calibrated", out_dir=tmp_path / "o", train=None, retrain=None,
+                         calibration=CalibrationConfig(saliency="obs", scope="global"))
