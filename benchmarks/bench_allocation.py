@@ -31,7 +31,7 @@ rerun prints what is there and measures only the rest (resumable).
     python benchmarks/bench_allocation.py --out results/bench_allocation \
         [--blocks 16x16,1x16] [--speedups 1.5,2,3] [--allocations uniform,latency-aware] \
         [--variants calibrated,retrain] [--set sparse_strategy=compact] [--recipe default] \
-        [--cache DIR] [--calib-examples N] [--eval-examples N] [--threads 1]
+        [--saliency fisher|obs|norm] [--cache DIR] [--calib-examples N] [--eval-examples N] [--threads 1]
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ from pathlib import Path
 import hwmodels
 from hwmodels.costs import build_costs
 
-from codesign.pruning.allocation import DEFAULT_MIN_DENSITY
+from codesign.pruning.allocation import default_min_density
 
 #: uniform-balanced: the smallest uniform ratio whose PE-balanced masks meet the target
 #: (codesign.pruning.balance; it changes anything only under sparse_strategy=compact)
@@ -66,9 +66,10 @@ def _args() -> argparse.Namespace:
     p.add_argument("--importance", default="relative", choices=("relative", "raw"),
                    help="latency-aware importance: saliency over each matrix's output energy "
                         "(relative) or the saliency itself (raw)")
-    p.add_argument("--min-density", type=float, default=DEFAULT_MIN_DENSITY,
+    p.add_argument("--min-density", type=float, default=None,
                    help="latency-aware: the fraction of its blocks every matrix keeps at least "
-                        "(0: no floor; default: the allocation's DEFAULT_MIN_DENSITY)")
+                        "(0: no floor; default: allocation.default_min_density of the saliency: "
+                        "0 for fisher, 0.25 for obs and norm)")
     p.add_argument("--variants", default="calibrated",
                    help="comma list: calibrated (re-fit only) and/or retrain (then the retrain "
                         "fidelity's distilled masked retraining with its held-out check)")
@@ -78,6 +79,8 @@ def _args() -> argparse.Namespace:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--seq-len", type=int, default=128, help="simulated tokens per sequence")
     p.add_argument("--recipe", default="default", help="accuracy recipe preset")
+    p.add_argument("--saliency", default=None, choices=("fisher", "obs", "norm"),
+                   help="the recipe's calib_saliency (default: the recipe's, fisher)")
     p.add_argument("--calib-examples", type=int, default=None)
     p.add_argument("--eval-examples", type=int, default=None)
     p.add_argument("--cache", default=None, help="accuracy cache (default: codesign's)")
@@ -100,6 +103,7 @@ def _recipe(args):
 
     recipe = Recipe.preset(args.recipe)
     changes = {k: v for k, v in (("calib_examples", args.calib_examples),
+                                 ("calib_saliency", args.saliency),
                                  ("eval_examples", args.eval_examples)) if v is not None}
     return replace(recipe, **changes) if changes else recipe
 
@@ -227,6 +231,8 @@ def main() -> None:
     args = _args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     recipe = _recipe(args)
+    if args.min_density is None:
+        args.min_density = default_min_density(recipe.calib_saliency)
     variants = args.variants.split(",")
     bad = sorted(set(variants) - set(VARIANTS)) + sorted(
         set(args.allocations.split(",")) - set(ALLOCATIONS))

@@ -32,13 +32,14 @@ from hwmodels import BlockShape
 
 
 def allocation_spec(accelerator: Any, *, speedup: float, seq_len: int, batch: int,
-                    engine: str = "analytical") -> dict[str, Any]:
+                    engine: str = "analytical", saliency: str = "obs") -> dict[str, Any]:
     """What makes a latency-aware point's masks besides the model, task, block shape and recipe:
     the speedup target over the same accelerator's dense run, the accelerator's identity
     (`codesign.pruning.allocation.accelerator_identity`), the simulated workload (sequence
-    length, batch), the engine and the version of the search. Plain JSON values (hashed)."""
-    from codesign.pruning.allocation import (ALLOCATION_VERSION, DEFAULT_MIN_DENSITY,
-                                             accelerator_identity)
+    length, batch), the engine, the importance and per-matrix floor `saliency` (the recipe's
+    calib_saliency) takes, and the version of the search. Plain JSON values (hashed)."""
+    from codesign.pruning.allocation import (ALLOCATION_VERSION, accelerator_identity,
+                                             default_min_density)
 
     try:
         speedup = float(speedup)
@@ -48,8 +49,9 @@ def allocation_spec(accelerator: Any, *, speedup: float, seq_len: int, batch: in
         raise AccuracyError(f"speedup {speedup}: must be above 1 (a speedup over the dense run)")
     return {"method": "latency-aware", "speedup": round(speedup, 6),
             "accelerator": accelerator_identity(accelerator), "seq_len": int(seq_len),
-            "batch": int(batch), "engine": str(engine), "importance": "relative",
-            "min_density": DEFAULT_MIN_DENSITY, "version": ALLOCATION_VERSION}
+            "batch": int(batch), "engine": str(engine),
+            "importance": "fisher" if saliency == "fisher" else "relative",
+            "min_density": default_min_density(saliency), "version": ALLOCATION_VERSION}
 
 
 def allocation_key(model_sha: str, task: str, block: str, recipe: Recipe, precision: str,
@@ -110,7 +112,7 @@ def measure_allocated(model: str, task: str, block_shape: Any, *, accelerator: A
         raise AccuracyError("a latency-aware point needs a block shape (e.g. 16x16)")
     precision = _precision(precision)
     spec = allocation_spec(accelerator, speedup=speedup, seq_len=seq_len, batch=batch,
-                           engine=engine)
+                           engine=engine, saliency=recipe.calib_saliency)
     cache = AccuracyCache() if cache is None else cache
     sha = model_sha256(model)
     key = allocation_key(sha, task, block, recipe, precision, spec)

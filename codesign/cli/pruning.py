@@ -57,8 +57,8 @@ from codesign.cli.common import CodesignError, block_option, first_line
 @click.option("--min-density", type=click.FloatRange(min=0.0, max=1.0, max_open=True),
               default=None,
               help="With a latency target: the fraction of its blocks every matrix keeps at "
-                   "least (0: no floor) [default: codesign.pruning.allocation."
-                   "DEFAULT_MIN_DENSITY].")
+                   "least (0: no floor) [default: 0 with --saliency fisher, 0.25 with obs or "
+                   "norm: codesign.pruning.allocation.default_min_density].")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for the pruned checkpoint (save_pretrained) and masks.safetensors.")
 @click.option("--glue-dir", type=click.Path(file_okay=False), default=None,

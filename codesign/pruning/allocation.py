@@ -430,10 +430,18 @@ def simulated_ms(table: CostTable, masks: Mapping[str, BlockMask]) -> float:
 #: the version of the search above: it enters the accuracy cache keys of allocation-made masks
 #: (codesign.accuracy.measurement.allocation_spec), so a changed search never serves old masks
 ALLOCATION_VERSION = 3  # 2: targets judged with the structure credit; 3: the floor below
-#: The per-matrix floor `latency_aware_prune` (so `codesign prune` and studies) keeps by default:
-#: without one the search emptied whole sublayers and fell below uniform pruning at 3x; with it,
-#: above (measured: docs/pruning.md, the bench_allocation table)
+#: The per-matrix floor `latency_aware_prune` (so `codesign prune` and studies) keeps by default
+#: with the OBS or norm saliency (`default_min_density`): with their relative importance and no
+#: floor the search emptied whole sublayers and fell below uniform pruning at 3x; with it, above.
+#: The Fisher saliency needs none: without a floor it scored as high or higher, and with one a
+#: 3x compaction target was out of reach (measured: docs/pruning.md, bench_allocation)
 DEFAULT_MIN_DENSITY = 0.25
+
+
+def default_min_density(saliency: str) -> float:
+    """The per-matrix floor latency-aware allocation keeps by default with `saliency`: none (0)
+    for "fisher", `DEFAULT_MIN_DENSITY` for "obs" and "norm"."""
+    return 0.0 if saliency == "fisher" else DEFAULT_MIN_DENSITY
 #: Accelerator fields that only price energy or name the accelerator: not part of its identity
 _PRICING_FIELDS = ("name", "source", "energy", "energy_model", "power")
 
@@ -453,4 +461,4 @@ def accelerator_identity(accelerator) -> str:
 
 
 __all__ = ["ALLOCATION_VERSION", "DEFAULT_MIN_DENSITY", "Allocation", "Move", "accelerator_identity",
-           "allocate", "exact_cycles", "target_cycles"]
+           "allocate", "default_min_density", "exact_cycles", "target_cycles"]

@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 from hwmodels import BlockShape
 
 from codesign.pruning import PerMatrix, natural_scope
-from codesign.pruning.allocation import DEFAULT_MIN_DENSITY
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only; importing them loads torch
     from codesign.masks import MaskStats
@@ -55,7 +54,7 @@ class CalibrationConfig:
     scope: str | None = None  # None: the saliency's own (codesign.pruning.natural_scope)
     damping: float = 0.01
     importance: str = "relative"
-    min_density: float = DEFAULT_MIN_DENSITY
+    min_density: float | None = None  # None: allocation.default_min_density(saliency)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from hwmodels.costs import CostTable
 
-from codesign.pruning.allocation import DEFAULT_MIN_DENSITY, Allocation, allocate
+from codesign.pruning.allocation import Allocation, allocate, default_min_density
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ def latency_aware_prune(model, structure, *, table: CostTable, calibration,
                         latency_ms: float | None = None, speedup: float | None = None,
                         saliency: str = "fisher", importance: str = "relative",
                         damping: float = 0.01, refit_bias: bool = True,
-                        min_density: float = DEFAULT_MIN_DENSITY,
+                        min_density: float | None = None,
                         threads: int | None = None) -> LatencyAwarePruning:
     """Saliency of every block on the dense model, allocation to the target (`allocate`),
     then the calibrated re-fit of the kept weights for those masks (`calibrate.calibrate_masks`),
@@ -34,8 +34,9 @@ def latency_aware_prune(model, structure, *, table: CostTable, calibration,
     loss, so comparable across matrices and used as they are (`importance` is not read);
     "obs" or "norm": `calibrate.block_saliency`, which `importance` "relative" divides by each
     matrix's output energy (comparable across matrices: an estimate) and "raw" leaves as it is.
-    `min_density`: the fraction of its blocks every matrix keeps at least (`allocate`). The
-    table's matrix names must be the model's parameter names."""
+    `min_density`: the fraction of its blocks every matrix keeps at least (`allocate`; None:
+    `allocation.default_min_density(saliency)`). The table's matrix names must be the model's
+    parameter names."""
     from codesign.pruning.calibrate import block_saliency, calibrate_masks
     from codesign.pruning.fisher import fisher_scores
 
@@ -53,7 +54,8 @@ def latency_aware_prune(model, structure, *, table: CostTable, calibration,
         scores = sal.relative() if importance == "relative" else sal.scores
     t1 = time.perf_counter()
     alloc = allocate(table, scores, latency_ms=latency_ms, speedup=speedup,
-                     min_density=min_density)
+                     min_density=default_min_density(saliency) if min_density is None
+                     else min_density)
     t2 = time.perf_counter()
     fit = calibrate_masks(model, structure, masks=alloc.masks, calibration=calibration,
                           damping=damping, refit_bias=refit_bias, threads=threads)

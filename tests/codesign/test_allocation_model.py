@@ -16,7 +16,7 @@ from hwmodels.costs import build_costs
 from codesign.cli import main
 from codesign.glue import load_split
 from codesign.pruning import calibrate as cal
-from codesign.pruning.allocation import DEFAULT_MIN_DENSITY
+from codesign.pruning.allocation import DEFAULT_MIN_DENSITY, default_min_density
 from codesign.pruning.latency_aware import latency_aware_prune
 from codesign.pruning.blocks import block_norms, prune_mask
 from codesign.workload import encoder_workload
@@ -79,7 +79,8 @@ def test_refit_for_given_masks_is_calibrate_prune_bit_for_bit(minilm2, calibrati
             k: v for k, v in list(chosen.masks.items())[1:]})
 
 
-def test_latency_aware_prune_meets_its_target(minilm2, calibration):
+@pytest.mark.parametrize("saliency", ["fisher", "obs"])
+def test_latency_aware_prune_meets_its_target(minilm2, calibration, saliency):
     loaded, _ = minilm2
     model = _copy(minilm2)
     names = [n for n, _, _ in loaded.structure.prunable(model)]
@@ -87,12 +88,15 @@ def test_latency_aware_prune_meets_its_target(minilm2, calibration):
     acc = hwmodels.load_board("zcu102")
     table = build_costs(wl, acc, "16x16")
     done = latency_aware_prune(model, loaded.structure, table=table, calibration=calibration,
-                               speedup=1.5, threads=1)
+                               speedup=1.5, saliency=saliency, threads=1)
     a = done.allocation
     assert hwmodels.simulate(wl, acc, a.masks).latency_ms == a.latency_ms
     assert a.latency_ms <= hwmodels.simulate(wl, acc).latency_ms / 1.5
+    # fisher scores are used as they are, with no floor; obs relative, with the 0.25 floor
+    assert done.importance == ("raw" if saliency == "fisher" else "relative")
+    assert default_min_density(saliency) == (0.0 if saliency == "fisher" else DEFAULT_MIN_DENSITY)
     for mask in a.masks.values():  # the default per-matrix floor holds
-        assert mask.grid.sum() >= math.ceil(DEFAULT_MIN_DENSITY * mask.grid.size)
+        assert mask.grid.sum() >= math.ceil(default_min_density(saliency) * mask.grid.size)
     params = dict(model.named_parameters())
     for name, mask in a.masks.items():
         element = torch.as_tensor(mask.to_dense())

@@ -197,6 +197,9 @@ def test_accelerator_identity_ignores_pricing_only():
     assert len(ids) == 3
     spec = allocation_spec(base, speedup=2, seq_len=32, batch=1)
     assert spec["speedup"] == 2.0 and spec["accelerator"] == accelerator_identity(base)
+    assert (spec["importance"], spec["min_density"]) == ("relative", 0.25)  # obs: as before
+    fisher = allocation_spec(base, speedup=2, seq_len=32, batch=1, saliency="fisher")
+    assert (fisher["importance"], fisher["min_density"]) == ("fisher", 0.0)
     with pytest.raises(AccuracyError, match="above 1"):
         allocation_spec(base, speedup=1.0, seq_len=32, batch=1)
 
