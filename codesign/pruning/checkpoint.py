@@ -122,18 +122,7 @@ def prune_checkpoint(*, model: str, task: str, block_shape: BlockShape, ratio: P
     from codesign.glue import headline_metric, load_split
     from codesign.pruning.fold import fold_dead_structure
 
-    if method not in METHODS:
-        raise ValueError(f"method {method!r}: use one of {', '.join(METHODS)}")
-    if target is not None and method != "calibrated":
-        raise ValueError("a latency target needs method calibrated")
-    if ratio is None and target is None:
-        raise ValueError("give a prune ratio, or a latency target (method calibrated)")
-    if calibration is not None and calibration.scope == "global" and (
-            calibration.saliency != "fisher"):  # (a None scope is the saliency's own)
-        raise ValueError(f"scope global needs saliency fisher (the {calibration.saliency} scores "
-                         "of different matrices do not compare); use --scope matrix")
-    if balance is not None and (method == "rgl" or target is not None):
-        raise ValueError("balance: PE-balanced blocks go with oneshot or calibrated at a ratio")
+    _check_request(method, ratio, calibration, target, balance)
     train_split = load_split(task, "train", glue_dir=glue_dir, limit=examples, seed=train.seed)
     dev_split = None
     if eval_examples != 0:
@@ -277,6 +266,23 @@ def _calibrated_pipeline(loaded: Any, train_split: Any, *, task: str, glue_dir: 
         seconds["retrain"] = stats["retrain"].seconds
     return PruneResult(method="calibrated", masks=masks, stage_seconds=seconds,
                        stage_stats=stats, settings=settings)
+
+
+def _check_request(method: str, ratio: PerMatrix | None, calibration: CalibrationConfig | None,
+                   target: LatencyTarget | None, balance: PEBalance | None) -> None:
+    """One-line errors for a combination `prune_checkpoint` cannot run."""
+    if method not in METHODS:
+        raise ValueError(f"method {method!r}: use one of {', '.join(METHODS)}")
+    if target is not None and method != "calibrated":
+        raise ValueError("a latency target needs method calibrated")
+    if ratio is None and target is None:
+        raise ValueError("give a prune ratio, or a latency target (method calibrated)")
+    if calibration is not None and calibration.scope == "global" and (
+            calibration.saliency != "fisher"):  # (a None scope is the saliency's own)
+        raise ValueError(f"scope global needs saliency fisher (the {calibration.saliency} scores "
+                         "of different matrices do not compare); use --scope matrix")
+    if balance is not None and (method == "rgl" or target is not None):
+        raise ValueError("balance: PE-balanced blocks go with oneshot or calibrated at a ratio")
 
 
 def _single_ratio(ratio: PerMatrix | None) -> float:

@@ -104,6 +104,21 @@ def minilm_slice(layers: int, task: str = "sst2"):
     return loaded, {k: v.clone() for k, v in loaded.model.state_dict().items()}
 
 
+def spy_prune_checkpoint(monkeypatch) -> dict:
+    """Replace `codesign.pruning.prune_checkpoint` (what `codesign prune` calls) by a spy that
+    records its keyword arguments in the returned dict and stops with "stop here"."""
+    import codesign.pruning as pruning
+
+    seen: dict = {}
+
+    def fake_prune_checkpoint(**kwargs):
+        seen.update(kwargs)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(pruning, "prune_checkpoint", fake_prune_checkpoint)
+    return seen
+
+
 def assert_rerun_from_store(study, run, cache, columns: list[str]) -> None:
     """A second sweep into `run`'s folder computes nothing and gives the same `columns`."""
     import pandas as pd

@@ -17,7 +17,7 @@ from hwmodels.sparsity import (BlockMask, balance_groups, gemm_blocks,
 from codesign.pruning.balance import PEBalance, balanced_keep, keep_blocks
 from codesign.pruning.blocks import prune_mask
 
-from cs_helpers import minilm_slice
+from cs_helpers import minilm_slice, spy_prune_checkpoint
 
 
 def test_balance_groups_closed_forms():
@@ -175,16 +175,9 @@ def test_calibrated_balanced_on_minilm(minilm1, glue_dir):
 def test_cli_balanced_passes_the_array_balance(monkeypatch, tmp_path):
     from click.testing import CliRunner
 
-    import codesign.pruning as pruning
     from codesign.cli import main
 
-    seen = {}
-
-    def fake_prune_checkpoint(**kwargs):
-        seen.update(kwargs)
-        raise ValueError("stop here")
-
-    monkeypatch.setattr(pruning, "prune_checkpoint", fake_prune_checkpoint)
+    seen = spy_prune_checkpoint(monkeypatch)
     args = ["prune", "--task", "sst2", "--block", "16x16", "--ratio", "0.5", "--method",
             "oneshot", "--out", str(tmp_path / "o"), "--balanced", "--set", "pe_array.cols=16"]
     res = CliRunner().invoke(main, args)

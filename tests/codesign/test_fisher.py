@@ -18,7 +18,7 @@ from codesign.pruning import calibrate as cal
 from codesign.pruning.balance import PEBalance, balanced_keep
 from codesign.pruning.fisher import block_weights, fisher_prune, fisher_scores, global_keep
 
-from cs_helpers import minilm_slice
+from cs_helpers import minilm_slice, spy_prune_checkpoint
 
 BLOCK = (16, 16)
 
@@ -159,17 +159,10 @@ def test_recipe_scope_and_keys():
 def test_prune_cli_passes_saliency_and_scope(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    import codesign.pruning as pruning
     from codesign.cli import main
     from codesign.pruning.checkpoint import CalibrationConfig, prune_checkpoint
 
-    seen = {}
-
-    def fake_prune_checkpoint(**kwargs):
-        seen.update(kwargs)
-        raise ValueError("stop here")
-
-    monkeypatch.setattr(pruning, "prune_checkpoint", fake_prune_checkpoint)
+    seen = spy_prune_checkpoint(monkeypatch)
     args = ["prune", "--task", "sst2", "--block", "16x16", "--ratio", "0.5", "--method",
             "calibrated", "--out", str(tmp_path / "o")]
     assert "stop here" in CliRunner().invoke(main, args).output
