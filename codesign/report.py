@@ -198,12 +198,20 @@ def _within_limit_lines(points: pd.DataFrame, study: Mapping) -> list[str]:
         return []
     rank = {f: i for i, f in enumerate(FIDELITIES)}
     fid = rows.get("accuracy_fidelity", pd.Series("", index=rows.index)).astype(str)
-    rows = (rows.assign(_rank=fid.map(rank).fillna(-1)).sort_values("_rank", kind="mergesort")
-            .drop_duplicates(["block_shape", "prune_ratio"], keep="last"))
+    # a pruned model measured at several precisions is one model per precision
+    prec = rows.get("accuracy_precision", pd.Series("", index=rows.index)).fillna("").astype(str)
+    rows = (rows.assign(_rank=fid.map(rank).fillna(-1), _prec=prec)
+            .sort_values("_rank", kind="mergesort")
+            .drop_duplicates(["block_shape", "prune_ratio", "_prec"], keep="last"))
+    precisions = list(dict.fromkeys(rows["_prec"]))
     parts = []
-    for block in shape_order(list(dict.fromkeys(rows["block_shape"].astype(str)))):
-        grp = rows.loc[rows["block_shape"].astype(str) == block].sort_values("prune_ratio")
-        records = grp.to_dict("records")
+    for block, p in ((b, p) for b in shape_order(list(dict.fromkeys(
+            rows["block_shape"].astype(str)))) for p in precisions):
+        grp = rows.loc[(rows["block_shape"].astype(str) == block) & (rows["_prec"] == p)]
+        if grp.empty:
+            continue
+        block = f"{block} at {p}" if len(precisions) > 1 else block
+        records = grp.sort_values("prune_ratio").to_dict("records")
         ok = [r for r in records if noise.drop_of(r) <= float(limit)]
         if not ok:
             low = records[0]

@@ -464,6 +464,25 @@ def test_report_names_each_block_shapes_highest_compression_within_the_limit():
             "retrain); 16x16 none (at 1.5x it loses 4.0 points, calibrated).") in text
 
 
+def test_report_judges_each_precision_of_a_block_shape_on_its_own():
+    base, study = _two_designs(0.800, 0.790, 0.002)
+    dense = base.iloc[0].to_dict()
+
+    def row(precision, acc):
+        return {**base.iloc[1].to_dict(), "block_shape": "32x32", "prune_ratio": 0.5,
+                "compression": 2.0, "accuracy": acc, "accuracy_low": acc - 0.002,
+                "accuracy_high": acc + 0.002, "accuracy_fidelity": "calibrated",
+                "accuracy_precision": precision, "precision": precision}
+    # the w8a8 model stays within the limit, the w4a8 one does not (either order in the table)
+    for rows in ([row("w8a8", 0.792), row("w4a8", 0.770)],
+                 [row("w4a8", 0.770), row("w8a8", 0.792)]):
+        dense_rows = [{**dense, "precision": p, "accuracy_precision": p}
+                      for p in ("w8a8", "w4a8")]
+        text = _answer(render_report(pd.DataFrame([*dense_rows, *rows]), study))
+        assert "32x32 at w8a8 up to 2x (0.8 points, calibrated)" in text
+        assert "32x32 at w4a8 none (at 2x it loses 3.0 points, calibrated)" in text
+
+
 def test_report_names_the_fastest_design_under_each_swept_pipeline_model():
     base, study = _two_designs(0.800, 0.795, 0.002)
     rows = []
