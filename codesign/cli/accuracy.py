@@ -27,7 +27,7 @@ def _parse_recipe_overrides(items: tuple[str, ...]) -> dict:
         try:
             value = _json.loads(text)
         except ValueError:
-            if types[key] not in ("str", str):
+            if types[key] not in ("str", str, "str | None"):
                 raise CodesignError(f"--recipe {item!r}: VALUE must be a number, null or "
                                     "true/false") from None
             value = text.strip()  # a text field, e.g. calib_saliency=obs

@@ -173,3 +173,11 @@ def test_prune_cli_passes_saliency_and_scope(tmp_path, monkeypatch):
         prune_checkpoint(model="minilm-l6", task="sst2", block_shape=(16, 16), ratio=0.5,
                          method="calibrated", out_dir=tmp_path / "o", train=None, retrain=None,
                          calibration=CalibrationConfig(saliency="obs", scope="global"))
+
+
+def test_recipe_overrides_take_the_text_fields():
+    from codesign.cli.accuracy import _parse_recipe_overrides
+
+    spec = _parse_recipe_overrides(("calib_saliency=fisher", "calib_scope=matrix"))
+    assert spec == {"calib_saliency": "fisher", "calib_scope": "matrix"}
+    assert Recipe.from_dict(spec).scope == "matrix"
