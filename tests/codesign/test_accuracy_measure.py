@@ -51,7 +51,13 @@ def test_every_fidelity_end_to_end_with_provenance(cache, glue_dir, fidelity):
     assert ms.metadata["method"] == fidelity and float(ms.metadata["ratio"]) == 0.5
     assert ms.metadata["source_checkpoint"] == rec.dense_checkpoint
     name = "bert.encoder.layer.3.attention.self.query.weight"
-    assert ms.masks[name].grid.shape == (24, 24) and ms.masks[name].block_density == 0.5
+    assert ms.masks[name].grid.shape == (24, 24)
+    # oneshot and rgl prune every matrix at the ratio; retrain starts from the calibrated
+    # fidelity's Fisher ranking across the model: half of all blocks, each matrix its own share
+    kept = sum(int(m.grid.sum()) for m in ms.masks.values())
+    assert kept == sum(m.grid.size for m in ms.masks.values()) // 2
+    if fidelity != "retrain":
+        assert ms.masks[name].block_density == 0.5
     dense_info = json.loads((Path(rec.dense_checkpoint) / "dense.json").read_text())
     assert dense_info["metrics"]["accuracy"] == rec.dense
     assert ms.metadata["source_sha256"] == acc.model_sha256(rec.dense_checkpoint)
