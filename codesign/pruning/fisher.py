@@ -59,21 +59,23 @@ def fisher_scores(model: Any, structure: Any, *, block_shape: tuple[int, int],
                   threads: int | None = None) -> FisherSaliency:
     """The label-free block Fisher saliency (module docstring) of every prunable matrix of
     `model` (unchanged; its gradients are cleared), on every sentence of the tokenised
-    `calibration` batches (`calibrate.tokenise_calibration`), each trimmed to its own length."""
+    `calibration` batches (`calibrate.tokenise_calibration`), each trimmed to its own length, on
+    the model's device (scores in float64 there, returned as numpy)."""
     t0 = time.perf_counter()
     block_shape = (int(block_shape[0]), int(block_shape[1]))
     names = [n for n, _, _ in structure.prunable(model)]
     params = dict(model.named_parameters())
     weights = {n: params[n].detach().double() for n in names}
-    scores = {n: torch.zeros(_block_sums(weights[n], block_shape).shape, dtype=torch.float64)
-              for n in names}
+    scores = {n: torch.zeros_like(_block_sums(weights[n], block_shape)) for n in names}
+    device = next(model.parameters()).device
     examples = 0
     model.eval()
     with torch_threads(threads):
         for batch in calibration:
             for row in range(int(batch["input_ids"].shape[0])):
                 length = int(batch["attention_mask"][row].sum())
-                one = {k: v[row:row + 1, :length] for k, v in batch.items()}
+                one = {k: torch.as_tensor(v)[row:row + 1, :length].to(device)
+                       for k, v in batch.items()}
                 for weight, grads in _weighted_gradients(model, one, [params[n] for n in names]):
                     for n, grad in zip(names, grads):
                         scores[n] += weight * _block_sums(weights[n] * grad.double(),
@@ -82,7 +84,8 @@ def fisher_scores(model: Any, structure: Any, *, block_shape: tuple[int, int],
     model.zero_grad(set_to_none=True)
     if not examples:
         raise ValueError("calibration: no sentences (need a few hundred from the training split)")
-    return FisherSaliency(scores={n: (0.5 * s / examples).numpy() for n, s in scores.items()},
+    return FisherSaliency(scores={n: (0.5 * s / examples).cpu().numpy()
+                                  for n, s in scores.items()},
                           examples=examples, seconds=time.perf_counter() - t0)
 
 
