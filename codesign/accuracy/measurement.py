@@ -5,10 +5,13 @@ What is modelled
 * ``oneshot``: per matrix, the lowest-L2-norm blocks, exactly round(ratio * blocks) of them, are
   pruned; evaluate on the dev split. Seconds per point.
 * ``calibrated``: one-shot, no labels, no gradient steps: ``calib_examples`` training sentences
-  (seeded, never the dev split) calibrate ``codesign.pruning.calibrate.calibrated_prune``: per
-  matrix, in forward order, the blocks with the lowest ``calib_saliency`` (block norm or the OBS
-  proxy) are pruned at the same exact count as oneshot, and the kept weights and biases are
-  re-fitted by damped (``calib_damping``) least squares to the dense model's layer outputs.
+  (seeded, never the dev split) rank the blocks by ``calib_saliency``: ``fisher`` (the default,
+  ``codesign.pruning.fisher.fisher_prune``: the label-free Fisher of each block's mask, ranked
+  across the whole model, so the ratio of all prunable weights goes and each matrix gets its own
+  density; ``calib_scope=matrix``: the ratio in every matrix) or ``obs`` / ``norm``
+  (``codesign.pruning.calibrate.calibrated_prune``: per matrix, in forward order, at the same
+  exact count as oneshot); the kept weights and biases are then re-fitted by damped
+  (``calib_damping``) least squares to the dense model's layer outputs.
 * ``retrain``: oneshot, then masked retraining (pruned weights and their gradients held at zero)
   for ``retrain_examples`` x ``retrain_epochs``, evaluate. With ``retrain_start="calibrated"``
   the start is the ``calibrated`` fidelity's pruning instead (same calib_* fields, same seeded
