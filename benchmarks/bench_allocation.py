@@ -31,7 +31,8 @@ rerun prints what is there and measures only the rest (resumable).
     python benchmarks/bench_allocation.py --out results/bench_allocation \
         [--blocks 16x16,1x16] [--speedups 1.5,2,3] [--allocations uniform,latency-aware] \
         [--variants calibrated,retrain] [--set sparse_strategy=compact] [--recipe default] \
-        [--saliency fisher|obs|norm] [--cache DIR] [--calib-examples N] [--eval-examples N] [--threads 1]
+        [--saliency fisher|obs|norm] [--cache DIR] [--calib-examples N] [--eval-examples N] \
+        [--threads 1]
 """
 from __future__ import annotations
 

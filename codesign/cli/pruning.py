@@ -95,8 +95,8 @@ from codesign.cli.common import CodesignError, block_option, first_line
               help="Training progress bars (stderr).")
 def prune_cmd(model, task, block, ratio, ratios_file, method, latency_ms, speedup, board,
               set_items, balanced, sim_seq_len, calib_examples, saliency, scope, min_density,
-              out_dir, glue_dir, examples, epochs, retrain_epochs, lr, retrain_lr, lambda_, lambdas_file,
-              eps, milestones, reweight_unit, reweight_every, batch_size, max_seq_len, seed,
+              out_dir, glue_dir, examples, epochs, retrain_epochs, lr, retrain_lr, lambda_,
+              lambdas_file, eps, milestones, reweight_unit, reweight_every, batch_size, max_seq_len, seed,
               eval_examples, threads, progress):
     """Block-prune a BERT-family model on a GLUE task; write the checkpoint and its masks.
 

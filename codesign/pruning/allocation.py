@@ -460,5 +460,6 @@ def accelerator_identity(accelerator) -> str:
     return short_hash(data)
 
 
-__all__ = ["ALLOCATION_VERSION", "DEFAULT_MIN_DENSITY", "Allocation", "Move", "accelerator_identity",
-           "allocate", "default_min_density", "exact_cycles", "target_cycles"]
+__all__ = ["ALLOCATION_VERSION", "DEFAULT_MIN_DENSITY", "Allocation", "Move",
+           "accelerator_identity", "allocate", "default_min_density", "exact_cycles",
+           "target_cycles"]

@@ -116,7 +116,8 @@ def test_fisher_prune_masks_counts_and_zeros(sst2_slice, scope):
     else:
         assert densities == {0.5}
     for name, m in masks.items():
-        element = torch.from_numpy(np.array(m.grid)).repeat_interleave(16, 0).repeat_interleave(16, 1)
+        element = torch.from_numpy(np.array(m.grid)).repeat_interleave(16, 0)
+        element = element.repeat_interleave(16, 1)
         assert torch.all(params[name][~element] == 0), name
         assert not torch.equal(params[name], original[name]), name  # the kept weights re-fit
 

@@ -91,7 +91,8 @@ def test_calibrated_start_retrains_from_the_calibrated_masks(tmp_path, glue_dir,
     assert len(seen) == 3  # three pruned evaluations (the dense one is not spied on)
     # the record says where retraining started; the magnitude record keeps its old fields
     assert retrained.recipe["retrain_start"] == "calibrated"
-    assert retrained.recipe["calib_saliency"] == "fisher" and retrained.recipe["calib_examples"] == 48
+    assert retrained.recipe["calib_saliency"] == "fisher"
+    assert retrained.recipe["calib_examples"] == 48
     assert "retrain_start" not in magnitude.recipe and magnitude.key != retrained.key
     assert retrained.dense == calibrated.dense == magnitude.dense
     # same saliency, same calibration sentences: the calibrated fidelity's masks exactly
