@@ -145,31 +145,24 @@ def _masks_for(setup, allocation: str, speedup: float, importance: str,
                min_density: float) -> tuple[dict, float, dict]:
     """(masks, simulated latency ms, what the allocation reports) of one allocation."""
     from codesign.pruning.allocation import allocate
-    from hwmodels.sparsity import BlockMask
-
     from codesign.pruning.balance import PEBalance
-    from codesign.pruning.fisher import block_weights, global_keep
+    from codesign.pruning.fisher import FisherSaliency, global_masks
+    from codesign.pruning.latency_aware import allocation_importance
     from codesign.pruning.uniform import ratio_for_target, uniform_for_target
 
     table, sal = setup[3], setup[4]
-    fisher = not hasattr(sal, "relative")  # fisher scores compare across matrices as they are
     if allocation == "latency-aware":
-        a = allocate(table, sal.scores if fisher or importance == "raw" else sal.relative(),
-                     speedup=speedup, min_density=min_density)
+        a = allocate(table, allocation_importance(sal, importance), speedup=speedup,
+                     min_density=min_density)
         return a.masks, a.latency_ms, {"moves": a.moves, "trimmed": a.trimmed, "swaps": a.swaps}
     if allocation == "global":
-        if not fisher:
+        if not isinstance(sal, FisherSaliency):
             raise SystemExit("bench_allocation: allocation global needs calib_saliency=fisher")
-        weights = {n: block_weights(m.matrix_shape, table.block_shape)
-                   for n, m in table.matrices.items()}
-
-        def masks_at(ratio: float) -> dict:
-            keep = global_keep(sal.scores, ratio=ratio, weights=weights)
-            return {n: BlockMask(keep[n], table.block_shape, table.matrices[n].matrix_shape)
-                    for n in keep}
-
-        ratio, masks, latency = ratio_for_target(table, masks_at, speedup=speedup,
-                                                 structure="carry")
+        shapes = {n: m.matrix_shape for n, m in table.matrices.items()}
+        ratio, masks, latency = ratio_for_target(
+            table, lambda r: global_masks(sal.scores, ratio=r, block_shape=table.block_shape,
+                                          matrix_shapes=shapes),
+            speedup=speedup, structure="carry")
         return masks, latency, {"ratio": ratio}
     balance = PEBalance.of(table.accelerator) if allocation == "uniform-balanced" else None
     ratio, masks, latency = uniform_for_target(table, sal.scores, speedup=speedup,

@@ -31,7 +31,6 @@ _DISTILL = ("distill", "distill_alpha", "distill_temperature")
 _DISTILLED = ("retrain", "rgl")  # the fidelities with training steps that may distil
 # codesign.pruning.calibrate.SALIENCIES, and the Fisher saliency of codesign.pruning.fisher
 CALIB_SALIENCIES: tuple[str, ...] = ("norm", "obs", "fisher")
-CALIB_SCOPES = SCOPES
 _SCOPE = "calib_scope"  # enters the keys only when not its saliency's own (older keys hold)
 # where `retrain` starts: magnitude one-shot masks and weights (the default, seed-faithful) or the
 # calibrated fidelity's masks and reconstructed weights (which then read the calib_* fields)
@@ -143,9 +142,9 @@ class Recipe:
         if self.calib_saliency not in CALIB_SALIENCIES:
             raise AccuracyError(f"recipe.calib_saliency={self.calib_saliency!r}: choose one of "
                                 f"{', '.join(CALIB_SALIENCIES)}")
-        if self.calib_scope is not None and self.calib_scope not in CALIB_SCOPES:
+        if self.calib_scope is not None and self.calib_scope not in SCOPES:
             raise AccuracyError(f"recipe.calib_scope={self.calib_scope!r}: choose one of "
-                                f"{', '.join(CALIB_SCOPES)}")
+                                f"{', '.join(SCOPES)}")
         if self.scope == "global" and self.calib_saliency != "fisher":
             raise AccuracyError(f"recipe.calib_scope=global needs calib_saliency=fisher (the "
                                 f"{self.calib_saliency} scores of different matrices do not "

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from hwmodels.sparsity import BlockMask
+
 from codesign.pruning import SCOPES
 from codesign.pruning.batching import torch_threads
 
@@ -128,6 +130,15 @@ def global_keep(scores: Mapping[str, np.ndarray], *, ratio: float,
     return out
 
 
+def global_masks(scores: Mapping[str, np.ndarray], *, ratio: float, block_shape: tuple[int, int],
+                 matrix_shapes: Mapping[str, tuple[int, int]]) -> dict[str, BlockMask]:
+    """`global_keep` of `scores` at `ratio`, each block weighed by its weight count
+    (`block_weights`), as the masks of matrices of `matrix_shapes` in blocks of `block_shape`."""
+    keep = global_keep(scores, ratio=ratio, weights={
+        n: block_weights(matrix_shapes[n], block_shape) for n in scores})
+    return {n: BlockMask(k, tuple(block_shape), tuple(matrix_shapes[n])) for n, k in keep.items()}
+
+
 def fisher_prune(model: Any, structure: Any, *, block_shape: tuple[int, int], ratio: float,
                  calibration: Sequence[Mapping[str, torch.Tensor]], scope: str = "global",
                  damping: float = 0.01, balance: Any = None, threads: int | None = None) -> dict:
@@ -137,8 +148,6 @@ def fisher_prune(model: Any, structure: Any, *, block_shape: tuple[int, int], ra
     `balance` (a `codesign.pruning.balance.PEBalance`), each matrix's kept count is then
     PE-balanced by the same scores. The kept weights are re-fitted by
     `calibrate.calibrate_masks` on the same calibration sentences."""
-    from hwmodels.sparsity import BlockMask
-
     from codesign.pruning.balance import balanced_keep
     from codesign.pruning.calibrate import calibrate_masks
 
@@ -149,16 +158,16 @@ def fisher_prune(model: Any, structure: Any, *, block_shape: tuple[int, int], ra
                            threads=threads)
     shapes = {n: tuple(p.shape) for n, p in model.named_parameters() if n in fisher.scores}
     if scope == "global":
-        keep = global_keep(fisher.scores, ratio=ratio,
-                           weights={n: block_weights(shapes[n], block_shape) for n in shapes})
+        masks = global_masks(fisher.scores, ratio=ratio, block_shape=block_shape,
+                             matrix_shapes=shapes)
     else:
-        keep = {n: _matrix_keep(s, ratio) for n, s in fisher.scores.items()}
+        masks = {n: BlockMask(_matrix_keep(s, ratio), block_shape, shapes[n])
+                 for n, s in fisher.scores.items()}
     if balance is not None:
-        keep = {n: balanced_keep(fisher.scores[n], int(k.sum()),
-                                 balance.groups(shapes[n], block_shape))
-                for n, k in keep.items()}
-    masks = {n: BlockMask(grid=k, block_shape=block_shape, matrix_shape=shapes[n])
-             for n, k in keep.items()}
+        masks = {n: BlockMask(balanced_keep(fisher.scores[n], m.kept_blocks,
+                                            balance.groups(shapes[n], block_shape)),
+                              block_shape, shapes[n])
+                 for n, m in masks.items()}
     calibrate_masks(model, structure, masks=masks, calibration=calibration, damping=damping,
                     threads=threads)
     return masks
@@ -178,4 +187,4 @@ def block_weights(matrix_shape: tuple[int, int], block_shape: tuple[int, int]) -
 
 
 __all__ = ["FisherSaliency", "block_weights", "fisher_prune", "fisher_scores",
-           "global_keep"]
+           "global_keep", "global_masks"]

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from hwmodels.costs import CostTable
 
@@ -20,6 +23,23 @@ class LatencyAwarePruning:
     saliency: object  # calibrate.BlockSaliency, or fisher.FisherSaliency
     importance: str  # "relative" (saliency / output energy) or "raw"
     seconds: dict[str, float]
+
+
+def allocation_importance(saliency: Any, importance: str) -> dict[str, np.ndarray]:
+    """The per-block importance `allocate` ranks by: a `fisher.FisherSaliency`'s scores as they
+    are (units of the task loss); a `saliency.BlockSaliency`'s relative to each matrix's output
+    energy (`importance="relative"`) or as they are ("raw")."""
+    from codesign.pruning.fisher import FisherSaliency
+
+    _check_importance(importance)
+    if importance == "raw" or isinstance(saliency, FisherSaliency):
+        return saliency.scores
+    return saliency.relative()
+
+
+def _check_importance(importance: str) -> None:
+    if importance not in ("relative", "raw"):
+        raise ValueError(f"importance {importance!r}: use relative or raw")
 
 
 def latency_aware_prune(model, structure, *, table: CostTable, calibration,
@@ -40,18 +60,17 @@ def latency_aware_prune(model, structure, *, table: CostTable, calibration,
     from codesign.pruning.calibrate import block_saliency, calibrate_masks
     from codesign.pruning.fisher import fisher_scores
 
-    if importance not in ("relative", "raw"):
-        raise ValueError(f"importance {importance!r}: use relative or raw")
+    _check_importance(importance)  # before any work
     t0 = time.perf_counter()
     if saliency == "fisher":
         sal = fisher_scores(model, structure, block_shape=tuple(table.block_shape),
                             calibration=calibration, threads=threads)
-        importance, scores = "raw", sal.scores
+        importance = "raw"
     else:
         sal = block_saliency(model, structure, block_shape=tuple(table.block_shape),
                              calibration=calibration, saliency=saliency, damping=damping,
                              threads=threads)
-        scores = sal.relative() if importance == "relative" else sal.scores
+    scores = allocation_importance(sal, importance)
     t1 = time.perf_counter()
     alloc = allocate(table, scores, latency_ms=latency_ms, speedup=speedup,
                      min_density=default_min_density(saliency) if min_density is None
@@ -64,4 +83,4 @@ def latency_aware_prune(model, structure, *, table: CostTable, calibration,
                                seconds=seconds)
 
 
-__all__ = ["LatencyAwarePruning", "latency_aware_prune"]
+__all__ = ["LatencyAwarePruning", "allocation_importance", "latency_aware_prune"]
