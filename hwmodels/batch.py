@@ -29,7 +29,8 @@ from .engines.analytical import time_schedule_batch
 from .engines.fusion import fused_timings_batch
 from .report import CYCLE_FIELDS, Report
 from .resources import gather_clock_mhz
-from .simulate import attach_masks, fit_of, op_energy_pj, op_schedule, simulate
+from .simulate import (attach_masks, fit_of, masked_schedules, op_energy_pj, op_schedule,
+                       simulate)
 from .sparsity import BlockMask
 from .structure import carry_structure
 from .workload import GemmOp, Workload
@@ -66,9 +67,11 @@ def _group_timings(workload: Workload, acc: Accelerator, attached: dict, tkey,
     schedules, timings = [], []
     timed: dict[int, object] = {}
     use_key = tkey if sweepcache.is_enabled() else None
+    masked = masked_schedules(workload.ops, acc, attached, use_key)
     for op in workload.ops:
         mask = attached.get(op.weight_name) if isinstance(op, GemmOp) else None
-        sched = op_schedule(op, acc, mask, use_key, workload.name)
+        sched = (masked[id(op)] if mask is not None
+                 else op_schedule(op, acc, mask, use_key, workload.name))
         t = timed.get(id(sched))
         if t is None:
             t = timed[id(sched)] = time_schedule_batch(sched, bpc, acc.double_buffering)

@@ -12,11 +12,13 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
 from .accelerator import Accelerator
 from .sweepcache import FOLDS
+from .occupancy import GridStack
 from .sparsity import (INDEX_DECODE_BITS_PER_CYCLE, ColumnPacking, GemmBlocks, IndexFormat,
                        IndexLayout, _edge_sizes, column_tile_packing, index_layout,
                        tile_occupancy)
@@ -28,45 +30,73 @@ INDEX_PORT_BYTES = INDEX_DECODE_BITS_PER_CYCLE // 8  # one 64-bit BRAM word per 
 _index_format = functools.lru_cache(maxsize=64)(IndexFormat.parse)
 
 
-def _occupancy(gb: GemmBlocks, strategy: str, rows: int, cols: int) -> np.ndarray:
-    """Kept weight tiles [ceil(K/rows), ceil(N/cols)]: all of them unless tiles are skipped."""
+def _occupancy(st: GridStack, strategy: str, rows: int, cols: int) -> np.ndarray:
+    """Kept weight tiles [S, ceil(K/rows), ceil(N/cols)] of every mask of the stack: all of
+    them unless tiles are skipped."""
     if strategy == "tile-skip":
-        return tile_occupancy(gb, rows, cols)
-    return np.ones((math.ceil(gb.k / rows), math.ceil(gb.n / cols)), bool)
+        return tile_occupancy(st, rows, cols)
+    return np.ones((len(st.members), math.ceil(st.k / rows), math.ceil(st.n / cols)), bool)
 
 
-def _packing_imbalance(pk: ColumnPacking) -> float:
-    """sum over column tiles of the longest packed K / sum of the mean packed K (1 if empty)."""
+def _packing_imbalance(pk: ColumnPacking) -> list[float]:
+    """Per mask of the stack: sum over column tiles of the longest packed K / sum of the mean
+    packed K (1 if empty). A float sum depends on its order unless exact: with 1, 2, 4, ...
+    groups per tile every mean is an exact binary fraction, so the masked row sums are exact;
+    otherwise each row is summed alone, as one mask's 1-D array."""
     busy = pk.packed_k > 0
-    return float(pk.packed_k.sum() / pk.mean_k[busy].sum()) if busy.any() else 1.0
+    num = pk.packed_k.sum(axis=-1)
+    any_busy = busy.any(axis=-1).tolist()
+    g = pk.groups
+    if bool((g & (g - 1) == 0).all()):
+        den = np.where(busy, pk.mean_k, 0.0).sum(axis=-1)
+        return [float(a / b) if on else 1.0 for a, b, on in zip(num, den, any_busy)]
+    return [float(num[s] / pk.mean_k[s][busy[s]].sum()) if on else 1.0
+            for s, on in enumerate(any_busy)]
 
 
-def _packing_and_layout(gb: GemmBlocks, cols: int, fmt: IndexFormat,
-                        ib: int) -> tuple[ColumnPacking, IndexLayout]:
-    """Compaction's packing and index layout per column tile; they depend on the mask and the
-    array's column count only (cached in `hwmodels.sweepcache.FOLDS` across row counts)."""
-    return FOLDS.get(("packing", gb.content_key, cols, str(fmt), ib),
-                     lambda: (column_tile_packing(gb, cols), index_layout(gb, cols, fmt, ib)))
+def _folds_key(gb: GemmBlocks, strategy: str, dataflow: str, R: int, C: int, wb, ib: int,
+               fmt: IndexFormat | None) -> tuple:
+    if strategy == "compact":
+        return (dataflow, strategy, gb.content_key, R, C, wb, ib, str(fmt))
+    return (dataflow, strategy, gb.content_key, R, C, wb)
 
 
 def pass_structure(gb: GemmBlocks, strategy: str, acc: Accelerator, dataflow: str,
-                    wb: int | float):
+                   wb: int | float):
     """One pass over W (ws `WsFolds`, os `OsSlabs`), from the bounded cache
     `hwmodels.sweepcache.FOLDS`: it depends on the mask, the array shape, the strategy, the
     index format, the bytes of one W element (`wb`: a weight's or, for the attention GEMMs, an
     activation's) and the index bytes only (not on clock, bandwidth or buffers)."""
+    return pass_structures([gb], strategy, acc, dataflow, [wb])[0]
+
+
+def pass_structures(gbs: Sequence[GemmBlocks], strategy: str, acc: Accelerator,
+                    dataflow: str, wbs: Sequence[int | float]) -> list:
+    """`pass_structure` of every mask of `gbs` (with its element bytes in `wbs`). Those not in
+    the cache are built together, one stack per shape class (equal grid, block and matrix
+    shapes and element bytes): each step is one numpy call over the stack instead of one per
+    mask, with the same integers and floating-point operations per mask, so every structure
+    equals the one built alone (tests/hwmodels/test_stacked_folds.py)."""
     R, C = acc.pe_array.rows, acc.pe_array.cols
     ib = acc.index_bytes
-    if strategy == "compact":
-        fmt = _index_format(acc.index_format)
-        key = (dataflow, strategy, gb.content_key, R, C, wb, ib, str(fmt))
-        if dataflow == "ws":
-            return FOLDS.get(key, lambda: _ws_compact_folds(gb, R, C, wb, ib, fmt))
-        return FOLDS.get(key, lambda: _os_compact_slabs(gb, C, wb, ib, fmt))
-    key = (dataflow, strategy, gb.content_key, R, C, wb)
-    if dataflow == "ws":
-        return FOLDS.get(key, lambda: _ws_tile_folds(gb, strategy, R, C, wb))
-    return FOLDS.get(key, lambda: _os_tile_slabs(gb, strategy, R, C, wb))
+    fmt = _index_format(acc.index_format) if strategy == "compact" else None
+    keys = [_folds_key(gb, strategy, dataflow, R, C, wb, ib, fmt) for gb, wb in zip(gbs, wbs)]
+    out = [FOLDS.peek(k) for k in keys]
+    classes: dict[tuple, list[int]] = {}
+    for i, (gb, wb) in enumerate(zip(gbs, wbs)):
+        if out[i] is None:
+            classes.setdefault((gb.grid.shape, gb.bk, gb.bn, gb.k, gb.n, wb), []).append(i)
+    for (*_, wb), idx in classes.items():
+        st = GridStack([gbs[i] for i in idx])
+        if strategy == "compact":
+            built = (_ws_compact_folds(st, R, C, wb, ib, fmt) if dataflow == "ws"
+                     else _os_compact_slabs(st, C, wb, ib, fmt))
+        else:
+            built = (_ws_tile_folds(st, strategy, R, C, wb) if dataflow == "ws"
+                     else _os_tile_slabs(st, strategy, R, C, wb))
+        for i, value in zip(idx, built):
+            out[i] = FOLDS.put(keys[i], value)
+    return out
 
 
 # --------------------------------------------------------------------------- weight stationary
@@ -99,24 +129,45 @@ class WsFolds:
     first_cols: int  # width of the column tiles with at least one fold
 
 
-def _tile_entries(folds_j: np.ndarray, cols: int, n: int) -> dict:
-    """The j-major entry layout of `WsFolds` from the folds per column tile: each tile gets
-    max(folds, 1) entries (a store-only one when it has none)."""
-    entries_j = np.maximum(folds_j, 1)
-    ends = entries_j.cumsum()
+@dataclass(frozen=True, eq=False)
+class _Entries:
+    """The j-major entry layout of the `WsFolds` of a stack of masks, all masks' entries one
+    after another: column tile j of mask s gets max(folds, 1) entries (a store-only one when
+    it has none)."""
+
+    count: np.ndarray  # [S * nNt] entries per column tile
+    last: np.ndarray  # [S * nNt] flat index of each column tile's last entry
+    offsets: np.ndarray  # [S + 1] first flat entry of each mask
+    jj: np.ndarray  # [entries] column tile of each entry
+    n_real: list  # per mask: folds (entries that use the array)
+    psum_cols: list  # per mask: sum over folds of their column tile's width
+    first_cols: list  # per mask: width of the column tiles with at least one fold
+
+    def per_entry(self, full: np.ndarray, last: np.ndarray) -> np.ndarray:
+        """A flat per-entry array from per-column-tile values [S, nNt]: `full` on a tile's
+        entries but its last, `last` on its last entry."""
+        out = full.ravel().repeat(self.count)
+        out[self.last] = last.ravel()
+        return out
+
+    def tile_last(self, s: int) -> np.ndarray:
+        """Mask s's entry of each column tile's last fold (its own numbering)."""
+        n = self.count.size // (self.offsets.size - 1)
+        return self.last[s * n:(s + 1) * n] - self.offsets[s]
+
+
+def _tile_entries(folds_j: np.ndarray, cols: int, n: int) -> _Entries:
+    """`_Entries` from the folds per column tile [S, nNt]."""
+    S, nNt = folds_j.shape
+    count = np.maximum(folds_j, 1).ravel()
+    ends = count.cumsum()
+    offsets = np.zeros(S + 1, np.int64)
+    offsets[1:] = ends[nNt - 1::nNt]
     n_len = _edge_sizes(n, cols)
-    return dict(jj=np.arange(entries_j.size).repeat(entries_j), tile_last=ends - 1,
-                n_real=int(folds_j.sum()), psum_cols=int(folds_j @ n_len),
-                first_cols=int(n_len[folds_j > 0].sum()))
-
-
-def _per_entry(full: np.ndarray, last: np.ndarray, entries_j: np.ndarray,
-               tile_last: np.ndarray) -> np.ndarray:
-    """A per-entry array from per-column-tile values: `full` on a tile's entries but its last,
-    `last` on its last entry (the j-major layout of `_tile_entries`)."""
-    out = full.repeat(entries_j)
-    out[tile_last] = last
-    return out
+    return _Entries(count=count, last=ends - 1, offsets=offsets,
+                    jj=np.tile(np.arange(nNt), S).repeat(count),
+                    n_real=folds_j.sum(axis=-1).tolist(), psum_cols=(folds_j @ n_len).tolist(),
+                    first_cols=((folds_j > 0) @ n_len).tolist())
 
 
 def _ws_fold_index_cycles(lay: IndexLayout, fmt: IndexFormat, packed_k: np.ndarray,
@@ -136,80 +187,86 @@ def _ws_fold_index_cycles(lay: IndexLayout, fmt: IndexFormat, packed_k: np.ndarr
 
         def cycles(seg):
             return np.ceil(seg / den * lay.bits / INDEX_DECODE_BITS_PER_CYCLE).astype(np.int64)
-    full = np.maximum(0, cycles(np.full(packed_k.size, rows, np.int64)) - rows)
+    full = np.maximum(0, cycles(np.full(packed_k.shape, rows, np.int64)) - rows)
     return full, np.maximum(0, cycles(rem) - rows)
 
 
-def _ws_compact_folds(gb: GemmBlocks, rows: int, cols: int, wb: int | float, ib: int,
-                      fmt: IndexFormat) -> WsFolds:
+def _ws_compact_folds(st: GridStack, rows: int, cols: int, wb: int | float, ib: int,
+                      fmt: IndexFormat) -> list[WsFolds]:
     """Per column tile j, ceil(packed K_j / R) folds of K = R but the last (the remainder),
     or one store-only entry when K_j = 0; every per-fold figure is computed per tile (a full
-    fold's and the last fold's) and laid out over the entries (`_per_entry`)."""
-    pk, lay = _packing_and_layout(gb, cols, fmt, ib)
-    packed = pk.packed_k
+    fold's and the last fold's) and laid out over the entries (`_Entries.per_entry`)."""
+    pk, lay = column_tile_packing(st, cols), index_layout(st, cols, fmt, ib)
+    packed = pk.packed_k  # [S, nNt]
     folds_j = -(-packed // rows)  # ceil
     # one entry per fold, plus a store-only pseudo-fold for an empty column tile
-    lay_e = _tile_entries(folds_j, cols, gb.n)
-    entries_j, last = np.maximum(folds_j, 1), lay_e["tile_last"]
+    e = _tile_entries(folds_j, cols, st.n)
     rem = packed - np.maximum(folds_j - 1, 0) * rows  # the last fold's remainder (or 0)
-    seg = _per_entry(np.full(packed.size, rows, np.int64), rem, entries_j, last)
+    seg = e.per_entry(np.full(packed.shape, rows, np.int64), rem)
     den = np.maximum(packed, 1)
     frac_full, frac_last = rows / den, rem / den  # a fold's share of its tile (0: store-only)
     w_tile_bytes = pk.kept_elems * wb + lay.bytes  # per column tile
-    index = _per_entry(*_ws_fold_index_cycles(lay, fmt, packed, rem, gb.bk, ib, rows),
-                       entries_j, last)
-    frac = _per_entry(frac_full, frac_last, entries_j, last)
-    x_resident = np.zeros(seg.size)
-    busy = (packed > 0).nonzero()[0]
-    if busy.size:  # the first column tile with a fold loads X
-        stop = int(last[busy[0]]) + 1
-        start = stop - int(folds_j[busy[0]])
-        x_resident[start:stop] = frac[start:stop]
-    return WsFolds(
-        compact=True, real=seg > 0, seg=seg,
-        w_load=_per_entry(frac_full * w_tile_bytes, frac_last * w_tile_bytes, entries_j, last),
-        index=index, used_k_total=pk.used_k_total, x_resident=x_resident,
-        x_stream_k=_per_entry(frac_full * pk.used_k, frac_last * pk.used_k, entries_j,
-                              last),  # gathered K positions per fold
-        exec_elems=int(pk.kept_elems.sum()), tiles_total=int(folds_j.sum()), tiles_skipped=0,
-        in_read_k=int(pk.gathered_k.sum()),  # per streamed row, summed over groups
-        w_read_bytes=int(w_tile_bytes.sum()), index_bytes=lay.total_bytes,
-        load_imbalance=_packing_imbalance(pk), **lay_e)
+    index = e.per_entry(*_ws_fold_index_cycles(lay, fmt, packed, rem, st.bk, ib, rows))
+    frac = e.per_entry(frac_full, frac_last)
+    busy = packed > 0  # the first column tile with a fold loads X (its entries: its folds)
+    first = busy & (np.cumsum(busy, axis=-1) == 1)
+    x_resident = np.where(first.ravel().repeat(e.count), frac, 0.0)
+    w_load = e.per_entry(frac_full * w_tile_bytes, frac_last * w_tile_bytes)
+    x_stream_k = e.per_entry(frac_full * pk.used_k, frac_last * pk.used_k)  # gathered K
+    real = seg > 0
+    sums = [x.sum(axis=-1).tolist() for x in (pk.kept_elems, folds_j, pk.gathered_k,
+                                               w_tile_bytes, lay.bytes)]
+    imbalance = _packing_imbalance(pk)
+    out = []
+    for s, gb in enumerate(st.members):
+        a, b = e.offsets[s], e.offsets[s + 1]
+        out.append(WsFolds(
+            compact=True, jj=e.jj[a:b], real=real[a:b], seg=seg[a:b], w_load=w_load[a:b],
+            index=index[a:b], used_k_total=gb.used_k_total, x_resident=x_resident[a:b],
+            x_stream_k=x_stream_k[a:b], exec_elems=int(sums[0][s]),
+            tiles_total=int(sums[1][s]), tiles_skipped=0,
+            in_read_k=int(sums[2][s]),  # per streamed row, summed over groups
+            w_read_bytes=int(sums[3][s]), index_bytes=int(sums[4][s]),
+            load_imbalance=imbalance[s], tile_last=e.tile_last(s), n_real=e.n_real[s],
+            psum_cols=e.psum_cols[s], first_cols=e.first_cols[s]))
+    return out
 
 
-def _ws_tile_folds(gb: GemmBlocks, strategy: str, rows: int, cols: int,
-                   wb: int | float) -> WsFolds:
-    k_len, n_len = _edge_sizes(gb.k, rows), _edge_sizes(gb.n, cols)
-    nKt = k_len.size
-    occ = _occupancy(gb, strategy, rows, cols)
-    occT = occ.T  # j-major order
+def _ws_tile_folds(st: GridStack, strategy: str, rows: int, cols: int,
+                   wb: int | float) -> list[WsFolds]:
+    k_len, n_len = _edge_sizes(st.k, rows), _edge_sizes(st.n, cols)
+    occ = _occupancy(st, strategy, rows, cols)  # [S, nKt, nNt]
+    occT = occ.transpose(0, 2, 1)  # j-major order
     occ64 = occ.astype(np.int64)
-    folds_j = occ64.sum(axis=0)
-    if folds_j.min() > 0:  # every column tile has a fold: the entries are the kept tiles
-        jj, ii = np.nonzero(occT)
-        real = np.ones(jj.size, bool)
-        seg = k_len[ii]
-    else:
-        present = occT.copy()
-        present[folds_j == 0, 0] = True
-        flat = np.flatnonzero(present.ravel())
-        jj, ii = flat // nKt, flat % nKt
-        real = occT.ravel()[flat]
-        seg = np.where(real, k_len[ii], 0)
-    first_j = np.argmax(occ, axis=1)  # first column tile that needs k slice i
-    x_first = real & (jj == first_j[ii])
-    k_per_tile = k_len @ occ64  # [nNt] K streamed per row by each column tile
-    exec_elems = int(k_per_tile @ n_len)
-    lay_e = _tile_entries(folds_j, cols, gb.n)
-    return WsFolds(
-        compact=False, real=real, seg=seg,
-        w_load=np.where(real, k_len[ii] * n_len[jj] * wb, 0).astype(np.float64),
-        index=np.zeros(jj.size, np.int64), used_k_total=int(k_len[occ.any(axis=1)].sum()),
-        x_resident=(x_first * seg).astype(np.float64), x_stream_k=seg.astype(np.float64),
-        exec_elems=exec_elems, tiles_total=int(occ.size),
-        tiles_skipped=int(occ.size - lay_e["n_real"]),
-        in_read_k=int(k_per_tile.sum()),  # K streamed per row, summed over tiles
-        w_read_bytes=exec_elems * wb, index_bytes=0, load_imbalance=1.0, **lay_e)
+    folds_j = occ64.sum(axis=1)  # [S, nNt]
+    present = occT.copy()  # a store-only entry for a column tile without folds
+    present[folds_j == 0, 0] = True
+    ss, jj, ii = np.nonzero(present)
+    real = occT[ss, jj, ii]
+    seg = np.where(real, k_len[ii], 0)
+    first_j = np.argmax(occ, axis=2)  # [S, nKt] first column tile that needs k slice i
+    x_first = real & (jj == first_j[ss, ii])
+    k_per_tile = k_len @ occ64  # [S, nNt] K streamed per row by each column tile
+    exec_elems = (k_per_tile @ n_len).tolist()
+    e = _tile_entries(folds_j, cols, st.n)
+    w_load = np.where(real, k_len[ii] * n_len[jj] * wb, 0).astype(np.float64)
+    index = np.zeros(jj.size, np.int64)
+    x_resident, x_stream_k = (x_first * seg).astype(np.float64), seg.astype(np.float64)
+    used_k_total = (occ.any(axis=2) @ k_len).tolist()
+    in_read_k = k_per_tile.sum(axis=-1).tolist()  # K streamed per row, summed over tiles
+    size = occ[0].size
+    out = []
+    for s in range(len(st.members)):
+        a, b = e.offsets[s], e.offsets[s + 1]
+        out.append(WsFolds(
+            compact=False, jj=e.jj[a:b], real=real[a:b], seg=seg[a:b], w_load=w_load[a:b],
+            index=index[a:b], used_k_total=int(used_k_total[s]), x_resident=x_resident[a:b],
+            x_stream_k=x_stream_k[a:b], exec_elems=int(exec_elems[s]), tiles_total=size,
+            tiles_skipped=size - e.n_real[s], in_read_k=int(in_read_k[s]),
+            w_read_bytes=int(exec_elems[s]) * wb, index_bytes=0, load_imbalance=1.0,
+            tile_last=e.tile_last(s), n_real=e.n_real[s], psum_cols=e.psum_cols[s],
+            first_cols=e.first_cols[s]))
+    return out
 
 
 # --------------------------------------------------------------------------- output stationary
@@ -230,22 +287,25 @@ class OsSlabs:
     load_imbalance: float
 
 
-def _os_compact_slabs(gb: GemmBlocks, cols: int, wb: int | float, ib: int,
-                      fmt: IndexFormat) -> OsSlabs:
+def _os_compact_slabs(st: GridStack, cols: int, wb: int | float, ib: int,
+                      fmt: IndexFormat) -> list[OsSlabs]:
     """The decoder reads a slab's new index bits (see `IndexLayout`) while the slab streams;
     only the excess over the stream is charged."""
-    pk, lay = _packing_and_layout(gb, cols, fmt, ib)
+    pk, lay = column_tile_packing(st, cols), index_layout(st, cols, fmt, ib)
     decode = -(-lay.bits // INDEX_DECODE_BITS_PER_CYCLE)
-    return OsSlabs(
-        streamed_k=pk.packed_k, w_bytes=pk.kept_elems * wb + lay.bytes, index_bytes=lay.bytes,
-        index_cycles=np.maximum(0, decode - pk.packed_k),
-        used_k=pk.used_k, used_k_total=pk.used_k_total, exec_per_row=pk.kept_elems,
-        in_read_k=pk.gathered_k, tiles_total=int(pk.packed_k.size), tiles_skipped=0,
-        load_imbalance=_packing_imbalance(pk))
+    w_bytes = pk.kept_elems * wb + lay.bytes
+    index_cycles = np.maximum(0, decode - pk.packed_k)
+    imbalance = _packing_imbalance(pk)
+    tiles = int(pk.packed_k.shape[-1])
+    return [OsSlabs(
+        streamed_k=pk.packed_k[s], w_bytes=w_bytes[s], index_bytes=lay.bytes[s],
+        index_cycles=index_cycles[s], used_k=pk.used_k[s], used_k_total=gb.used_k_total,
+        exec_per_row=pk.kept_elems[s], in_read_k=pk.gathered_k[s], tiles_total=tiles,
+        tiles_skipped=0, load_imbalance=imbalance[s]) for s, gb in enumerate(st.members)]
 
 
-def _os_skip_step(gb: GemmBlocks, strategy: str, rows: int) -> int:
-    """K positions per skip unit of an os column slab.
+def _os_skip_step(bk: int, strategy: str, rows: int) -> int:
+    """K positions per skip unit of an os column slab (masks with block height `bk`).
 
     In os a PE row holds one output row (M) and a PE column one output column (N); K is time:
     at step t every column consumes W[k_t, n_j] and every row X[m_i, k_t]. A step can be skipped
@@ -253,18 +313,22 @@ def _os_skip_step(gb: GemmBlocks, strategy: str, rows: int) -> int:
     plays no part; a block mask's zeros along K come in runs of its block height bk, which makes
     one block row (bk steps) of a slab the skip unit. Without skipping: chunks of R (the count of
     the dense schedule, unchanged)."""
-    return gb.bk if strategy == "tile-skip" else rows
+    return bk if strategy == "tile-skip" else rows
 
 
-def _os_tile_slabs(gb: GemmBlocks, strategy: str, rows: int, cols: int,
-                   wb: int | float) -> OsSlabs:
-    step = _os_skip_step(gb, strategy, rows)
-    k_len, n_len = _edge_sizes(gb.k, step), _edge_sizes(gb.n, cols)
-    occ = _occupancy(gb, strategy, step, cols)
-    streamed = (k_len[:, None] * occ).sum(axis=0)
+def _os_tile_slabs(st: GridStack, strategy: str, rows: int, cols: int,
+                   wb: int | float) -> list[OsSlabs]:
+    step = _os_skip_step(st.bk, strategy, rows)
+    k_len, n_len = _edge_sizes(st.k, step), _edge_sizes(st.n, cols)
+    occ = _occupancy(st, strategy, step, cols)  # [S, nKt, nNt]
+    streamed = (k_len[:, None] * occ).sum(axis=1)
     none = np.zeros(n_len.size, np.int64)
-    return OsSlabs(
-        streamed_k=streamed, w_bytes=streamed * n_len * wb, index_bytes=none, index_cycles=none,
-        used_k=streamed, used_k_total=int(k_len[occ.any(axis=1)].sum()),
-        exec_per_row=streamed * n_len, in_read_k=streamed, tiles_total=int(occ.size),
-        tiles_skipped=int(occ.size - occ.sum()), load_imbalance=1.0)
+    w_bytes, exec_per_row = streamed * n_len * wb, streamed * n_len
+    used_k_total = (occ.any(axis=2) @ k_len).tolist()
+    kept = occ.sum(axis=(1, 2)).tolist()
+    size = occ[0].size
+    return [OsSlabs(
+        streamed_k=streamed[s], w_bytes=w_bytes[s], index_bytes=none, index_cycles=none,
+        used_k=streamed[s], used_k_total=int(used_k_total[s]), exec_per_row=exec_per_row[s],
+        in_read_k=streamed[s], tiles_total=size, tiles_skipped=int(size - kept[s]),
+        load_imbalance=1.0) for s in range(len(st.members))]

@@ -64,12 +64,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Sequence
 
 import numpy as np
 
 from .accelerator import Accelerator
 from .actions import ActionCounts
-from .folds import INDEX_PORT_BYTES, WsFolds, pass_structure  # noqa: F401 (INDEX_PORT_BYTES)
+from .folds import (INDEX_PORT_BYTES, OsSlabs, WsFolds,  # noqa: F401 (INDEX_PORT_BYTES)
+                    pass_structures)
 from .pipeline import pipeline_fill
 from .sparsity import GemmBlocks, _edge_sizes, _read_only, dense_gemm_blocks
 from .workload import GemmOp, VectorOp
@@ -170,15 +172,34 @@ def _strategy(acc: Accelerator, gb: GemmBlocks | None) -> str:
 
 def gemm_schedule(op: GemmOp, acc: Accelerator, gb: GemmBlocks | None = None) -> Schedule:
     """The fold schedule of one instance of `op` (a mask `gb` in GEMM orientation, or None)."""
-    if gb is not None and (gb.k, gb.n) != (op.k, op.n):
-        raise ValueError(f"op {op.name}: mask covers W[{gb.k},{gb.n}] but the op has "
-                         f"W[{op.k},{op.n}] (K = in_features, N = out_features)")
-    strategy = _strategy(acc, gb)
-    if strategy == "dense":
-        gb = dense_gemm_blocks(op.k, op.n)
-    if acc.dataflow_of(op) == "ws":  # a dataflow per op type: hwmodels.dataflow
-        return _ws(op, acc, gb, strategy)
-    return _os(op, acc, gb, strategy)
+    return gemm_schedules([op], acc, [gb])[0]
+
+
+def gemm_schedules(ops: Sequence[GemmOp], acc: Accelerator,
+                   gbs: Sequence[GemmBlocks | None]) -> list[Schedule]:
+    """`gemm_schedule` of every op with its mask; the passes over W are built together
+    (`hwmodels.folds.pass_structures`: one numpy call per step for all masks of one shape)."""
+    for op, gb in zip(ops, gbs):
+        if gb is not None and (gb.k, gb.n) != (op.k, op.n):
+            raise ValueError(f"op {op.name}: mask covers W[{gb.k},{gb.n}] but the op has "
+                             f"W[{op.k},{op.n}] (K = in_features, N = out_features)")
+    plans = []
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, (op, gb) in enumerate(zip(ops, gbs)):
+        strategy = _strategy(acc, gb)
+        if strategy == "dense":
+            gb = dense_gemm_blocks(op.k, op.n)
+        dataflow = acc.dataflow_of(op)  # a dataflow per op type: hwmodels.dataflow
+        plans.append((gb, strategy, dataflow))
+        groups.setdefault((strategy, dataflow), []).append(i)
+    passes: list = [None] * len(plans)
+    for (strategy, dataflow), idx in groups.items():
+        built = pass_structures([plans[i][0] for i in idx], strategy, acc, dataflow,
+                                [acc.w_operand_bytes(ops[i].kind) for i in idx])
+        for i, f in zip(idx, built):
+            passes[i] = f
+    return [(_ws if dataflow == "ws" else _os)(op, acc, gb, strategy, f)
+            for op, (gb, strategy, dataflow), f in zip(ops, plans, passes)]
 
 
 def _decode_once(index: np.ndarray, passes: int, resident: bool) -> np.ndarray:
@@ -207,7 +228,7 @@ def _ws_input_load(f: WsFolds, rows: int, x_cap: int, ob: int) -> tuple[np.ndarr
     return f.x_stream_k * (rows * ob), False
 
 
-def _ws(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str) -> Schedule:
+def _ws(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str, f: WsFolds) -> Schedule:
     R, C = acc.pe_array.rows, acc.pe_array.cols
     ob, ab = acc.operand_bytes, acc.accumulator_bytes
     M, K, N = op.m, op.k, op.n
@@ -216,7 +237,6 @@ def _ws(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str) -> Schedule
     m_lens = [int(ml) for ml in _edge_sizes(M, max(1, min(M, acc.usable_bytes(
         acc.output_buffer) // (C * ab))))]
     nch = len(m_lens)
-    f = pass_structure(gb, strategy, acc, "ws", acc.w_operand_bytes(op.kind))
     # the last entry of each column tile carries that tile's output store
     store_unit = np.zeros(f.jj.size)  # bytes per streamed row
     store_unit[f.tile_last] = n_len * ob
@@ -266,13 +286,12 @@ def _ws(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str) -> Schedule
 
 
 # --------------------------------------------------------------------------- output stationary
-def _os(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str) -> Schedule:
+def _os(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str, sl: OsSlabs) -> Schedule:
     R, C = acc.pe_array.rows, acc.pe_array.cols
     ob = acc.operand_bytes
     M, K, N = op.m, op.k, op.n
     r_len, n_len = _edge_sizes(M, R), _edge_sizes(N, C)
     nMt, nNt = r_len.size, n_len.size
-    sl = pass_structure(gb, strategy, acc, "os", acc.w_operand_bytes(op.kind))
     w_total = float(sl.w_bytes.sum())
     w_resident = nMt > 1 and w_total <= acc.usable_bytes(acc.weight_buffer)
     aa = np.repeat(np.arange(nMt), nNt)  # row tile a > column tile j

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, Sequence
 
 import numpy as np
 
@@ -34,9 +34,10 @@ class GemmGrid(Protocol):
 
 
 def prefix_sums(values: np.ndarray) -> np.ndarray:
-    """int64 [len + 1]: 0 then the running sums of `values` (exact integer range sums)."""
-    out = np.zeros(values.size + 1, np.int64)
-    np.cumsum(values, out=out[1:])
+    """int64 [..., len + 1]: 0 then the running sums of `values` along its last axis (exact
+    integer range sums; leading axes: one row per mask of a stack)."""
+    out = np.zeros(values.shape[:-1] + (values.shape[-1] + 1,), np.int64)
+    np.cumsum(values, axis=-1, out=out[..., 1:])
     return out
 
 
@@ -55,20 +56,22 @@ def _tile_ranges(total: int, tile: int, block: int) -> tuple[np.ndarray, np.ndar
 
 
 def _range_any(grid: np.ndarray, lo: np.ndarray, hi: np.ndarray, axis: int) -> np.ndarray:
-    """any(grid[lo_t:hi_t]) along `axis` for every range t, via prefix sums (ranges may overlap)."""
-    if axis == 0:
-        cs = np.zeros((grid.shape[0] + 1, grid.shape[1]), np.int32)
-        np.cumsum(grid, axis=0, out=cs[1:])
-        return (cs[hi] - cs[lo]) > 0
-    cs = np.zeros((grid.shape[0], grid.shape[1] + 1), np.int32)
-    np.cumsum(grid, axis=1, out=cs[:, 1:])
-    return (cs[:, hi] - cs[:, lo]) > 0
+    """any(grid[lo_t:hi_t]) along `axis` (-2 or -1; leading axes are a stack of grids) for
+    every range t, via prefix sums (ranges may overlap)."""
+    if axis == -2:
+        cs = np.zeros(grid.shape[:-2] + (grid.shape[-2] + 1, grid.shape[-1]), np.int32)
+        np.cumsum(grid, axis=-2, out=cs[..., 1:, :])
+        return (cs[..., hi, :] - cs[..., lo, :]) > 0
+    cs = np.zeros(grid.shape[:-1] + (grid.shape[-1] + 1,), np.int32)
+    np.cumsum(grid, axis=-1, out=cs[..., 1:])
+    return (cs[..., hi] - cs[..., lo]) > 0
 
 
 def _tile_any(grid: np.ndarray, total: int, tile: int, block: int, axis: int) -> np.ndarray:
-    """any(grid over the blocks intersecting each tile of `tile` elements) along `axis` (of
-    `total` elements in blocks of `block`). When the tile is a multiple of the block the tiles
-    own disjoint runs of tile/block blocks (a reshape); otherwise `_range_any`."""
+    """any(grid over the blocks intersecting each tile of `tile` elements) along `axis` (-2 or
+    -1, of `total` elements in blocks of `block`; leading axes are a stack of grids). When the
+    tile is a multiple of the block the tiles own disjoint runs of tile/block blocks (a
+    reshape); otherwise `_range_any`."""
     if tile % block:
         lo, hi = _tile_ranges(total, tile, block)
         return _range_any(grid, lo, hi, axis)
@@ -81,16 +84,16 @@ def _tile_any(grid: np.ndarray, total: int, tile: int, block: int, axis: int) ->
         shape = list(grid.shape)
         shape[axis] = nt * f - nb
         grid = np.concatenate([grid, np.zeros(shape, bool)], axis=axis)
-    if axis == 0:
-        return grid.reshape(nt, f, grid.shape[1]).any(axis=1)
-    return grid.reshape(grid.shape[0], nt, f).any(axis=2)
+    if axis == -2:
+        return grid.reshape(grid.shape[:-2] + (nt, f, grid.shape[-1])).any(axis=-2)
+    return grid.reshape(grid.shape[:-1] + (nt, f)).any(axis=-1)
 
 
 def tile_occupancy(gb: GemmGrid, tile_k: int, tile_n: int) -> np.ndarray:
     """bool [ceil(K/tile_k), ceil(N/tile_n)]: True where at least one kept block intersects the
     PE-array weight tile (tile skipping may skip only the False tiles)."""
-    rows = _tile_any(gb.grid, gb.k, tile_k, gb.bk, axis=0)  # [nKt, nNb]
-    return _tile_any(rows, gb.n, tile_n, gb.bn, axis=1)  # [nKt, nNt]
+    rows = _tile_any(gb.grid, gb.k, tile_k, gb.bk, axis=-2)  # [nKt, nNb]
+    return _tile_any(rows, gb.n, tile_n, gb.bn, axis=-1)  # [nKt, nNt]
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,40 +117,72 @@ def column_tile_packing(gb: GemmGrid, tile_n: int) -> ColumnPacking:
     PE columns with its own gathered input stream, and its kept blocks are packed along K. The
     group with the longest packed K sets the tile's time; a block column straddling two tiles
     belongs to both (its values are split by column, its indices are needed by both).
+    `gb` may be a stack of masks of one shape (`GridStack`): every array then has a leading
+    axis over them, with the same integers per mask.
     """
-    packed = gb.kept_k_per_column  # [nNb]
+    packed = gb.kept_k_per_column  # [..., nNb]
     lo, hi = _tile_ranges(gb.n, tile_n, gb.bn)
     groups = hi - lo
     if int(groups.max()) == 1:  # every tile within one block column
-        packed_k = gathered = used_k = packed[lo]
-        kept_blocks = gb.kept_per_column[lo]
+        packed_k = gathered = used_k = packed[..., lo]
+        kept_blocks = gb.kept_per_column[..., lo]
     else:
         # tiles cover the block columns in order, neighbours sharing at most one: a range is
         # [lo_t, lo_{t+1}) plus block column hi_t - 1 (reduceat's segments, exact integers)
-        packed_k = np.maximum(np.maximum.reduceat(packed, lo), packed[hi - 1])
+        packed_k = np.maximum(np.maximum.reduceat(packed, lo, axis=-1), packed[..., hi - 1])
         cs = prefix_sums(packed)
-        gathered = cs[hi] - cs[lo]
+        gathered = cs[..., hi] - cs[..., lo]
         cb = prefix_sums(gb.kept_per_column)
-        kept_blocks = cb[hi] - cb[lo]
-        used_k = gb.k_sizes @ _tile_any(gb.grid, gb.n, tile_n, gb.bn, axis=1).astype(np.int64)
+        kept_blocks = cb[..., hi] - cb[..., lo]
+        used_k = gb.k_sizes @ _tile_any(gb.grid, gb.n, tile_n, gb.bn, axis=-1).astype(np.int64)
     return ColumnPacking(packed_k=packed_k, mean_k=gathered / groups, used_k=used_k,
                          groups=groups, kept_elems=_kept_elems(gb, tile_n), kept_blocks=kept_blocks,
                          gathered_k=gathered, used_k_total=gb.used_k_total)
 
 
 def _kept_elems(gb: GemmGrid, tile_n: int) -> np.ndarray:
-    """int64 [nNt]: kept weights whose output column lies in each column tile, from the running
-    sum over output columns at the tile edges (output column p lies in block column p // bn)."""
+    """int64 [..., nNt]: kept weights whose output column lies in each column tile, from the
+    running sum over output columns at the tile edges (output column p lies in block column
+    p // bn)."""
     packed = gb.kept_k_per_column
     if tile_n % gb.bn == 0:  # each block column inside one tile
         per_block_column = packed * gb.n_sizes
-        return np.add.reduceat(per_block_column, np.arange(0, per_block_column.size,
-                                                           tile_n // gb.bn))
+        return np.add.reduceat(per_block_column, np.arange(0, per_block_column.shape[-1],
+                                                           tile_n // gb.bn), axis=-1)
     edges = np.minimum(np.arange(0, gb.n + tile_n, tile_n, dtype=np.int64), gb.n)
     q, r = edges // gb.bn, edges % gb.bn
     cs = prefix_sums(packed * gb.n_sizes)  # kept weights of the block columns before
-    prefix = cs[q] + r * np.append(packed, 0)[q]
-    return prefix[1:] - prefix[:-1]
+    padded = np.concatenate([packed, np.zeros(packed.shape[:-1] + (1,), packed.dtype)], axis=-1)
+    prefix = cs[..., q] + r * padded[..., q]
+    return prefix[..., 1:] - prefix[..., :-1]
+
+
+class GridStack:
+    """Masks that share grid, block and matrix shapes, stacked along a leading axis: what
+    `column_tile_packing` and `tile_occupancy` read, one row per mask, from the per-mask sums
+    memoised on each (`hwmodels.sparsity.GemmBlocks`)."""
+
+    def __init__(self, gbs: "Sequence[GemmGrid]"):
+        g = gbs[0]
+        self.members = tuple(gbs)
+        self.bk, self.bn, self.k, self.n = g.bk, g.bn, g.k, g.n
+        self.k_sizes, self.n_sizes = g.k_sizes, g.n_sizes
+
+    @functools.cached_property
+    def grid(self) -> np.ndarray:  # bool [S, nKb, nNb]
+        return np.stack([x.grid for x in self.members])
+
+    @functools.cached_property
+    def kept_k_per_column(self) -> np.ndarray:  # int64 [S, nNb]
+        return np.stack([x.kept_k_per_column for x in self.members])
+
+    @functools.cached_property
+    def kept_per_column(self) -> np.ndarray:  # int64 [S, nNb]
+        return np.stack([x.kept_per_column for x in self.members])
+
+    @functools.cached_property
+    def used_k_total(self) -> np.ndarray:  # int64 [S]
+        return np.array([x.used_k_total for x in self.members], np.int64)
 
 
 def balance_groups(n: int, bn: int, cols: int) -> tuple[tuple[int, int], ...]:

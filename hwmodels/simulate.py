@@ -84,6 +84,7 @@ def simulate(workload: Workload, accelerator: Accelerator,
     tkey = sweepcache.timing_key(acc) if sweepcache.is_enabled() else None
     cache: dict[tuple, tuple] = {}
     mapped: list[tuple] = []  # (sched, timing, mask) per op
+    masked = masked_schedules(workload.ops, acc, attached, tkey)
     for op in workload.ops:
         mask = attached.get(op.weight_name) if isinstance(op, GemmOp) else None
         key = None
@@ -92,7 +93,8 @@ def simulate(workload: Workload, accelerator: Accelerator,
                    if isinstance(op, GemmOp) else ("vec", op.kind, op.elements))
         hit = cache.get(key) if key else None
         if hit is None:
-            sched = op_schedule(op, acc, mask, tkey, workload.name)
+            sched = (masked[id(op)] if mask is not None
+                     else op_schedule(op, acc, mask, tkey, workload.name))
             timing = time_fn(sched, bpc, acc.double_buffering)
             hit = (sched, timing)
             if key:
@@ -158,6 +160,32 @@ def op_energy_pj(sched: mapping.Schedule, total_cycles, table, clock_mhz) -> dic
                  latency_us=total_cycles / clock_mhz)
 
 
+def _gemm_key(op: GemmOp, acc: Accelerator, mask: BlockMask | None, tkey) -> tuple:
+    return ("gemm", op.m, op.k, op.n, op.count, op.kind, acc.dataflow_of(op),
+            mask.content_key if mask is not None else None, tkey)
+
+
+def masked_schedules(ops, acc: Accelerator, masks: Mapping[str, BlockMask], tkey) -> dict:
+    """`op_schedule` of every GEMM of `ops` with a mask in `masks`, keyed by id(op): those not
+    in the cache built together (`hwmodels.mapping.gemm_schedules`, one numpy call per step
+    for all masks of one shape), each equal to the one built alone."""
+    todo = [(op, masks[op.weight_name]) for op in ops
+            if isinstance(op, GemmOp) and op.weight_name in masks]
+    keys = [_gemm_key(op, acc, mask, tkey) for op, mask in todo] if tkey is not None else None
+    out = {}
+    miss = []
+    for i, (op, _) in enumerate(todo):
+        hit = sweepcache.SCHEDULES.peek(keys[i]) if keys is not None else None
+        if hit is None:
+            miss.append(i)
+        out[id(op)] = hit
+    built = mapping.gemm_schedules([todo[i][0] for i in miss], acc,
+                                   [gemm_blocks(todo[i][1]) for i in miss])
+    for i, sched in zip(miss, built):
+        out[id(todo[i][0])] = sweepcache.SCHEDULES.put(keys[i], sched) if keys else sched
+    return out
+
+
 def op_schedule(op, acc: Accelerator, mask: BlockMask | None, tkey, workload_name: str = ""):
     """The op's Schedule, from the bounded cache `hwmodels.sweepcache.SCHEDULES` under the op's
     shape, the mask's content and `tkey` (= sweepcache.timing_key(acc); None: no cache)."""
@@ -165,8 +193,7 @@ def op_schedule(op, acc: Accelerator, mask: BlockMask | None, tkey, workload_nam
         def build():
             return mapping.gemm_schedule(op, acc, gemm_blocks(mask) if mask is not None else None)
 
-        key = ("gemm", op.m, op.k, op.n, op.count, op.kind, acc.dataflow_of(op),
-               mask.content_key if mask is not None else None, tkey)
+        key = _gemm_key(op, acc, mask, tkey)
     elif isinstance(op, VectorOp):
         def build():
             return mapping.vector_schedule(op, acc)

@@ -388,10 +388,15 @@ class IndexLayout:
 def index_layout(gb: GemmBlocks, tile_n: int, fmt: IndexFormat, index_bytes: int) -> IndexLayout:
     """Where the indices of `gb` in format `fmt` are fetched: see `IndexLayout`. Block column c
     is first needed by column tile c * bn // tile_n, so tile t fetches block columns
-    [ceil(t tile_n / bn), ceil((t + 1) tile_n / bn)) (clipped to the grid)."""
-    edges, new_groups = _index_edges(gb.n, tile_n, gb.bn, gb.grid.shape[1])
-    cs = prefix_sums(index_bits_per_block_column(gb, fmt, index_bytes))[edges]
-    bits = cs[1:] - cs[:-1]
+    [ceil(t tile_n / bn), ceil((t + 1) tile_n / bn)) (clipped to the grid). `gb` may be a
+    `hwmodels.occupancy.GridStack` of masks of one shape: `bits` and `bytes` then have a
+    leading axis over them (the same integers per mask)."""
+    edges, new_groups = _index_edges(gb.n, tile_n, gb.bn, gb.n_sizes.size)
+    members = getattr(gb, "members", None)
+    per_column = (index_bits_per_block_column(gb, fmt, index_bytes) if members is None else
+                  np.stack([index_bits_per_block_column(x, fmt, index_bytes) for x in members]))
+    cs = prefix_sums(per_column)[..., edges]
+    bits = cs[..., 1:] - cs[..., :-1]
     return IndexLayout(bits=bits, bytes=-(-bits // 8), new_groups=new_groups)
 
 

@@ -91,9 +91,29 @@ class BoundedCache:
             data.move_to_end(key)
             self.hits += 1
             return hit[0]
+        return self.put(key, make())
+
+    def peek(self, key: Any) -> Any:
+        """The value under `key` (a hit, as `get` counts it) or None: a miss, counted when the
+        caller `put`s what it built (for callers that build many misses together). Always None
+        when caching is off."""
+        if not _STATE["enabled"]:
+            return None
+        hit = self._data.get(key)
+        if hit is None:
+            return None
+        self._data.move_to_end(key)
+        self.hits += 1
+        return hit[0]
+
+    def put(self, key: Any, value: Any) -> Any:
+        """Store `value` under `key` as a miss that `get` would have built (nothing when caching
+        is off); returns `value`."""
+        if not _STATE["enabled"]:
+            return value
         self.misses += 1
-        value = make()
         size = nbytes_of(value)
+        data = self._data
         data[key] = (value, size)
         self._bytes += size
         while data and (len(data) > self.max_entries or self._bytes > self.max_bytes):
