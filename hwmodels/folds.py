@@ -236,22 +236,35 @@ def _ws_tile_folds(st: GridStack, strategy: str, rows: int, cols: int,
                    wb: int | float) -> list[WsFolds]:
     k_len, n_len = _edge_sizes(st.k, rows), _edge_sizes(st.n, cols)
     occ = _occupancy(st, strategy, rows, cols)  # [S, nKt, nNt]
-    occT = occ.transpose(0, 2, 1)  # j-major order
+    occT = np.ascontiguousarray(occ.transpose(0, 2, 1))  # [S, nNt, nKt]: j-major order
     occ64 = occ.astype(np.int64)
     folds_j = occ64.sum(axis=1)  # [S, nNt]
-    present = occT.copy()  # a store-only entry for a column tile without folds
-    present[folds_j == 0, 0] = True
-    ss, jj, ii = np.nonzero(present)
-    real = occT[ss, jj, ii]
-    seg = np.where(real, k_len[ii], 0)
+    present = occT  # the entries: kept tiles, and a store-only one for a tile without folds
+    if not folds_j.all():
+        present = occT.copy()
+        present[folds_j == 0, 0] = True
+    # per-entry values taken from per-tile tables at the entries' flat grid positions
+    flat = np.flatnonzero(present)  # j-major order within each mask
+    S, nNt, nKt = occT.shape
+    tab_w = k_len * n_len[:, None] * wb  # k_len[i] * n_len[j] * wb of tile (j, i)
+    seg, w_load = (_take_tiled(t, S, flat) for t in (np.broadcast_to(k_len, tab_w.shape), tab_w))
     first_j = np.argmax(occ, axis=2)  # [S, nKt] first column tile that needs k slice i
-    x_first = real & (jj == first_j[ss, ii])
+    first = np.zeros(occT.size, bool)  # the tile (s, first_j[s, i], i) of every k slice
+    first[(np.arange(S)[:, None] * nNt + first_j) * nKt + np.arange(nKt)] = True
+    x_first = first.take(flat)
+    if present is occT:
+        real = np.ones(flat.size, bool)
+    else:
+        real = occT.ravel().take(flat)
+        seg, x_first = np.where(real, seg, 0), x_first & real
+        w_load = np.where(real, w_load, 0)
+    w_load = w_load.astype(np.float64)
     k_per_tile = k_len @ occ64  # [S, nNt] K streamed per row by each column tile
     exec_elems = (k_per_tile @ n_len).tolist()
     e = _tile_entries(folds_j, cols, st.n)
-    w_load = np.where(real, k_len[ii] * n_len[jj] * wb, 0).astype(np.float64)
-    index = np.zeros(jj.size, np.int64)
-    x_resident, x_stream_k = (x_first * seg).astype(np.float64), seg.astype(np.float64)
+    index = np.zeros(seg.size, np.int64)
+    x_stream_k = seg.astype(np.float64)
+    x_resident = np.where(x_first, x_stream_k, 0.0)  # (x_first * seg) as floats
     used_k_total = (occ.any(axis=2) @ k_len).tolist()
     in_read_k = k_per_tile.sum(axis=-1).tolist()  # K streamed per row, summed over tiles
     size = occ[0].size
@@ -267,6 +280,15 @@ def _ws_tile_folds(st: GridStack, strategy: str, rows: int, cols: int,
             tile_last=e.tile_last(s), n_real=e.n_real[s], psum_cols=e.psum_cols[s],
             first_cols=e.first_cols[s]))
     return out
+
+
+def _take_tiled(table: np.ndarray, times: int, flat: np.ndarray) -> np.ndarray:
+    """`np.tile(table, (times, 1)).ravel().take(flat)`: the entries of a per-tile table at flat
+    positions of a [times, *table.shape] grid (a constant table: no gather)."""
+    first = table.flat[0]
+    if (table == first).all():
+        return np.full(flat.size, first, table.dtype)
+    return np.tile(table, (times, 1)).ravel().take(flat)
 
 
 # --------------------------------------------------------------------------- output stationary
