@@ -54,6 +54,15 @@ class OpReport:
         return float(sum(self.energy_pj.values()))
 
 
+def op_report_of(fields: dict[str, Any]) -> OpReport:
+    """An OpReport holding `fields` (every field by name, the dict itself becoming its
+    attributes): equal to ``OpReport(**fields)``, without the frozen constructor's per-field
+    cost (OpReport has no __post_init__)."""
+    out = object.__new__(OpReport)
+    out.__dict__.update(fields)
+    return out
+
+
 @dataclass(frozen=True)
 class Report:
     workload: str

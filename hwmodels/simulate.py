@@ -21,7 +21,7 @@ from .energy import price
 from .engines import ENGINES
 from .engines import analytical as _analytical
 from .engines.fusion import fused_timings
-from .report import OpReport, Report, combine
+from .report import OpReport, Report, combine, op_report_of
 from .resources import assess_fit, gather_clock_mhz
 from .sparsity import BlockMask, gemm_blocks
 from .structure import carry_structure
@@ -103,8 +103,8 @@ def simulate(workload: Workload, accelerator: Accelerator,
     timings = [t for _, t, _ in mapped]
     if acc.vector_overlap == "fused":
         timings = fused_timings(workload.ops, [s for s, _, _ in mapped], timings)
-    reports = [_op_report(op, sched, timing, mask, acc, clock)
-               for op, (sched, _, mask), timing in zip(workload.ops, mapped, timings)]
+    reports = op_reports(workload.ops, [(s, t, m) for (s, _, m), t in zip(mapped, timings)],
+                         acc, clock)
     fit = fit_of(acc)
     return combine(workload=workload.name, batch=workload.batch, accelerator=acc.name,
                    engine=engine, engine_version=ENGINES[engine], clock_mhz=clock,
@@ -113,13 +113,37 @@ def simulate(workload: Workload, accelerator: Accelerator,
                    structure=tuple(x.as_dict() for x in carried.layers))
 
 
-def _op_report(op, sched: mapping.Schedule, timing, mask, acc: Accelerator,
-               clock_mhz: float) -> OpReport:
+def op_reports(ops, mapped: list[tuple], acc: Accelerator, clock_mhz: float) -> list[OpReport]:
+    """The OpReport of every op with its (schedule, timing, mask). Ops that share all three
+    (identical unmasked ops of every layer) share the figures: the first such op's row is
+    computed, the others copy it with their own name, layer, role and weight name."""
+    memo: dict[tuple, dict] = {}
+    out = []
+    for op, (sched, timing, mask) in zip(ops, mapped):
+        key = (id(sched), id(timing), id(mask))
+        row = memo.get(key)
+        if row is None:
+            row = memo[key] = _op_fields(op, sched, timing, mask, acc, clock_mhz)
+            out.append(op_report_of(row))
+            continue
+        is_gemm = isinstance(op, GemmOp)
+        out.append(op_report_of(dict(
+            row, name=op.name, kind="gemm" if is_gemm else "vector", layer=op.layer,
+            role=op.role if is_gemm else op.kind,
+            weight_name=op.weight_name if is_gemm else None,
+            shape=(op.m, op.k, op.n) if is_gemm else (op.elements,),
+            buffer_accesses=dict(row["buffer_accesses"]), energy_pj=dict(row["energy_pj"]))))
+    return out
+
+
+def _op_fields(op, sched: mapping.Schedule, timing, mask, acc: Accelerator,
+               clock_mhz: float) -> dict:
+    """The fields of the op's OpReport, by name."""
     c = sched.count
     n = sched.counts * c  # all instances
     peak = acc.pe_array.rows * acc.pe_array.cols * timing.total_cycles
     is_gemm = isinstance(op, GemmOp)
-    return OpReport(
+    return dict(
         name=op.name, kind="gemm" if is_gemm else "vector", layer=op.layer,
         role=op.role if is_gemm else op.kind,
         weight_name=op.weight_name if is_gemm else None,
