@@ -41,15 +41,19 @@ def makespan(busy: np.ndarray, load_cyc: np.ndarray, store_cyc: np.ndarray,
         return 0.0
     if not double_buffering:
         return float(busy.sum() + load_cyc.sum() + store_cyc.sum())
-    n = busy.size
     st = store_cyc.nonzero()[0] if stores is None else stores  # store cycles are >= 0
+    return _overlapped(busy, load_cyc, st, store_cyc[st], busy_cumsum)
+
+
+def _overlapped(busy: np.ndarray, load_cyc: np.ndarray, st: np.ndarray, stored: np.ndarray,
+                busy_cumsum: np.ndarray | None) -> float:
+    """`makespan` with double buffering, given the folds that store (`st`) and their store
+    cycles (`stored`)."""
+    n = busy.size
     tail = 0.0
     if st.size:
         # a tile = the folds after the previous store up to and including this one
-        length = np.empty_like(st)
-        length[0] = st[0] + 1
-        np.subtract(st[1:], st[:-1], out=length[1:])
-        stored = store_cyc[st]
+        length = np.diff(st, prepend=-1)
         chunk = stored / length
         begin = st + 1
         end = np.minimum(begin + length, n)
@@ -75,8 +79,14 @@ def makespan(busy: np.ndarray, load_cyc: np.ndarray, store_cyc: np.ndarray,
 def time_schedule(s: Schedule, bytes_per_cycle: float, double_buffering: bool) -> Timing:
     """The op's cycles: the midpoint of the two closed forms (see the module docstring)."""
     load, store = s.repeated("load_bytes", "store_bytes")
-    total = makespan(s.busy_cycles, load / bytes_per_cycle, store / bytes_per_cycle,
-                     double_buffering, stores=s.store_folds, busy_cumsum=s.busy_cumsum)
+    busy = s.busy_cycles
+    if not double_buffering or busy.size == 0:
+        total = makespan(busy, load / bytes_per_cycle, store / bytes_per_cycle,
+                         double_buffering)
+    else:  # only the storing folds' store cycles are read: divided alone (the same values)
+        st = s.store_folds
+        total = _overlapped(busy, load / bytes_per_cycle, st, store[st] / bytes_per_cycle,
+                            s.busy_cumsum)
     return Timing.of_sums(s.kind, total, s.work_sums)
 
 
