@@ -140,7 +140,7 @@ def _op_fields(op, sched: mapping.Schedule, timing, mask, acc: Accelerator,
                clock_mhz: float) -> dict:
     """The fields of the op's OpReport, by name."""
     c = sched.count
-    n = sched.counts * c  # all instances
+    n = sched.counts * c if c != 1 else sched.counts  # all instances (x 1: the same values)
     peak = acc.pe_array.rows * acc.pe_array.cols * timing.total_cycles
     is_gemm = isinstance(op, GemmOp)
     return dict(
