@@ -154,7 +154,8 @@ class Schedule:
 
     @cached_property
     def store_folds(self) -> np.ndarray:
-        """Indices (over all instances) of the folds that store output bytes."""
+        """Indices (over all instances) of the folds that store output bytes (ws GEMMs of
+        one instance: set by the mapping from the fold structure, the same indices)."""
         (store,) = self.repeated("store_bytes")
         return _read_only(store.nonzero()[0])
 
@@ -273,7 +274,7 @@ def _ws(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str, f: WsFolds)
     real_all = f.real if nch == 1 else np.tile(f.real, nch)
     row_ends = np.zeros(real_all.size, bool)
     row_ends[np.arange(1, nch + 1) * f.jj.size - 1] = True  # the end of each M chunk
-    return Schedule(
+    sched = Schedule(
         kind="gemm", count=op.count, stream=stream,
         fill=pipeline_fill(stream, real_all, R, C, "ws", acc.weight_preload),
         index=_decode_once(f.index.astype(np.int64, copy=False), nch, w_resident),
@@ -283,6 +284,11 @@ def _ws(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str, f: WsFolds)
         strategy=strategy, dataflow="ws", load_imbalance=f.load_imbalance,
         weight_slots=not w_resident, input_slots=not (x_resident_any and nch == 1),
         row_ends=row_ends)
+    if op.count == 1:  # the storing folds: each chunk's column tiles' last entries (all > 0)
+        sched.__dict__["store_folds"] = _read_only(
+            f.tile_last if nch == 1 else
+            np.concatenate([f.tile_last + c * f.jj.size for c in range(nch)]))
+    return sched
 
 
 # --------------------------------------------------------------------------- output stationary

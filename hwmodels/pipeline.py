@@ -53,13 +53,15 @@ def pipeline_fill(stream: np.ndarray, real: np.ndarray, rows: int, cols: int, da
     if weight_preload == "serial":
         return real * ((2 * rows if dataflow == "ws" else rows) + cols - 2)  # int64
     fill = np.zeros(real.size, np.int64)
-    idx = real.nonzero()[0]
-    if idx.size == 0:
-        return fill
-    if idx.size == real.size:  # every entry a fold: the same as the indexed form below
+    if real.size and real.all():  # every entry a fold: the same as the indexed form below
         np.maximum(0, rows - stream[:-1], out=fill[1:])
+        first, last = 0, real.size - 1
     else:
+        idx = real.nonzero()[0]
+        if idx.size == 0:
+            return fill
         fill[idx[1:]] = np.maximum(0, rows - stream[idx[:-1]])
-    fill[idx[0]] += rows if dataflow == "ws" else 0
-    fill[idx[-1]] += rows + cols - 2
+        first, last = idx[0], idx[-1]
+    fill[first] += rows if dataflow == "ws" else 0
+    fill[last] += rows + cols - 2
     return fill

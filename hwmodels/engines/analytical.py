@@ -53,7 +53,9 @@ def _overlapped(busy: np.ndarray, load_cyc: np.ndarray, st: np.ndarray, stored: 
     tail = 0.0
     if st.size:
         # a tile = the folds after the previous store up to and including this one
-        length = np.diff(st, prepend=-1)
+        length = np.empty_like(st)  # (np.diff(st, prepend=-1), without its wrapper)
+        length[0] = st[0] + 1
+        np.subtract(st[1:], st[:-1], out=length[1:])
         chunk = stored / length
         begin = st + 1
         end = np.minimum(begin + length, n)
@@ -62,15 +64,15 @@ def _overlapped(busy: np.ndarray, load_cyc: np.ndarray, st: np.ndarray, stored: 
         diff = np.bincount(np.minimum(begin, n), weights=chunk, minlength=n + 1)
         diff -= np.bincount(end, weights=chunk, minlength=n + 1)
         tail = float((stored - chunk * inside).sum())
-        dma = load_cyc + np.cumsum(diff)[:n]
+        dma = load_cyc + diff.cumsum()[:n]
     else:
         dma = load_cyc + 0.0  # (a copy: + the zero running sum of no stores)
-    a_cum = np.cumsum(dma)
+    a_cum = dma.cumsum()
     if busy_cumsum is None:
         b_suf = np.cumsum(busy[::-1])[::-1]
     else:
         b_suf = (busy_cumsum[-1] - busy_cumsum) + busy
-    lower = float(np.max(a_cum + b_suf) + tail)
+    lower = float((a_cum + b_suf).max() + tail)
     # lock-step: the DMA works at most one fold ahead of the array
     upper = float(dma[0] + np.maximum(busy[:-1], dma[1:]).sum() + busy[-1] + tail)
     return 0.5 * (lower + upper)

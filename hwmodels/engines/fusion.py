@@ -66,8 +66,8 @@ def granule_shares(s: Schedule, kind: str, passes: int) -> np.ndarray:
     tiles = store / total
     if kind not in ROW_WISE or passes < 2:
         return tiles
-    cum = np.cumsum(tiles)
-    ends = np.flatnonzero(row_ends)
+    cum = tiles.cumsum()
+    ends = row_ends.nonzero()[0]  # (np.flatnonzero of a 1-D array)
     rows = np.zeros(store.size)
     at = cum[ends]  # np.diff(np.r_[0.0, at]), as slices
     rows[ends[:1]] = at[:1] - 0.0
@@ -83,8 +83,8 @@ def granule_work(s: Schedule, kind: str, passes: int, cycles: float) -> np.ndarr
 
 def exposed_cycles(release: np.ndarray, work: np.ndarray) -> float:
     """Cycles the vector unit runs past the last release: max_g (r_g + sum_{h>=g} v_h) - r_last."""
-    suffix = np.cumsum(work[::-1])[::-1]
-    return float(max(0.0, np.max(release + suffix) - release[-1]))
+    suffix = work[::-1].cumsum()[::-1]
+    return float(max(0.0, (release + suffix).max() - release[-1]))
 
 
 def fuse_group(producer: Schedule, producer_timing: Timing, vectors: Sequence[VectorOp],
