@@ -5,10 +5,11 @@ split with its 95% bootstrap interval and its training seconds, printed as a tab
 Every model goes through `codesign.accuracy.dense_checkpoint`, so it lands in the accuracy cache
 (the default recipe's budget is then the very model the studies use) and a re-run is free; an
 interrupted run resumes at the first budget not yet trained. What is ignored: seeds (one per
-budget) and learning-rate tuning per budget (the recipe's lr 3e-4, one epoch, for all).
+budget) and learning-rate tuning per budget (the recipe's rate for all; `--recipe` overrides it).
 
     python benchmarks/bench_dense.py                                   # SST-2: 2k, 8k, 16k, all
     python benchmarks/bench_dense.py --task stsb --budgets 2000,all
+    python benchmarks/bench_dense.py --budgets 16000 --recipe dense_lr=3e-4
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--glue-dir", default=os.environ.get("CODESIGN_GLUE_DIR")
                     or str(ROOT.parent / "shared" / "data" / "glue"))
     ap.add_argument("--cache", default=None, help="accuracy cache folder (default: the user's)")
+    ap.add_argument("--recipe", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a field of the default recipe (repeatable)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads (default $CODESIGN_THREADS, else every CPU)")
     args = ap.parse_args(argv)
@@ -36,15 +39,18 @@ def main(argv: list[str] | None = None) -> int:
 
     from codesign.accuracy import AccuracyCache, Recipe
     from codesign.accuracy.dense import dense_checkpoint
+    from codesign.cli.accuracy import _parse_recipe_overrides
     from codesign.pruning.batching import torch_threads
 
+    base = _parse_recipe_overrides(tuple(args.recipe))
     cache = AccuracyCache(args.cache)
     rows = []
     with torch_threads(args.threads):
         for n in budgets:
             t0 = time.perf_counter()
-            dense = dense_checkpoint(args.model, args.task, Recipe(dense_examples=n),
-                                     glue_dir=args.glue_dir, cache=cache)
+            recipe = Recipe(**{**base, "dense_examples": n})
+            dense = dense_checkpoint(args.model, args.task, recipe, glue_dir=args.glue_dir,
+                                     cache=cache)
             low = dense.metrics.get(f"{dense.metric}_low", float("nan"))
             high = dense.metrics.get(f"{dense.metric}_high", float("nan"))
             took = time.perf_counter() - t0
@@ -52,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
                          "cached" if took < 0.5 * dense.seconds else "trained now"))
             print(f"{'all' if n is None else n:>6} examples: {dense.metric} {dense.score:.3f} "
                   f"[{low:.3f}, {high:.3f}], {dense.seconds:.0f} s", flush=True)
-    print(f"\n{args.task}, {args.model}, default recipe but dense_examples; load average "
+    changed = ", ".join(["dense_examples", *args.recipe])
+    print(f"\n{args.task}, {args.model}, default recipe but {changed}; load average "
           f"{os.getloadavg()[0]:.1f} at the end, {os.cpu_count()} CPUs\n")
     print("| training examples | dev score [95% interval] | training + evaluation s | |")
     print("|---|---|---|---|")

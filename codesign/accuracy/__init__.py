@@ -18,8 +18,9 @@ keys) -> ``dense`` (the dense fine-tuned model) -> ``measurement`` (measure, one
 ``allocated`` (measure_allocated: latency-aware points, masks allocated on one accelerator).
 
 The default Recipe is sized for a 2-core CPU (no GPU); its measured rates, costs and scores are
-stated once, in docs/accuracy.md ("Fidelities and default recipes"). MiniLM needs a high
-learning rate at these budgets (the recipes use 3e-4 dense, 1e-4 retraining).
+stated once, in docs/accuracy.md ("Fidelities and default recipes"). MiniLM needs a higher
+learning rate than BERT's usual 2e-5 at these budgets (the default uses 1e-4 dense and
+retraining; the quick recipe's few dozen steps, 3e-4 dense).
 
 What is ignored / how to scale up
 ---------------------------------

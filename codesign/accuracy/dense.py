@@ -140,9 +140,10 @@ def _fine_tune_dense(model: str, task: str, recipe: Recipe, glue_dir: Any, final
     train = train_split(task, recipe.dense_examples, recipe, glue_dir, stage=0)
     dev = dev_split(task, recipe, glue_dir)
     loaded = load_model(model, task=task, head_seed=recipe.seed)
+    passes = recipe.dense_passes(len(train))
     stats = finetune(loaded.model, loaded.tokenizer, train,
-                     train_config(recipe, recipe.dense_examples, recipe.dense_epochs,
-                                  recipe.dense_lr), progress=progress)
+                     train_config(recipe, recipe.dense_examples, passes, recipe.dense_lr),
+                     progress=progress)
     metrics = evaluate_dev(loaded.model, loaded.tokenizer, task, dev, recipe)
     seconds = time.perf_counter() - t0
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -155,7 +156,7 @@ def _fine_tune_dense(model: str, task: str, recipe: Recipe, glue_dir: Any, final
         (tmp / "dense.json").write_text(json.dumps({
             "model": model, "model_sha256": sha, "source": loaded.source, "task": task,
             "metric": get_task(task).headline, "metrics": metrics, "seconds": seconds,
-            "recipe": recipe.dense_fields(), "train_examples": len(train),
+            "recipe": recipe.dense_fields(), "train_examples": len(train), "passes": passes,
             "dev_examples": len(dev), "device": device_of(loaded.model),
             "threads": stats.threads, "batching": stats.extra.get("batching"),
             "created": utc_now()}, indent=1, sort_keys=True))

@@ -228,12 +228,15 @@ def test_fidelity_order_and_recipe_keys():
 @pytest.mark.parametrize("preset,saliency,key", [
     ("default", "obs", "ce1d8d4c93d4f482"), ("quick", "obs", "c2f341481d1f47e9"),
     ("paper", "obs", "b55aaf58c241ad42"), ("default", None, "79ef83013564d786"),
-    ("quick", None, "24e1634595922c2d"), ("paper", None, "640b52d7f3970fd3")])
+    ("quick", None, "24e1634595922c2d"), ("paper", None, "640b52d7f3970fd3"),
+    ("current", None, "0adfc2d427534499")])
 def test_calibrated_recipe_hash_is_pinned(preset, saliency, key):
     # cached calibrated measurements stay valid: change on purpose only (PROCEDURE_VERSION 2);
-    # pinned with the dense budget the default recipe had then (2,000 examples). The OBS keys
-    # of before the Fisher default (calib_saliency=obs, calib_scope=matrix) still hold.
-    recipe = Recipe(dense_examples=2000) if preset == "default" else Recipe.preset(preset)
+    # "default" is pinned with the dense budget and rate the default recipe had then (2,000
+    # examples, lr 3e-4, no filling), "current" is today's default. The OBS keys of before the Fisher
+    # default (calib_saliency=obs, calib_scope=matrix) still hold.
+    recipe = {"default": Recipe(dense_examples=2000, dense_lr=3e-4, dense_fill=False),
+              "current": Recipe()}.get(preset) or Recipe.preset(preset)
     if saliency:
         recipe = Recipe.from_dict({**recipe.to_dict(), "calib_saliency": saliency,
                                    "calib_scope": None})

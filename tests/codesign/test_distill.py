@@ -99,11 +99,12 @@ def test_distill_off_keeps_every_key(monkeypatch):
     monkeypatch.setattr("codesign.accuracy.recipe.PROCEDURE_VERSION", 1)
     # the first version's default recipe (2,000 dense examples, magnitude start) without
     # distillation: its keys do not see the distillation fields
-    off = Recipe(dense_examples=2000, retrain_start="magnitude", distill=False, distill_alpha=0.9,
+    then = {"dense_examples": 2000, "dense_lr": 3e-4, "dense_fill": False}
+    off = Recipe(**then, retrain_start="magnitude", distill=False, distill_alpha=0.9,
                  distill_temperature=7.0, recovery_holdout=0)
     for fidelity, key in KEYS_V1.items():
         assert off.hash(fidelity) == key
-    assert off.dense_fields() == Recipe(dense_examples=2000).dense_fields()
+    assert off.dense_fields() == Recipe(**then).dense_fields()
 
 
 def test_distill_on_enters_only_the_training_fidelities():
