@@ -164,7 +164,8 @@ def test_bad_inputs_are_one_line_errors(cache):
 def test_cli_json_from_cache_and_export(cache, glue_dir, tmp_path):
     measure(MODEL, "sst2", "16x16", 0.5, "retrain", RECIPE, glue_dir=glue_dir, cache=cache)
     overrides = [a for k, v in [("max_seq_len", 32), ("batch_size", 16), ("eval_examples", 48),
-                                ("dense_examples", 48), ("retrain_examples", 48),
+                                ("dense_examples", 48), ("dense_lr", 3e-4),
+                                ("dense_fill", "false"), ("retrain_examples", 48),
                                 ("rgl_examples", 48), ("rgl_reweight_every", 1),
                                 ("calib_examples", 48), ("recovery_holdout", 48)]
                  for a in ("--recipe", f"{k}={v}")]

@@ -243,7 +243,9 @@ def test_calibrated_recipe_hash_is_pinned(preset, saliency, key):
     assert recipe.hash("calibrated") == key
 
 
-SMALL = Recipe(max_seq_len=32, eval_examples=200, dense_examples=640, calib_examples=64)
+# 640 examples (20 steps) need the quick recipe's dense rate (docs/accuracy.md, "Dense baseline")
+SMALL = Recipe(max_seq_len=32, eval_examples=200, dense_examples=640, dense_lr=3e-4,
+               calib_examples=64)
 
 
 @pytest.mark.slow
@@ -258,7 +260,8 @@ def test_calibrated_fidelity_beats_magnitude_oneshot(tmp_path, glue_dir, monkeyp
     oneshot = measure("minilm-l6", "sst2", "16x16", 0.5, "oneshot", SMALL, glue_dir=glue_dir,
                       cache=cache)
     overrides = [a for k, v in (("max_seq_len", 32), ("eval_examples", 200),
-                                ("dense_examples", 640), ("calib_examples", 64))
+                                ("dense_examples", 640), ("dense_lr", 3e-4),
+                                ("calib_examples", 64))
                  for a in ("--recipe", f"{k}={v}")]
     out = CliRunner().invoke(main, ["accuracy", "--task", "sst2", "--block", "16x16", "--ratio",
                                     "0.5", "--fidelity", "calibrated", "--cache",

@@ -19,7 +19,7 @@ MODEL = "minilm-l6"
 #: a small but real dense model (test_accuracy_honest's recipe: 640 training sentences, seq 32,
 #: one epoch), evaluated on all 872 dev sentences, so a point of accuracy is about 9 sentences;
 #: measured: fp32 0.7133, w8a8 0.7122, w4a8 0.7122 (docs/accuracy.md "Precision")
-SMALL = Recipe(max_seq_len=32, batch_size=32, dense_examples=640)
+SMALL = Recipe(max_seq_len=32, batch_size=32, dense_examples=640, dense_lr=3e-4)
 QUICK = Recipe.quick(examples=48, seq=32)
 
 
