@@ -83,15 +83,8 @@ class BoundedCache:
 
     def get(self, key: Any, make: Callable[[], Any]) -> Any:
         """The value under `key`, built by `make()` on a miss (or always, when caching is off)."""
-        if not _STATE["enabled"]:
-            return make()
-        data = self._data
-        hit = data.get(key)
-        if hit is not None:
-            data.move_to_end(key)
-            self.hits += 1
-            return hit[0]
-        return self.put(key, make())
+        hit = self.peek(key)
+        return hit if hit is not None else self.put(key, make())
 
     def peek(self, key: Any) -> Any:
         """The value under `key` (a hit, as `get` counts it) or None: a miss, counted when the
