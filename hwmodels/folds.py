@@ -17,10 +17,11 @@ from typing import Sequence
 import numpy as np
 
 from .accelerator import Accelerator
+from .frozen import derived, make
 from .sweepcache import FOLDS
 from .occupancy import GridStack
 from .sparsity import (INDEX_DECODE_BITS_PER_CYCLE, ColumnPacking, GemmBlocks, IndexFormat,
-                       IndexLayout, _edge_sizes, column_tile_packing, index_layout,
+                       IndexLayout, _edge_sizes, _read_only, column_tile_packing, index_layout,
                        tile_occupancy)
 
 INDEX_PORT_BYTES = INDEX_DECODE_BITS_PER_CYCLE // 8  # one 64-bit BRAM word per cycle
@@ -106,7 +107,6 @@ class WsFolds:
     plus a store-only entry for a column tile whose weight tiles are all skipped."""
 
     compact: bool
-    jj: np.ndarray  # column tile of each entry
     real: np.ndarray  # the entry is a fold (False: store-only)
     seg: np.ndarray  # K rows of the fold's weight tile
     w_load: np.ndarray  # DRAM bytes of weights (+ indices) before the fold
@@ -128,6 +128,19 @@ class WsFolds:
     psum_cols: int  # sum over folds of their column tile's width (partial-sum columns)
     first_cols: int  # width of the column tiles with at least one fold
 
+    @property
+    def entries(self) -> int:
+        """Entries of one pass (the last column tile's last entry is the last)."""
+        return int(self.tile_last[-1]) + 1 if self.tile_last.size else 0
+
+    @derived
+    def jj(self) -> np.ndarray:
+        """The column tile of each entry (from the column tiles' last entries)."""
+        count = np.empty_like(self.tile_last)
+        count[0] = self.tile_last[0] + 1
+        count[1:] = self.tile_last[1:] - self.tile_last[:-1]
+        return _read_only(np.arange(count.size).repeat(count))
+
 
 @dataclass(frozen=True, eq=False)
 class _Entries:
@@ -138,7 +151,6 @@ class _Entries:
     count: np.ndarray  # [S * nNt] entries per column tile
     last: np.ndarray  # [S * nNt] flat index of each column tile's last entry
     offsets: np.ndarray  # [S + 1] first flat entry of each mask
-    jj: np.ndarray  # [entries] column tile of each entry
     n_real: list  # per mask: folds (entries that use the array)
     psum_cols: list  # per mask: sum over folds of their column tile's width
     first_cols: list  # per mask: width of the column tiles with at least one fold
@@ -165,7 +177,6 @@ def _tile_entries(folds_j: np.ndarray, cols: int, n: int) -> _Entries:
     offsets[1:] = ends[nNt - 1::nNt]
     n_len = _edge_sizes(n, cols)
     return _Entries(count=count, last=ends - 1, offsets=offsets,
-                    jj=np.tile(np.arange(nNt), S).repeat(count),
                     n_real=folds_j.sum(axis=-1).tolist(), psum_cols=(folds_j @ n_len).tolist(),
                     first_cols=((folds_j > 0) @ n_len).tolist())
 
@@ -220,8 +231,8 @@ def _ws_compact_folds(st: GridStack, rows: int, cols: int, wb: int | float, ib: 
     out = []
     for s, gb in enumerate(st.members):
         a, b = e.offsets[s], e.offsets[s + 1]
-        out.append(WsFolds(
-            compact=True, jj=e.jj[a:b], real=real[a:b], seg=seg[a:b], w_load=w_load[a:b],
+        out.append(make(  # = WsFolds(...), every field given
+            WsFolds, compact=True, real=real[a:b], seg=seg[a:b], w_load=w_load[a:b],
             index=index[a:b], used_k_total=gb.used_k_total, x_resident=x_resident[a:b],
             x_stream_k=x_stream_k[a:b], exec_elems=int(sums[0][s]),
             tiles_total=int(sums[1][s]), tiles_skipped=0,
@@ -247,7 +258,8 @@ def _ws_tile_folds(st: GridStack, strategy: str, rows: int, cols: int,
     flat = np.flatnonzero(present)  # j-major order within each mask
     S, nNt, nKt = occT.shape
     tab_w = k_len * n_len[:, None] * wb  # k_len[i] * n_len[j] * wb of tile (j, i)
-    seg, w_load = (_take_tiled(t, S, flat) for t in (np.broadcast_to(k_len, tab_w.shape), tab_w))
+    seg = _take_tiled(np.broadcast_to(k_len, tab_w.shape), S, flat)
+    w_load = _take_tiled(tab_w.astype(np.float64), S, flat)  # (float64 of the same values)
     first_j = np.argmax(occ, axis=2)  # [S, nKt] first column tile that needs k slice i
     first = np.zeros(occT.size, bool)  # the tile (s, first_j[s, i], i) of every k slice
     first[(np.arange(S)[:, None] * nNt + first_j) * nKt + np.arange(nKt)] = True
@@ -257,8 +269,7 @@ def _ws_tile_folds(st: GridStack, strategy: str, rows: int, cols: int,
     else:
         real = occT.ravel().take(flat)
         seg, x_first = np.where(real, seg, 0), x_first & real
-        w_load = np.where(real, w_load, 0)
-    w_load = w_load.astype(np.float64)
+        w_load = np.where(real, w_load, 0.0)
     k_per_tile = k_len @ occ64  # [S, nNt] K streamed per row by each column tile
     exec_elems = (k_per_tile @ n_len).tolist()
     e = _tile_entries(folds_j, cols, st.n)
@@ -271,8 +282,8 @@ def _ws_tile_folds(st: GridStack, strategy: str, rows: int, cols: int,
     out = []
     for s in range(len(st.members)):
         a, b = e.offsets[s], e.offsets[s + 1]
-        out.append(WsFolds(
-            compact=False, jj=e.jj[a:b], real=real[a:b], seg=seg[a:b], w_load=w_load[a:b],
+        out.append(make(  # = WsFolds(...), every field given
+            WsFolds, compact=False, real=real[a:b], seg=seg[a:b], w_load=w_load[a:b],
             index=index[a:b], used_k_total=int(used_k_total[s]), x_resident=x_resident[a:b],
             x_stream_k=x_stream_k[a:b], exec_elems=int(exec_elems[s]), tiles_total=size,
             tiles_skipped=size - e.n_real[s], in_read_k=int(in_read_k[s]),

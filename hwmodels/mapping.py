@@ -63,13 +63,13 @@ group).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Sequence
 
 import numpy as np
 
 from .accelerator import Accelerator
 from .actions import ActionCounts
+from .frozen import derived, make
 from .folds import (INDEX_PORT_BYTES, OsSlabs, WsFolds,  # noqa: F401 (INDEX_PORT_BYTES)
                     pass_structures)
 from .pipeline import pipeline_fill
@@ -130,20 +130,33 @@ class Schedule:
 
     # Derived once per schedule and shared by the engines and fused vector work (a schedule is
     # immutable; a cached schedule serves every design point that shares it).
-    @cached_property
-    def busy_cycles(self) -> np.ndarray:
-        """float64: `busy` over all `count` instances (what the engines time)."""
-        busy = (self.stream + self.fill + self.index).astype(np.float64)
+    @derived
+    def busy_counts(self) -> np.ndarray:
+        """`busy` over all `count` instances, in the arrays' own dtype (integers: exact)."""
+        busy = self.stream + self.fill + self.index
         return _read_only(busy if self.count == 1 else np.tile(busy, self.count))
 
-    @cached_property
+    @derived
+    def busy_cycles(self) -> np.ndarray:
+        """float64: `busy` over all `count` instances (what the engines time)."""
+        return _read_only(self.busy_counts.astype(np.float64))
+
+    @derived
     def busy_cumsum(self) -> np.ndarray:
-        """float64: the running sum of `busy_cycles` (exact: whole cycle counts, checked)."""
+        """float64: the running sum of `busy_cycles` (exact: whole cycle counts, checked).
+        Taken over the integers when every running sum is a float exactly (non-negative
+        cycles summing to at most 2**53: each float addition is then exact, so the values
+        are those of the float running sum)."""
         if any(x.dtype.kind not in "iub" for x in (self.stream, self.fill, self.index)):
             raise TypeError("Schedule: stream, fill and index must be integer cycle counts")
+        counts = self.busy_counts
+        if counts.size:
+            cum = counts.cumsum()
+            if cum[-1] <= 2 ** 53 and counts.min() >= 0:
+                return _read_only(cum.astype(np.float64))
         return _read_only(self.busy_cycles.cumsum())
 
-    @cached_property
+    @derived
     def work_sums(self) -> tuple[float, float, float, float]:
         """(busy, stream, fill/drain, index) cycles over all instances, as floats: whole cycle
         counts summed exactly (as integers), so equal to summing the repeated arrays."""
@@ -152,7 +165,7 @@ class Schedule:
             return (float(self.busy_cycles.sum()), *map(float, parts))
         return (float(parts[0] + parts[1] + parts[2]), *map(float, parts))
 
-    @cached_property
+    @derived
     def store_folds(self) -> np.ndarray:
         """Indices (over all instances) of the folds that store output bytes (ws GEMMs of
         one instance: set by the mapping from the fold structure, the same indices)."""
@@ -239,7 +252,7 @@ def _ws(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str, f: WsFolds)
         acc.output_buffer) // (C * ab))))]
     nch = len(m_lens)
     # the last entry of each column tile carries that tile's output store
-    store_unit = np.zeros(f.jj.size)  # bytes per streamed row
+    store_unit = np.zeros(f.entries)  # bytes per streamed row
     store_unit[f.tile_last] = n_len * ob
     w_once = float(f.w_load.sum())
     w_resident = nch > 1 and w_once <= acc.usable_bytes(acc.weight_buffer)
@@ -258,8 +271,9 @@ def _ws(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str, f: WsFolds)
     idx_bytes = f.index_bytes * (nch if not w_resident else 1)
     out_bytes = M * N * ob
     psum_cols, first_cols = f.psum_cols, f.first_cols
-    counts = ActionCounts(
-        executed_macs=M * f.exec_elems, useful_macs=M * gb.kept_weights, dense_macs=M * K * N,
+    counts = make(  # = ActionCounts(...), every field given
+        ActionCounts, executed_macs=M * f.exec_elems, useful_macs=M * gb.kept_weights,
+        dense_macs=M * K * N, vector_element_passes=0,
         weight_dram_bytes=w_bytes - idx_bytes, index_dram_bytes=idx_bytes,
         input_dram_bytes=x_bytes, output_dram_bytes=float(out_bytes),
         mandatory_dram_bytes=float(w_once + M * f.used_k_total * ob + out_bytes),
@@ -273,11 +287,12 @@ def _ws(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str, f: WsFolds)
         tiles_skipped=f.tiles_skipped * nch)
     real_all = f.real if nch == 1 else np.tile(f.real, nch)
     row_ends = np.zeros(real_all.size, bool)
-    row_ends[np.arange(1, nch + 1) * f.jj.size - 1] = True  # the end of each M chunk
-    sched = Schedule(
-        kind="gemm", count=op.count, stream=stream,
-        fill=pipeline_fill(stream, real_all, R, C, "ws", acc.weight_preload),
-        index=_decode_once(f.index.astype(np.int64, copy=False), nch, w_resident),
+    row_ends[np.arange(1, nch + 1) * f.entries - 1] = True  # the end of each M chunk
+    fill = pipeline_fill(stream, real_all, R, C, "ws", acc.weight_preload,
+                         min_stream=min(m_lens))
+    index = _decode_once(f.index.astype(np.int64, copy=False), nch, w_resident)
+    sched = make(  # = Schedule(...), every field given
+        Schedule, kind="gemm", count=op.count, stream=stream, fill=fill, index=index,
         weight_load=_joined(w_parts), input_load=_joined(x_parts),
         store_bytes=(store_unit * M if nch == 1 else
                      np.concatenate([store_unit * ml for ml in m_lens])), counts=counts,
@@ -287,7 +302,11 @@ def _ws(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str, f: WsFolds)
     if op.count == 1:  # the storing folds: each chunk's column tiles' last entries (all > 0)
         sched.__dict__["store_folds"] = _read_only(
             f.tile_last if nch == 1 else
-            np.concatenate([f.tile_last + c * f.jj.size for c in range(nch)]))
+            np.concatenate([f.tile_last + c * f.entries for c in range(nch)]))
+        # the integer sums of `work_sums`: every chunk streams its rows through each fold
+        parts = (M * f.n_real, fill.sum(), index.sum() if f.compact else 0)  # (else 0s)
+        sched.__dict__["work_sums"] = (float(parts[0] + parts[1] + parts[2]),
+                                       *map(float, parts))
     return sched
 
 

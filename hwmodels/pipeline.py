@@ -32,7 +32,7 @@ def ideal_compute_cycles(m: int, k: int, n: int, rows: int, cols: int, dataflow:
 
 
 def pipeline_fill(stream: np.ndarray, real: np.ndarray, rows: int, cols: int, dataflow: str,
-                  weight_preload: str) -> np.ndarray:
+                  weight_preload: str, *, min_stream: int | None = None) -> np.ndarray:
     """Fill/drain (+ exposed weight preload) cycles per fold of one op instance.
 
     serial (SCALE-Sim): every fold pays them in full, ws ``2R + C - 2`` (R preload, R - 1 input
@@ -49,11 +49,19 @@ def pipeline_fill(stream: np.ndarray, real: np.ndarray, rows: int, cols: int, da
     max(0, R - stream of the previous real fold), and the last real fold R + C - 2 more.
     Ignored: a DRAM stall before a fold also delays its shadow preload (charged as if the
     preload had overlapped the previous fold); the pipeline drains between op instances and ops.
+    `min_stream`, when the caller knows it: no more than the stream of any real fold (if it
+    is >= `rows` no later fold waits for its preload, and only the first and last real folds
+    are found, without the per-fold maximum; the same array).
     """
     if weight_preload == "serial":
         return real * ((2 * rows if dataflow == "ws" else rows) + cols - 2)  # int64
     fill = np.zeros(real.size, np.int64)
-    if real.size and real.all():  # every entry a fold: the same as the indexed form below
+    if min_stream is not None and min_stream >= rows:  # every max(0, rows - stream) is 0
+        first = int(real.argmax()) if real.size else 0
+        if not real.size or not real[first]:
+            return fill
+        last = real.size - 1 - int(real[::-1].argmax())
+    elif real.size and real.all():  # every entry a fold: the same as the indexed form below
         np.maximum(0, rows - stream[:-1], out=fill[1:])
         first, last = 0, real.size - 1
     else:

@@ -58,7 +58,15 @@ def granule_shares(s: Schedule, kind: str, passes: int) -> np.ndarray:
     module docstring): element shares of the tiles, the last pass of a row-wise op on row
     groups; all of it at the last fold when the producer stores nothing."""
     store, row_ends = s.repeated("store_bytes", "row_ends")
-    total = float(store.sum())
+    return _shares(store, float(store.sum()), row_ends, kind, passes)
+
+
+def _shares(store: np.ndarray, total: float, row_ends: np.ndarray, kind: str,
+            passes: int) -> np.ndarray:
+    """`granule_shares` from the producer's store bytes and row ends (over all instances, or
+    any subsequence of folds holding every storing fold, every row end and the last fold: the
+    running sums over it are those of the whole sequence at its folds) and the sum of the
+    store bytes over all folds (`total`)."""
     if total <= 0:
         out = np.zeros(store.size)
         out[-1] = 1.0
@@ -92,14 +100,42 @@ def fuse_group(producer: Schedule, producer_timing: Timing, vectors: Sequence[Ve
     """The timings of the vector ops of one fusion group (see the module docstring)."""
     if producer.stream.size == 0 or not vectors:
         return list(timings)
-    release = fold_ends(producer, producer_timing)
-    work = sum(granule_work(producer, op.kind, op.passes, t.total_cycles)
-               for op, t in zip(vectors, timings))
+    at = (release_points(producer) if producer_timing.fold_end_cycles is None else None)
+    if at is None:
+        release = fold_ends(producer, producer_timing)
+        work = sum(granule_work(producer, op.kind, op.passes, t.total_cycles)
+                   for op, t in zip(vectors, timings))
+    else:  # only the folds that release work (the same maximum: see `release_points`)
+        cum = producer.busy_cumsum
+        release = (cum[at] * (producer_timing.total_cycles / cum[-1]) if cum[-1] > 0
+                   else cum[at])
+        store, row_ends = producer.repeated("store_bytes", "row_ends")
+        total, store, row_ends = float(store.sum()), store[at], row_ends[at]
+        work = sum(t.total_cycles * _shares(store, total, row_ends, op.kind, op.passes)
+                   for op, t in zip(vectors, timings))
     shown = exposed_cycles(release, np.asarray(work, np.float64))
     alone = sum(t.total_cycles for t in timings)
     if alone <= 0:
         return list(timings)
     return [t.exposed(shown * t.total_cycles / alone) for t in timings]
+
+
+def release_points(s: Schedule) -> np.ndarray | None:
+    """The folds (over all instances) at which vector work can be released behind the
+    analytical engine's timing of `s`, when they are few (at most half the folds), else None:
+    the storing folds, if they hold every row end and the last fold. Work is zero at every
+    other fold, so the running suffix sum of work is constant from one such fold back to the
+    previous one, while release times (the running sum of the array's cycles, scaled) never
+    decrease: max_g (r_g + suffix_g) is reached at one of them, and the same floats are added
+    and compared (tests/hwmodels/test_fusion_points.py)."""
+    at = s.store_folds
+    n = s.busy_cycles.size
+    if at.size == 0 or 2 * at.size > n or at[-1] != n - 1:
+        return None
+    (row_ends,) = s.repeated("row_ends")
+    if np.count_nonzero(row_ends) != np.count_nonzero(row_ends[at]):
+        return None
+    return at
 
 
 def fused_timings(ops: Sequence[GemmOp | VectorOp], schedules: Sequence[Schedule],
