@@ -238,7 +238,7 @@ def _ws_input_load(f: WsFolds, rows: int, x_cap: int, ob: int) -> tuple[np.ndarr
     if rows * f.used_k_total * ob <= x_cap:
         if f.compact:
             return f.x_resident * (rows * f.used_k_total * ob), True
-        return f.x_resident * rows * ob, True
+        return (f.x_resident * rows * ob if ob != 1 else f.x_resident * rows), True  # (x 1)
     return f.x_stream_k * (rows * ob), False
 
 
@@ -254,6 +254,11 @@ def _ws(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str, f: WsFolds)
     # the last entry of each column tile carries that tile's output store
     store_unit = np.zeros(f.entries)  # bytes per streamed row
     store_unit[f.tile_last] = n_len * ob
+    if nch == 1:  # (store_unit * M: the same products, at the storing entries only)
+        store = np.zeros(f.entries)
+        store[f.tile_last] = store_unit[f.tile_last] * M
+    else:
+        store = np.concatenate([store_unit * ml for ml in m_lens])
     w_once = float(f.w_load.sum())
     w_resident = nch > 1 and w_once <= acc.usable_bytes(acc.weight_buffer)
     w_parts, x_parts = [], []
@@ -294,8 +299,7 @@ def _ws(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str, f: WsFolds)
     sched = make(  # = Schedule(...), every field given
         Schedule, kind="gemm", count=op.count, stream=stream, fill=fill, index=index,
         weight_load=_joined(w_parts), input_load=_joined(x_parts),
-        store_bytes=(store_unit * M if nch == 1 else
-                     np.concatenate([store_unit * ml for ml in m_lens])), counts=counts,
+        store_bytes=store, counts=counts,
         strategy=strategy, dataflow="ws", load_imbalance=f.load_imbalance,
         weight_slots=not w_resident, input_slots=not (x_resident_any and nch == 1),
         row_ends=row_ends)
@@ -307,6 +311,8 @@ def _ws(op: GemmOp, acc: Accelerator, gb: GemmBlocks, strategy: str, f: WsFolds)
         parts = (M * f.n_real, fill.sum(), index.sum() if f.compact else 0)  # (else 0s)
         sched.__dict__["work_sums"] = (float(parts[0] + parts[1] + parts[2]),
                                        *map(float, parts))
+        if not f.compact:  # Schedule.busy_counts, without adding the zero index cycles
+            sched.__dict__["busy_counts"] = _read_only(stream + fill)
     return sched
 
 

@@ -80,7 +80,10 @@ def _overlapped(busy: np.ndarray, load_cyc: np.ndarray, st: np.ndarray, stored: 
 
 def time_schedule(s: Schedule, bytes_per_cycle: float, double_buffering: bool) -> Timing:
     """The op's cycles: the midpoint of the two closed forms (see the module docstring)."""
-    load, store = s.repeated("load_bytes", "store_bytes")
+    if s.count == 1:  # (s.repeated, without its generator)
+        load, store = s.weight_load + s.input_load, s.store_bytes
+    else:
+        load, store = s.repeated("load_bytes", "store_bytes")
     busy = s.busy_cycles
     if not double_buffering or busy.size == 0:
         total = makespan(busy, load / bytes_per_cycle, store / bytes_per_cycle,
