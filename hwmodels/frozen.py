@@ -18,6 +18,9 @@ from typing import Any, Callable
 
 @functools.lru_cache(maxsize=None)
 def _field_names(cls: type) -> frozenset:
+    if hasattr(cls, "__post_init__"):  # its checks would be skipped: build it the usual way
+        raise TypeError(f"frozen.make({cls.__name__}): the class has a __post_init__; call "
+                        f"{cls.__name__}(...) instead")
     return frozenset(f.name for f in dataclasses.fields(cls))
 
 
