@@ -85,7 +85,8 @@ def _allocated_prune(loaded: Any, block: BlockShape, recipe: Recipe, task: str, 
     table = build_costs(workload, accelerator, block, engine=engine)
     done = latency_aware_prune(loaded.model, loaded.structure, table=table, calibration=batches,
                                speedup=speedup, saliency=recipe.calib_saliency,
-                               damping=recipe.calib_damping)
+                               damping=recipe.calib_damping,
+                               fisher_examples=recipe.calib_fisher_examples)
     a = done.allocation
     summary = {"accelerator_name": accelerator.name, "target_ms": a.target_ms,
                "latency_ms": a.latency_ms, "dense_ms": a.dense_ms, "speedup_reached": a.speedup,

@@ -209,7 +209,9 @@ def _calibrated(loaded: Any, block: tuple[int, int], ratio: float, recipe: Recip
     if recipe.calib_saliency == "fisher":
         return fisher_prune(loaded.model, loaded.structure, block_shape=block, ratio=ratio,
                             calibration=batches, scope=recipe.scope,
-                            damping=recipe.calib_damping, balance=balance)
+                            damping=recipe.calib_damping, balance=balance,
+                            min_density=recipe.calib_min_density,
+                            fisher_examples=recipe.calib_fisher_examples)
     return calibrated_prune(loaded.model, loaded.structure, block_shape=block, ratio=ratio,
                             calibration=batches, saliency=recipe.calib_saliency,
                             damping=recipe.calib_damping, balance=balance)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from codesign.hashing import short_hash
-from codesign.pruning import SCOPES, natural_scope
+from codesign.pruning import GLOBAL_MIN_DENSITY, SCOPES, natural_scope
 
 # Cheapest first: the order a study's stages must follow.
 FIDELITIES: tuple[str, ...] = ("oneshot", "calibrated", "retrain", "rgl")
@@ -33,6 +33,8 @@ _DISTILLED = ("retrain", "rgl")  # the fidelities with training steps that may d
 CALIB_SALIENCIES: tuple[str, ...] = ("norm", "obs", "fisher")
 _FILL = "dense_fill"  # enters the keys only when it may fill (older keys hold)
 _SCOPE = "calib_scope"  # enters the keys only when not its saliency's own (older keys hold)
+_FLOOR = "calib_min_density"  # enters the keys only where it applies (older keys hold)
+_FISHER = "calib_fisher_examples"  # enters the keys only below calib_examples (older keys hold)
 # where `retrain` starts: magnitude one-shot masks and weights (the default, seed-faithful) or the
 # calibrated fidelity's masks and reconstructed weights (which then read the calib_* fields)
 RETRAIN_STARTS: tuple[str, ...] = ("magnitude", "calibrated")
@@ -95,16 +97,25 @@ class Recipe:
     rgl_lambda: float = 1e-4
     rgl_eps: float = 1e-3
     rgl_reweight_every: int = 4  # optimizer steps between reweightings (paper: at milestone epochs)
-    # calibrated one-shot pruning (calibrated only): unlabelled training sentences, block
-    # saliency ("norm", "obs" or "fisher"), the scope of its ranking ("matrix": every matrix
-    # loses the same fraction of its blocks; "global", fisher only: the least salient blocks of
-    # the whole model, each matrix its own density; None: the saliency's own, `natural_scope`)
-    # and the least-squares damping (fraction of mean diag X^T X); measured in
-    # docs/accuracy.md, "Calibrated fidelity"
-    calib_examples: int | None = 256
+    # calibrated one-shot pruning (calibrated only): unlabelled training sentences (the
+    # least-squares re-fit reads them all; 1,024 re-fit 16x16 at 2x 1.6 points better than 256:
+    # docs/accuracy.md, "Calibration size and floor"), block saliency ("norm", "obs" or
+    # "fisher"), the scope of its ranking ("matrix": every matrix loses the same fraction of its
+    # blocks; "global", fisher only: the least salient blocks of the whole model, each matrix
+    # its own density; None: the saliency's own, `natural_scope`) and the least-squares damping
+    # (fraction of mean diag X^T X); measured in docs/accuracy.md, "Calibrated fidelity"
+    calib_examples: int | None = 1024
     calib_saliency: str = "fisher"
     calib_scope: str | None = None
     calib_damping: float = 0.01
+    # fisher only: the Fisher scores read the first this many calibration sentences (None: all);
+    # their cost is one backward pass per class per sentence, and 1,024 ranked no better than 256
+    calib_fisher_examples: int | None = 256
+    # the global ranking's per-matrix floor: every matrix keeps at least this fraction of its
+    # blocks (codesign.pruning.fisher.global_keep); 0 = none. The diagonal Fisher ignores that
+    # removing many blocks of one matrix costs more than their sum, and without a floor high
+    # ratios empty whole matrices (codesign.pruning.GLOBAL_MIN_DENSITY)
+    calib_min_density: float = GLOBAL_MIN_DENSITY
     # distillation in recovery (retrain and rgl only): loss (1 - alpha) * CE + alpha * T^2 *
     # KL(teacher/T || student/T) from the dense model's cached logits (codesign.accuracy.teacher).
     # On by default; distill=false restores plain cross-entropy. alpha 0.5 and T 2.0 are common
@@ -123,7 +134,7 @@ class Recipe:
             if int(getattr(self, name)) < 1:
                 raise AccuracyError(f"recipe.{name}={getattr(self, name)}: must be >= 1")
         for name in ("eval_examples", "dense_examples", "retrain_examples", "rgl_examples",
-                     "calib_examples", "quant_calib_examples"):
+                     "calib_examples", "calib_fisher_examples", "quant_calib_examples"):
             v = getattr(self, name)
             if v is not None and int(v) < 1:
                 raise AccuracyError(f"recipe.{name}={v}: use a positive count or None (all)")
@@ -153,6 +164,9 @@ class Recipe:
         if self.calib_scope is not None and self.calib_scope not in SCOPES:
             raise AccuracyError(f"recipe.calib_scope={self.calib_scope!r}: choose one of "
                                 f"{', '.join(SCOPES)}")
+        if not 0.0 <= float(self.calib_min_density) < 1.0:
+            raise AccuracyError(f"recipe.calib_min_density={self.calib_min_density}: a fraction "
+                                "of each matrix's blocks in [0, 1)")
         if self.scope == "global" and self.calib_saliency != "fisher":
             raise AccuracyError(f"recipe.calib_scope=global needs calib_saliency=fisher (the "
                                 f"{self.calib_saliency} scores of different matrices do not "
@@ -215,7 +229,9 @@ class Recipe:
         recipe without distillation keeps the keys it had before these fields existed.
         Likewise `retrain_start` (with the calib_* fields it then reads) enters only retrain's
         key, and only when it is not "magnitude"; `recovery_holdout` only retrain's, when not 0;
-        `calib_scope` only when it is not its saliency's `natural_scope`.
+        `calib_scope` only when it is not its saliency's `natural_scope`, `calib_min_density`
+        only when not 0 with the global ranking, `calib_fisher_examples` only with fisher and
+        fewer than `calib_examples`.
         """
         fidelity = check_fidelity(fidelity)
         prefixes = _STAGE_PREFIXES[fidelity]
@@ -231,6 +247,12 @@ class Recipe:
                         if k == _START or k.startswith("calib_")})
         if self.calib_scope in (None, natural_scope(self.calib_saliency)):
             out.pop(_SCOPE, None)
+        if not float(self.calib_min_density) or self.scope != "global":
+            out.pop(_FLOOR, None)
+        if self.calib_saliency != "fisher" or self.calib_fisher_examples is None or (
+                self.calib_examples is not None
+                and self.calib_fisher_examples >= self.calib_examples):
+            out.pop(_FISHER, None)  # every calibration sentence, as before the field
         return {"fidelity": fidelity, "procedure_version": PROCEDURE_VERSION,
                 **self._fill_keyed(out)}
 

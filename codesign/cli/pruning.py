@@ -45,8 +45,9 @@ from codesign.cli.common import CodesignError, block_option, first_line
                    "the same count (compaction load imbalance 1.0); same count per matrix.")
 @click.option("--sim-seq-len", type=click.IntRange(min=1), default=128, show_default=True,
               help="With a latency target: tokens per sequence of the simulated workload.")
-@click.option("--calib-examples", type=click.IntRange(min=1), default=256, show_default=True,
-              help="calibrated: unlabelled training sentences for saliency and re-fit.")
+@click.option("--calib-examples", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="calibrated: unlabelled training sentences of the re-fit (and of the "
+                   "saliency, but fisher reads the first 256).")
 @click.option("--saliency", type=click.Choice(["fisher", "obs", "norm"]), default="fisher",
               show_default=True, help="calibrated: block saliency (the label-free Fisher of "
                                       "each block's mask, the OBS proxy, or the L2 norm).")
@@ -56,9 +57,9 @@ from codesign.cli.common import CodesignError, block_option, first_line
                    "[default: global for fisher, matrix otherwise].")
 @click.option("--min-density", type=click.FloatRange(min=0.0, max=1.0, max_open=True),
               default=None,
-              help="With a latency target: the fraction of its blocks every matrix keeps at "
-                   "least (0: no floor) [default: 0 with --saliency fisher, 0.25 with obs or "
-                   "norm: codesign.pruning.allocation.default_min_density].")
+              help="The fraction of its blocks every matrix keeps at least (0: no floor), with "
+                   "a latency target or the global ranking [default: global 0.05; latency "
+                   "target 0 with --saliency fisher, 0.25 with obs or norm].")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for the pruned checkpoint (save_pretrained) and masks.safetensors.")
 @click.option("--glue-dir", type=click.Path(file_okay=False), default=None,

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from hwmodels import BlockShape
 
-from codesign.pruning import PerMatrix, natural_scope
+from codesign.pruning import GLOBAL_MIN_DENSITY, PerMatrix, natural_scope
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only; importing them loads torch
     from codesign.masks import MaskStats
@@ -47,14 +47,18 @@ class CalibrationConfig:
     matrix loses that fraction; "global", fisher only: the least salient blocks of the whole
     model), damping; `importance` of the latency-aware allocation ("relative": saliency over each
     matrix's output energy; fisher scores are used raw) and its per-matrix floor `min_density`
-    (the fraction of blocks every matrix keeps at least)."""
+    (the fraction of blocks every matrix keeps at least; also the floor of the global
+    ranking, `codesign.pruning.fisher.global_keep`)."""
 
-    examples: int = 256
+    examples: int = 1024
     saliency: str = "fisher"
+    fisher_examples: int | None = 256  # fisher: the first this many sentences (None: all)
     scope: str | None = None  # None: the saliency's own (codesign.pruning.natural_scope)
     damping: float = 0.01
     importance: str = "relative"
-    min_density: float | None = None  # None: allocation.default_min_density(saliency)
+    # None: fisher.GLOBAL_MIN_DENSITY for the global ranking, allocation.default_min_density(
+    # saliency) for latency-aware allocation
+    min_density: float | None = None
 
 
 @dataclass(frozen=True)
@@ -249,8 +253,10 @@ def _calibrated_pipeline(loaded: Any, train_split: Any, *, task: str, glue_dir: 
         masks = fisher_prune(loaded.model, loaded.structure, block_shape=block_shape,
                              ratio=_single_ratio(ratio), calibration=batches,
                              scope=calibration.scope or natural_scope(calibration.saliency),
-                             damping=calibration.damping,
-                             balance=balance, threads=train.threads)
+                             damping=calibration.damping, balance=balance,
+                             min_density=(GLOBAL_MIN_DENSITY if calibration.min_density is None
+                                          else calibration.min_density),
+                             fisher_examples=calibration.fisher_examples, threads=train.threads)
     elif target is None:
         masks = calibrate_prune(loaded.model, loaded.structure, block_shape=block_shape,
                                 ratio=ratio, calibration=batches, saliency=calibration.saliency,
@@ -310,7 +316,8 @@ def _allocate(loaded: Any, block_shape: BlockShape, batches: Any, calibration: C
                                latency_ms=target.latency_ms, speedup=target.speedup,
                                saliency=calibration.saliency, importance=calibration.importance,
                                damping=calibration.damping,
-                               min_density=calibration.min_density, threads=threads)
+                               min_density=calibration.min_density,
+                               fisher_examples=calibration.fisher_examples, threads=threads)
     a = done.allocation
     summary = {"board": target.board, "overrides": dict(target.overrides or {}),
                "accelerator": acc.name, "seq_len": target.seq_len, "batch": target.batch,

@@ -58,11 +58,12 @@ def _block_sums(values: torch.Tensor, block_shape: tuple[int, int]) -> torch.Ten
 
 def fisher_scores(model: Any, structure: Any, *, block_shape: tuple[int, int],
                   calibration: Sequence[Mapping[str, torch.Tensor]],
-                  threads: int | None = None) -> FisherSaliency:
+                  examples: int | None = None, threads: int | None = None) -> FisherSaliency:
     """The label-free block Fisher saliency (module docstring) of every prunable matrix of
-    `model` (unchanged; its gradients are cleared), on every sentence of the tokenised
-    `calibration` batches (`calibrate.tokenise_calibration`), each trimmed to its own length, on
-    the model's device (scores in float64 there, returned as numpy)."""
+    `model` (unchanged; its gradients are cleared), on the first `examples` sentences (None:
+    every sentence) of the tokenised `calibration` batches (`calibrate.tokenise_calibration`),
+    each trimmed to its own length, on the model's device (scores in float64 there, returned as
+    numpy)."""
     t0 = time.perf_counter()
     block_shape = (int(block_shape[0]), int(block_shape[1]))
     names = [n for n, _, _ in structure.prunable(model)]
@@ -70,11 +71,13 @@ def fisher_scores(model: Any, structure: Any, *, block_shape: tuple[int, int],
     weights = {n: params[n].detach().double() for n in names}
     scores = {n: torch.zeros_like(_block_sums(weights[n], block_shape)) for n in names}
     device = next(model.parameters()).device
-    examples = 0
+    count = 0
     model.eval()
     with torch_threads(threads):
         for batch in calibration:
             for row in range(int(batch["input_ids"].shape[0])):
+                if examples is not None and count >= int(examples):
+                    break
                 length = int(batch["attention_mask"][row].sum())
                 one = {k: torch.as_tensor(v)[row:row + 1, :length].to(device)
                        for k, v in batch.items()}
@@ -82,13 +85,13 @@ def fisher_scores(model: Any, structure: Any, *, block_shape: tuple[int, int],
                     for n, grad in zip(names, grads):
                         scores[n] += weight * _block_sums(weights[n] * grad.double(),
                                                           block_shape).pow(2)
-                examples += 1
+                count += 1
     model.zero_grad(set_to_none=True)
-    if not examples:
+    if not count:
         raise ValueError("calibration: no sentences (need a few hundred from the training split)")
-    return FisherSaliency(scores={n: (0.5 * s / examples).cpu().numpy()
+    return FisherSaliency(scores={n: (0.5 * s / count).cpu().numpy()
                                   for n, s in scores.items()},
-                          examples=examples, seconds=time.perf_counter() - t0)
+                          examples=count, seconds=time.perf_counter() - t0)
 
 
 def _weighted_gradients(model: Any, inputs: Mapping[str, torch.Tensor],
@@ -106,47 +109,81 @@ def _weighted_gradients(model: Any, inputs: Mapping[str, torch.Tensor],
 
 
 def global_keep(scores: Mapping[str, np.ndarray], *, ratio: float,
-                weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+                weights: Mapping[str, np.ndarray],
+                min_density: float = 0.0) -> dict[str, np.ndarray]:
     """Kept-block grids (bool, True = kept) that remove the blocks with the least score per
     weight across all matrices, in that order (ties: matrix order, then grid position,
     row-major), until at least `ratio` of the weights are removed (`weights`: each block's
-    weight count, which differs from the block size only in the padded last row or column)."""
-    ratio = float(ratio)
+    weight count, which differs from the block size only in the padded last row or column).
+
+    `min_density` > 0 is a floor: every matrix keeps at least ceil(min_density x its blocks)
+    of its blocks (those of the most score per weight), which the global order then skips.
+    The diagonal Fisher ignores that removing many blocks of one matrix costs more than the
+    sum of their scores, and without a floor high ratios empty whole matrices
+    (docs/accuracy.md, "Calibrated fidelity"). A ratio the floor makes unreachable is an error.
+    """
+    ratio, min_density = float(ratio), float(min_density)
     if not 0.0 <= ratio <= 1.0:
         raise ValueError(f"prune ratio {ratio}: must lie in [0, 1]")
+    if not 0.0 <= min_density <= 1.0:
+        raise ValueError(f"min_density {min_density}: must lie in [0, 1]")
     names = list(scores)
     flat_w = np.concatenate([np.asarray(weights[n], np.float64).ravel() for n in names])
     flat_s = np.concatenate([np.asarray(scores[n], np.float64).ravel() for n in names])
+    sizes = [np.asarray(scores[n]).size for n in names]
     order = np.argsort(flat_s / flat_w, kind="stable")
+    if min_density > 0:
+        order = order[~_floor_blocks(flat_s / flat_w, sizes, min_density)[order]]
     removed = np.cumsum(flat_w[order])
-    count = int(np.searchsorted(removed, ratio * flat_w.sum() - 1e-9)) + 1 if ratio > 0 else 0
+    target = ratio * flat_w.sum() - 1e-9
+    if ratio > 0 and (removed.size == 0 or removed[-1] < target):
+        raise ValueError(f"prune ratio {ratio}: unreachable with min_density {min_density} "
+                         "(every matrix keeps that fraction of its blocks); lower one of them")
+    count = int(np.searchsorted(removed, target)) + 1 if ratio > 0 else 0
     keep = np.ones(flat_w.size, bool)
-    keep[order[:min(count, flat_w.size)]] = False
+    keep[order[:min(count, order.size)]] = False
     out, start = {}, 0
-    for n in names:
-        size = np.asarray(scores[n]).size
+    for n, size in zip(names, sizes):
         out[n] = keep[start:start + size].reshape(np.asarray(scores[n]).shape)
         start += size
     return out
 
 
+def _floor_blocks(per_weight: np.ndarray, sizes: Sequence[int], min_density: float) -> np.ndarray:
+    """A flat bool: the ceil(min_density x size) blocks of the most score per weight of each
+    matrix (consecutive runs of `sizes` in `per_weight`; ties: the earlier grid position)."""
+    protected = np.zeros(per_weight.size, bool)
+    start = 0
+    for size in sizes:
+        top = np.argsort(-per_weight[start:start + size], kind="stable")
+        protected[start + top[:int(np.ceil(min_density * size - 1e-9))]] = True
+        start += size
+    return protected
+
+
 def global_masks(scores: Mapping[str, np.ndarray], *, ratio: float, block_shape: tuple[int, int],
-                 matrix_shapes: Mapping[str, tuple[int, int]]) -> dict[str, BlockMask]:
-    """`global_keep` of `scores` at `ratio`, each block weighed by its weight count
-    (`block_weights`), as the masks of matrices of `matrix_shapes` in blocks of `block_shape`."""
+                 matrix_shapes: Mapping[str, tuple[int, int]],
+                 min_density: float = 0.0) -> dict[str, BlockMask]:
+    """`global_keep` of `scores` at `ratio` (and `min_density`), each block weighed by its
+    weight count (`block_weights`), as the masks of matrices of `matrix_shapes` in blocks of
+    `block_shape`."""
     keep = global_keep(scores, ratio=ratio, weights={
-        n: block_weights(matrix_shapes[n], block_shape) for n in scores})
+        n: block_weights(matrix_shapes[n], block_shape) for n in scores},
+        min_density=min_density)
     return {n: BlockMask(k, tuple(block_shape), tuple(matrix_shapes[n])) for n, k in keep.items()}
 
 
 def fisher_prune(model: Any, structure: Any, *, block_shape: tuple[int, int], ratio: float,
                  calibration: Sequence[Mapping[str, torch.Tensor]], scope: str = "global",
-                 damping: float = 0.01, balance: Any = None, threads: int | None = None) -> dict:
+                 damping: float = 0.01, balance: Any = None, min_density: float = 0.0,
+                 fisher_examples: int | None = None, threads: int | None = None) -> dict:
     """Calibrated pruning ranked by `fisher_scores`, in place; returns the masks. `scope`
-    "global": `global_keep` at `ratio` of the prunable weights (each matrix its own density);
+    "global": `global_keep` at `ratio` of the prunable weights (each matrix its own density,
+    at least `min_density`);
     "matrix": every matrix loses round(ratio * blocks) of its own least salient blocks. With
     `balance` (a `codesign.pruning.balance.PEBalance`), each matrix's kept count is then
-    PE-balanced by the same scores. The kept weights are re-fitted by
+    PE-balanced by the same scores. The scores use the first `fisher_examples` calibration
+    sentences (None: all); the kept weights are re-fitted by
     `calibrate.calibrate_masks` on the same calibration sentences."""
     from codesign.pruning.balance import balanced_keep
     from codesign.pruning.calibrate import calibrate_masks
@@ -155,11 +192,11 @@ def fisher_prune(model: Any, structure: Any, *, block_shape: tuple[int, int], ra
         raise ValueError(f"scope {scope!r}: choose one of {', '.join(SCOPES)}")
     block_shape = (int(block_shape[0]), int(block_shape[1]))
     fisher = fisher_scores(model, structure, block_shape=block_shape, calibration=calibration,
-                           threads=threads)
+                           examples=fisher_examples, threads=threads)
     shapes = {n: tuple(p.shape) for n, p in model.named_parameters() if n in fisher.scores}
     if scope == "global":
         masks = global_masks(fisher.scores, ratio=ratio, block_shape=block_shape,
-                             matrix_shapes=shapes)
+                             matrix_shapes=shapes, min_density=min_density)
     else:
         masks = {n: BlockMask(_matrix_keep(s, ratio), block_shape, shapes[n])
                  for n, s in fisher.scores.items()}

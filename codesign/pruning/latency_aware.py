@@ -46,7 +46,7 @@ def latency_aware_prune(model, structure, *, table: CostTable, calibration,
                         latency_ms: float | None = None, speedup: float | None = None,
                         saliency: str = "fisher", importance: str = "relative",
                         damping: float = 0.01, refit_bias: bool = True,
-                        min_density: float | None = None,
+                        min_density: float | None = None, fisher_examples: int | None = None,
                         threads: int | None = None) -> LatencyAwarePruning:
     """Saliency of every block on the dense model, allocation to the target (`allocate`),
     then the calibrated re-fit of the kept weights for those masks (`calibrate.calibrate_masks`),
@@ -55,7 +55,8 @@ def latency_aware_prune(model, structure, *, table: CostTable, calibration,
     "obs" or "norm": `calibrate.block_saliency`, which `importance` "relative" divides by each
     matrix's output energy (comparable across matrices: an estimate) and "raw" leaves as it is.
     `min_density`: the fraction of its blocks every matrix keeps at least (`allocate`; None:
-    `allocation.default_min_density(saliency)`). The table's matrix names must be the model's
+    `allocation.default_min_density(saliency)`). `fisher_examples`: the Fisher scores read the
+    first that many calibration sentences (None: all). The table's matrix names must be the model's
     parameter names."""
     from codesign.pruning.calibrate import block_saliency, calibrate_masks
     from codesign.pruning.fisher import fisher_scores
@@ -64,7 +65,7 @@ def latency_aware_prune(model, structure, *, table: CostTable, calibration,
     t0 = time.perf_counter()
     if saliency == "fisher":
         sal = fisher_scores(model, structure, block_shape=tuple(table.block_shape),
-                            calibration=calibration, threads=threads)
+                            calibration=calibration, examples=fisher_examples, threads=threads)
         importance = "raw"
     else:
         sal = block_saliency(model, structure, block_shape=tuple(table.block_shape),

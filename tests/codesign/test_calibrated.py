@@ -208,7 +208,8 @@ def test_roberta_and_distilbert_layouts(model_type, tmp_path, glue_dir):
 def test_fidelity_order_and_recipe_keys():
     assert acc.FIDELITIES == ("oneshot", "calibrated", "retrain", "rgl")
     fields = Recipe().stage_fields("calibrated")
-    assert fields["calib_examples"] == 256 and fields["calib_damping"] == 0.01
+    assert fields["calib_examples"] == 1024 and fields["calib_damping"] == 0.01
+    assert fields["calib_fisher_examples"] == 256 and fields["calib_min_density"] == 0.05
     assert fields["calib_saliency"] == "fisher" and "calib_scope" not in fields  # its own
     assert "retrain_examples" not in fields and "dense_examples" in fields
     # retrain reads the calib_* fields only when it starts from the calibrated pruning (the
@@ -229,14 +230,18 @@ def test_fidelity_order_and_recipe_keys():
     ("default", "obs", "ce1d8d4c93d4f482"), ("quick", "obs", "c2f341481d1f47e9"),
     ("paper", "obs", "b55aaf58c241ad42"), ("default", None, "79ef83013564d786"),
     ("quick", None, "24e1634595922c2d"), ("paper", None, "640b52d7f3970fd3"),
-    ("current", None, "0adfc2d427534499")])
+    ("current", None, "874622db1ef173ce")])
 def test_calibrated_recipe_hash_is_pinned(preset, saliency, key):
     # cached calibrated measurements stay valid: change on purpose only (PROCEDURE_VERSION 2);
-    # "default" is pinned with the dense budget and rate the default recipe had then (2,000
-    # examples, lr 3e-4, no filling), "current" is today's default. The OBS keys of before the Fisher
-    # default (calib_saliency=obs, calib_scope=matrix) still hold.
-    recipe = {"default": Recipe(dense_examples=2000, dense_lr=3e-4, dense_fill=False),
-              "current": Recipe()}.get(preset) or Recipe.preset(preset)
+    # the presets are pinned with the fields they had then: "default" with the dense budget and
+    # rate (2,000 examples, lr 3e-4, no filling), all of them with 256 calibration sentences for
+    # both the scores and the re-fit and no floor; "current" is today's default. The OBS keys of
+    # before the Fisher default (calib_saliency=obs, calib_scope=matrix) still hold.
+    then = {"calib_examples": 256, "calib_min_density": 0.0}
+    recipe = {"default": Recipe(dense_examples=2000, dense_lr=3e-4, dense_fill=False, **then),
+              "current": Recipe()}.get(preset) or Recipe.from_dict(
+                  {**Recipe.preset(preset).to_dict(),
+                   **({"calib_min_density": 0.0} if preset == "quick" else then)})
     if saliency:
         recipe = Recipe.from_dict({**recipe.to_dict(), "calib_saliency": saliency,
                                    "calib_scope": None})

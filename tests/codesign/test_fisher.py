@@ -83,6 +83,19 @@ def test_scores_equal_mask_variable_fisher_and_leave_the_model(task_slice):
         assert torch.equal(p, original[name]) and p.grad is None, name
 
 
+def test_scores_of_the_first_examples_are_those_of_those_sentences(sst2_slice):
+    _, loaded, original, batches = sst2_slice  # 3 batches of 8 sentences
+    model = copy.deepcopy(loaded.model)
+    model.load_state_dict(original)
+    first = fisher_scores(model, loaded.structure, block_shape=BLOCK, calibration=batches,
+                          examples=12, threads=1)
+    cut = [batches[0], {k: v[:4] for k, v in batches[1].items()}]
+    want = fisher_scores(model, loaded.structure, block_shape=BLOCK, calibration=cut, threads=1)
+    assert first.examples == want.examples == 12
+    for name, score in want.scores.items():
+        np.testing.assert_allclose(first.scores[name], score, rtol=1e-12, atol=0)
+
+
 def test_global_keep_removes_the_least_score_per_weight_first():
     scores = {"a": np.array([[1.0, 8.0], [3.0, 0.5]]), "b": np.array([[2.0, 6.0]])}
     weights = {"a": np.full((2, 2), 4.0), "b": np.array([[4.0, 1.0]])}  # b's last block padded
@@ -97,6 +110,30 @@ def test_global_keep_removes_the_least_score_per_weight_first():
     with pytest.raises(ValueError, match="prune ratio 1.5"):
         global_keep(scores, ratio=1.5, weights=weights)
     assert block_weights((384, 5), (256, 2)).tolist() == [[512, 512, 256], [256, 256, 128]]
+
+
+def test_global_keep_floor_keeps_each_matrixs_best_blocks():
+    # a's blocks have the least score per weight: without a floor a empties first
+    scores = {"a": np.array([[1.0, 2.0, 3.0, 4.0]]), "b": np.array([[50.0, 60.0, 70.0, 80.0]])}
+    weights = {n: np.ones((1, 4)) for n in scores}
+    free = global_keep(scores, ratio=0.5, weights=weights)
+    assert not free["a"].any() and free["b"].all()
+    # floor 0.5: a keeps its 2 best (3, 4); the other 2 removals come from b's least (50, 60)
+    keep = global_keep(scores, ratio=0.5, weights=weights, min_density=0.5)
+    assert keep["a"].tolist() == [[False, False, True, True]]
+    assert keep["b"].tolist() == [[False, False, True, True]]
+    # ceil(0.3 x 4) = 2 blocks kept at least: a loses 1 and 2, then b its least, 50
+    keep = global_keep(scores, ratio=0.375, weights=weights, min_density=0.3)
+    assert keep["a"].tolist() == [[False, False, True, True]]
+    assert keep["b"].tolist() == [[False, True, True, True]]
+    # a floor that does not bind leaves the ranking as it was
+    same = global_keep(scores, ratio=0.25, weights=weights, min_density=0.25)
+    assert all((same[n] == global_keep(scores, ratio=0.25, weights=weights)[n]).all()
+               for n in scores)
+    with pytest.raises(ValueError, match="unreachable with min_density 0.5"):
+        global_keep(scores, ratio=0.6, weights=weights, min_density=0.5)
+    with pytest.raises(ValueError, match="min_density 1.5"):
+        global_keep(scores, ratio=0.5, weights=weights, min_density=1.5)
 
 
 @pytest.mark.parametrize("scope", ["global", "matrix"])
@@ -120,6 +157,21 @@ def test_fisher_prune_masks_counts_and_zeros(sst2_slice, scope):
         element = element.repeat_interleave(16, 1)
         assert torch.all(params[name][~element] == 0), name
         assert not torch.equal(params[name], original[name]), name  # the kept weights re-fit
+
+
+def test_fisher_prune_floor_keeps_blocks_in_every_matrix(sst2_slice):
+    _, loaded, original, batches = sst2_slice
+    model = copy.deepcopy(loaded.model)
+    model.load_state_dict(original)
+    masks = fisher_prune(model, loaded.structure, block_shape=BLOCK, ratio=0.8,
+                         calibration=batches, min_density=0.15, threads=1)
+    kept = {n: int(m.grid.sum()) for n, m in masks.items()}
+    floors = {n: int(np.ceil(0.15 * m.grid.size)) for n, m in masks.items()}
+    assert all(kept[n] >= floors[n] for n in masks), (kept, floors)
+    assert any(kept[n] == floors[n] for n in masks)  # the floor binds at 5x
+    removed = sum(float((~m.grid).sum()) * 256 for m in masks.values())
+    total = sum(m.grid.size * 256 for m in masks.values())
+    assert 0.8 * total <= removed < 0.8 * total + 256
 
 
 def test_fisher_prune_balanced_is_balanced_keep_of_each_global_count(sst2_slice):
@@ -155,6 +207,23 @@ def test_recipe_scope_and_keys():
         Recipe(calib_saliency="obs", calib_scope="global")
     with pytest.raises(AccuracyError, match="recipe.calib_scope='layer': choose one of"):
         Recipe(calib_scope="layer")
+    # the global ranking's floor (default 0.05): keyed only where it applies and is not 0
+    assert Recipe().stage_fields("calibrated")["calib_min_density"] == 0.05
+    unfloored = Recipe(calib_min_density=0.0)
+    assert "calib_min_density" not in unfloored.stage_fields("calibrated")
+    assert unfloored.hash("calibrated") != Recipe().hash("calibrated")
+    assert unfloored.hash("oneshot") == Recipe().hash("oneshot")
+    assert "calib_min_density" not in per_matrix.stage_fields("calibrated")  # matrix: no floor
+    assert "calib_min_density" not in Recipe(calib_saliency="obs").stage_fields("calibrated")
+    # the Fisher sample: keyed only below calib_examples, with fisher
+    assert Recipe().stage_fields("calibrated")["calib_fisher_examples"] == 256
+    for every in (Recipe(calib_examples=256), Recipe(calib_fisher_examples=None),
+                  Recipe(calib_saliency="obs")):
+        assert "calib_fisher_examples" not in every.stage_fields("calibrated")
+    assert Recipe(calib_examples=256).hash("calibrated") == \
+        Recipe(calib_examples=256, calib_fisher_examples=None).hash("calibrated")
+    with pytest.raises(AccuracyError, match=r"calib_min_density=1.0: a fraction .* \[0, 1\)"):
+        Recipe(calib_min_density=1.0)
 
 
 def test_prune_cli_passes_saliency_and_scope(tmp_path, monkeypatch):

@@ -13,7 +13,8 @@ from codesign.accuracy import measurement as measurement_mod
 from codesign.masks import load_masks
 
 FIDELITIES = ("oneshot", "calibrated", "retrain", "rgl")
-CALIB_FIELDS = ("calib_examples", "calib_saliency", "calib_damping")
+CALIB_FIELDS = ("calib_examples", "calib_saliency", "calib_damping", "calib_fisher_examples",
+                "calib_min_density")
 
 
 # ---- the recipe field and its keys ------------------------------------------------------------
@@ -38,7 +39,8 @@ def test_calibrated_start_enters_only_the_retrain_key_with_the_calib_fields():
     fields = start.stage_fields("retrain")
     assert fields["retrain_start"] == "calibrated"
     assert {k: fields[k] for k in CALIB_FIELDS} == \
-        {"calib_examples": 256, "calib_saliency": "fisher", "calib_damping": 0.01}
+        {"calib_examples": 1024, "calib_saliency": "fisher", "calib_damping": 0.01,
+         "calib_fisher_examples": 256, "calib_min_density": 0.05}
     assert start.hash("retrain") != base.hash("retrain")
     # the calibrated start depends on the calibration settings, so its key does too
     assert Recipe(retrain_start="calibrated", calib_saliency="norm").hash("retrain") != \
