@@ -13,8 +13,8 @@ preset's 32x32 ws array, tile-skip, int8, 200 MHz; `--set` overrides it, e.g.
   (`--importance raw`: the saliency itself), its target judged by simulate too;
 
 * global (the recipe's calib_saliency fisher only): the smallest overall ratio whose masks,
-  ranked across all matrices by `fisher.global_keep` (the calibrated fidelity's default: each
-  matrix its own density), meet the target;
+  ranked across all matrices by `fisher.global_keep` (the calibrated fidelity's default ranking,
+  here without its per-matrix floor: each matrix its own density), meet the target;
 
 all from the same saliency of the dense fine-tuned model, the recipe's calib_saliency (Fisher by
 default, `fisher.fisher_scores`, which latency-aware then uses as it is: it is in units of the
@@ -52,7 +52,8 @@ from codesign.pruning.allocation import default_min_density
 #: uniform-balanced: the smallest uniform ratio whose PE-balanced masks meet the target
 #: (codesign.pruning.balance; it changes anything only under sparse_strategy=compact)
 #: global: the smallest overall ratio whose Fisher-ranked masks (`fisher.global_keep`, each
-#: matrix its own density: the calibrated fidelity's default ranking) meet the target
+#: matrix its own density: the calibrated fidelity's default ranking, without its floor) meet
+#: the target
 ALLOCATIONS = ("uniform", "latency-aware", "uniform-balanced", "global")
 VARIANTS = ("calibrated", "retrain")
 
@@ -132,7 +133,8 @@ def _setup(args, recipe, block):
     t0 = time.perf_counter()
     if recipe.calib_saliency == "fisher":
         sal = fisher_scores(loaded.model, loaded.structure, block_shape=tuple(table.block_shape),
-                            calibration=batches, threads=args.threads)
+                            calibration=batches, examples=recipe.calib_fisher_examples,
+                            threads=args.threads)
     else:
         sal = block_saliency(loaded.model, loaded.structure,
                              block_shape=tuple(table.block_shape), calibration=batches,

@@ -1,4 +1,4 @@
-"""Frozen values made and extended cheaply: two helpers for the per-op objects of a simulation.
+"""Frozen values made and extended cheaply: helpers for the per-op objects of a simulation.
 
 A cold design point builds a few hundred frozen dataclasses (fold structures, schedules,
 action counts) and derives a few arrays from each on first use. Both are plain Python costs
@@ -31,6 +31,12 @@ def make(cls: type, /, **fields: Any):
         missing = sorted(_field_names(cls) ^ fields.keys())
         raise TypeError(f"frozen.make({cls.__name__}): give every field exactly once; "
                         f"mismatched: {', '.join(missing)}")
+    return adopt(cls, fields)
+
+
+def adopt(cls: type, fields: dict[str, Any]):
+    """`make` without its field-name check, for a caller that builds `fields` from the class's
+    own fields (e.g. a copy of another instance's): the instance takes the dict's entries."""
     out = object.__new__(cls)
     out.__dict__.update(fields)
     return out

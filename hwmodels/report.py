@@ -10,6 +10,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .frozen import adopt
+
 CYCLE_FIELDS = ("total_cycles", "compute_cycles", "fill_drain_cycles", "stall_cycles",
                 "index_overhead_cycles", "vector_cycles")
 
@@ -55,12 +57,9 @@ class OpReport:
 
 
 def op_report_of(fields: dict[str, Any]) -> OpReport:
-    """An OpReport holding `fields` (every field by name, the dict itself becoming its
-    attributes): equal to ``OpReport(**fields)``, without the frozen constructor's per-field
-    cost (OpReport has no __post_init__)."""
-    out = object.__new__(OpReport)
-    out.__dict__.update(fields)
-    return out
+    """An OpReport holding `fields` (every field by name): equal to ``OpReport(**fields)``,
+    without the frozen constructor's per-field cost (OpReport has no __post_init__)."""
+    return adopt(OpReport, fields)
 
 
 @dataclass(frozen=True)

@@ -129,3 +129,20 @@ def test_frozen_make_equals_the_constructor_and_names_missing_fields():
     kw.pop("folds")
     with pytest.raises(TypeError, match="folds"):
         frozen.make(ActionCounts, **kw)
+
+
+def test_frozen_make_refuses_a_class_with_checks_and_adopt_takes_the_dict():
+    from hwmodels.report import OpReport, op_report_of
+
+    @dataclasses.dataclass(frozen=True)
+    class Checked:
+        x: int
+
+        def __post_init__(self):
+            if self.x < 0:
+                raise ValueError("x < 0")
+
+    with pytest.raises(TypeError, match="has a __post_init__; call Checked"):
+        frozen.make(Checked, x=-1)
+    kw = {f.name: i for i, f in enumerate(dataclasses.fields(OpReport))}
+    assert op_report_of(dict(kw)) == OpReport(**kw)
