@@ -109,7 +109,8 @@ class Recipe:
     calib_scope: str | None = None
     calib_damping: float = 0.01
     # fisher only: the Fisher scores read the first this many calibration sentences (None: all);
-    # their cost is one backward pass per class per sentence, and 1,024 ranked no better than 256
+    # their cost is one backward pass per class per sentence, and 1,024 ranked about as well as
+    # 256 (+0.2 at 16x16 and 4x4, +1.3 at 1x16, maybe noise: docs/accuracy.md)
     calib_fisher_examples: int | None = 256
     # the global ranking's per-matrix floor: every matrix keeps at least this fraction of its
     # blocks (codesign.pruning.fisher.global_keep); 0 = none. The diagonal Fisher ignores that

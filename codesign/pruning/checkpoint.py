@@ -56,8 +56,8 @@ class CalibrationConfig:
     scope: str | None = None  # None: the saliency's own (codesign.pruning.natural_scope)
     damping: float = 0.01
     importance: str = "relative"
-    # None: codesign.pruning.GLOBAL_MIN_DENSITY for the global ranking, allocation.default_min_density(
-    # saliency) for latency-aware allocation
+    # None: codesign.pruning.GLOBAL_MIN_DENSITY for the global ranking,
+    # allocation.default_min_density(saliency) for latency-aware allocation
     min_density: float | None = None
 
 

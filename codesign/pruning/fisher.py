@@ -21,8 +21,9 @@ ranking is changed; re-fitting the kept weights is `codesign.pruning.calibrate.c
 """
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,24 +75,30 @@ def fisher_scores(model: Any, structure: Any, *, block_shape: tuple[int, int],
     count = 0
     model.eval()
     with torch_threads(threads):
-        for batch in calibration:
-            for row in range(int(batch["input_ids"].shape[0])):
-                if examples is not None and count >= int(examples):
-                    break
-                length = int(batch["attention_mask"][row].sum())
-                one = {k: torch.as_tensor(v)[row:row + 1, :length].to(device)
-                       for k, v in batch.items()}
-                for weight, grads in _weighted_gradients(model, one, [params[n] for n in names]):
-                    for n, grad in zip(names, grads):
-                        scores[n] += weight * _block_sums(weights[n] * grad.double(),
-                                                          block_shape).pow(2)
-                count += 1
+        limit = None if examples is None else int(examples)
+        for one in itertools.islice(_sentences(calibration, device), limit):
+            for weight, grads in _weighted_gradients(model, one, [params[n] for n in names]):
+                for n, grad in zip(names, grads):
+                    scores[n] += weight * _block_sums(weights[n] * grad.double(),
+                                                      block_shape).pow(2)
+            count += 1
     model.zero_grad(set_to_none=True)
     if not count:
         raise ValueError("calibration: no sentences (need a few hundred from the training split)")
     return FisherSaliency(scores={n: (0.5 * s / count).cpu().numpy()
                                   for n, s in scores.items()},
                           examples=count, seconds=time.perf_counter() - t0)
+
+
+def _sentences(calibration: Sequence[Mapping[str, torch.Tensor]],
+                device: Any) -> Iterator[dict[str, torch.Tensor]]:
+    """Each sentence of the tokenised batches, in order, as a batch of one trimmed to its own
+    length (no padding), on `device`."""
+    for batch in calibration:
+        for row in range(int(batch["input_ids"].shape[0])):
+            length = int(batch["attention_mask"][row].sum())
+            yield {k: torch.as_tensor(v)[row:row + 1, :length].to(device)
+                   for k, v in batch.items()}
 
 
 def _weighted_gradients(model: Any, inputs: Mapping[str, torch.Tensor],
