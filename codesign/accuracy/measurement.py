@@ -17,9 +17,11 @@ What is modelled
   the start is the ``calibrated`` fidelity's pruning instead (same calib_* fields, same seeded
   calibration sentences, so the same masks), and retraining continues from its reconstructed
   weights; the record's recipe then carries ``retrain_start`` and the calib_* fields. With
-  ``recovery_holdout`` (default 256) the starting and retrained weights are scored on that many
-  training sentences held out of the retraining sample, and the start is kept if retraining
-  scored lower there (never the dev split); the record's ``recovery`` says which was kept.
+  ``recovery_holdout`` (default 1,024) the starting and retrained weights are scored on that
+  many training sentences held out of the retraining sample, and the start is kept if
+  retraining scored lower there (never the dev split); the record's ``recovery`` says which was
+  kept. A retraining sample that would take the whole training split takes all but the
+  held-out sentences.
 * ``rgl``: the seed paper's pipeline from the dense fine-tuned model: reweighted group Lasso
   training (``rgl_examples`` x ``rgl_epochs``, lambda, eps, reweighting every
   ``rgl_reweight_every`` optimizer steps), hard pruning at the ratio, masked retraining, evaluate.
@@ -27,7 +29,9 @@ With ``recipe.distill`` on, the training steps of ``retrain`` and ``rgl`` (RGL t
 masked retraining alike) distil from the dense model: loss ``(1 - distill_alpha) * CE +
 distill_alpha * T^2 * KL(teacher/T || student/T)``, T = ``distill_temperature``, the teacher's
 logits read from the cache (``codesign.accuracy.teacher``: computed once per dense model and
-training sample); the record's recipe then carries the distill fields.
+training sample); the record's recipe then carries the distill fields. With
+``distill_hidden`` > 0 the dense model also runs on every training batch and its encoder-layer
+hidden states are matched (``codesign.pruning.train.hidden_distill_loss``).
 ``ratio == 0`` is the dense fine-tuned model itself, whatever the block shape and fidelity.
 
 ``balance`` (a ``codesign.pruning.balance.PEBalance``, None: off): PE-balanced masks, the same
@@ -123,8 +127,14 @@ class _Teacher:
 
         logits = teacher_logits(self.dense, split, max_seq_len=self.recipe.max_seq_len,
                                 cache=self.cache)
-        return replace(plain, teacher_logits=logits, distill_alpha=self.recipe.distill_alpha,
-                       distill_temperature=self.recipe.distill_temperature)
+        config = replace(plain, teacher_logits=logits, distill_alpha=self.recipe.distill_alpha,
+                         distill_temperature=self.recipe.distill_temperature)
+        if not self.recipe.distill_hidden:
+            return config
+        from codesign.checkpoints import load_model
+
+        model = load_model(self.dense.path, task=self.dense.task).model
+        return replace(config, distill_hidden=self.recipe.distill_hidden, teacher_model=model)
 
 
 def _prune(fidelity: str, loaded: Any, block: tuple[int, int], ratio: float, recipe: Recipe,
@@ -165,19 +175,23 @@ def _retrain(loaded: Any, masks: Mapping[str, Any], recipe: Recipe, task: str, g
 
     from codesign.pruning.train import finetune
 
-    train = train_split(task, recipe.retrain_examples, recipe, glue_dir, stage=1)
-    holdout = None
-    if recipe.recovery_holdout and recipe.retrain_examples is not None:
+    examples, holdout = recipe.retrain_examples, None
+    if recipe.recovery_holdout and examples is not None:
+        # a sample that would take the whole split (RTE, MRPC at the defaults) leaves the
+        # held-out sentences out (smaller samples are as before)
+        total = len(load_split(task, "train", glue_dir=glue_dir).text_a)
+        if examples >= total:
+            examples = max(1, total - int(recipe.recovery_holdout))
         holdout = load_split(task, "train", glue_dir=glue_dir, limit=recipe.recovery_holdout,
-                             seed=recipe.seed + 4,
-                             exclude=(recipe.retrain_examples, recipe.seed + 1))
+                             seed=recipe.seed + 4, exclude=(examples, recipe.seed + 1))
+    train = train_split(task, examples, recipe, glue_dir, stage=1)
     metric = get_task(task).headline
     start_state = copy.deepcopy(loaded.model.state_dict()) if holdout is not None else None
     start = (evaluate_dev(loaded.model, loaded.tokenizer, task, holdout, recipe)[metric]
              if holdout is not None else None)
     finetune(loaded.model, loaded.tokenizer, train,
-             teacher.config(train, recipe.retrain_examples, recipe.retrain_epochs,
-                            recipe.retrain_lr), masks=masks, progress=progress)
+             teacher.config(train, examples, recipe.retrain_epochs, recipe.retrain_lr),
+             masks=masks, progress=progress)
     if holdout is None:
         return {}
     retrained = evaluate_dev(loaded.model, loaded.tokenizer, task, holdout, recipe)[metric]

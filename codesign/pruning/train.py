@@ -14,7 +14,12 @@ split handed to `finetune`, e.g. a cached teacher's), the loss is
 ``(1 - alpha) * task_loss + alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))``
 (Hinton et al. 2015), alpha = `distill_alpha`, T = `distill_temperature`; a regression head
 (one output) uses ``MSE(student, teacher)`` instead of the KL term (T unused). The rows are looked
-up by example index, so no teacher model runs during training.
+up by example index, so no teacher model runs during training. Hidden-state matching (optional,
+`TrainConfig.distill_hidden` > 0 with a `teacher_model`): the teacher model runs on every batch
+(no gradient) and ``distill_hidden * hidden_distill_loss(...)`` is added: over the encoder
+layers, the mean squared difference of the student's and the teacher's hidden states on real
+(unpadded) tokens, as in TinyBERT's hidden-state term (Jiao et al. 2020), without its
+projection (the student and teacher have the same width here).
 
 What is ignored: mixed precision, gradient accumulation, distributed training, early stopping.
 The device is picked automatically (cuda if available, else cpu). Batching, tokenisation caching,
@@ -52,7 +57,8 @@ class TrainConfig:
     max_seq_len, as the authors' GLUE script did). `pad_to_max=True` is the older spelling of
     "max_length" and overrides `batching`. `teacher_logits`, `distill_alpha` and
     `distill_temperature`: distillation (module docstring); the rows align with the split given
-    to `finetune` (before `max_examples` subsets it).
+    to `finetune` (before `max_examples` subsets it). `distill_hidden` and `teacher_model`:
+    hidden-state matching (module docstring).
     """
 
     epochs: int = 3
@@ -74,6 +80,10 @@ class TrainConfig:
     # [examples of the split given to finetune, labels] logits (numpy or torch); None: no
     # distillation. Not compared or printed (an array).
     teacher_logits: Any = field(default=None, compare=False, repr=False)
+    # hidden-state matching: the term's weight (0: off) and the model whose hidden states are
+    # matched (same layer count and width as the student; run without gradient on every batch)
+    distill_hidden: float = 0.0
+    teacher_model: Any = field(default=None, compare=False, repr=False)
 
     @property
     def batching_mode(self) -> str:
@@ -94,6 +104,11 @@ class TrainConfig:
         if not float(self.distill_temperature) > 0.0:
             raise ValueError(f"TrainConfig.distill_temperature {self.distill_temperature}: "
                              "must be > 0")
+        if not float(self.distill_hidden) >= 0.0:
+            raise ValueError(f"TrainConfig.distill_hidden {self.distill_hidden}: must be >= 0")
+        if self.distill_hidden and self.teacher_model is None:
+            raise ValueError("TrainConfig.distill_hidden > 0 needs teacher_model (the model "
+                             "whose hidden states are matched)")
 
 
 @dataclass(frozen=True)
@@ -205,6 +220,8 @@ def _finetune(model: torch.nn.Module, tokenizer: Any, split: Any, config: TrainC
     if n == 0:
         raise ValueError(f"{getattr(split, 'task', 'split')}: no training examples")
     teacher = _teacher_rows(config, split, device)
+    if config.distill_hidden:
+        config.teacher_model.to(device).eval()
     features = encode(tokenizer, data, config.max_seq_len)
     lengths = lengths_of(features)
     labels = _label_tensor(data.labels, data.num_labels, device)
@@ -252,6 +269,9 @@ def _extra(config: TrainConfig, step: "_Step") -> dict[str, Any]:
         extra.update(distill_alpha=float(config.distill_alpha),
                      distill_temperature=float(config.distill_temperature),
                      final_distill_loss=step.distill_loss)
+    if config.distill_hidden:
+        extra.update(distill_hidden=float(config.distill_hidden),
+                     final_hidden_loss=step.hidden_loss)
     return extra
 
 
@@ -284,6 +304,16 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: floa
     return kl * (t * t)
 
 
+def hidden_distill_loss(student: Any, teacher: Any, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The hidden-state term: the sum over encoder layers (the embedding output, index 0 of
+    Hugging Face's `hidden_states`, excluded) of the mean squared difference per real token and
+    feature; `attention_mask` [batch, tokens] marks the real tokens. Zero when they are equal."""
+    real = attention_mask.unsqueeze(-1).to(student[-1].dtype)
+    count = real.sum() * student[-1].shape[-1]
+    return sum((((s.float() - t.float()) ** 2) * real).sum() / count
+               for s, t in zip(student[1:], teacher[1:]))
+
+
 class _Step:
     """One optimiser step: forward, task loss (+ regulariser), backward, masked gradients,
     clipping, AdamW, schedule, re-masked weights. Keeps the counters a run reports."""
@@ -300,10 +330,12 @@ class _Step:
         self.count, self.seen = 0, 0
         self.task_loss, self.reg_loss = float("nan"), None
         self.distill_loss: float | None = None
+        self.hidden_loss: float | None = None
 
     def __call__(self, batch: Mapping[str, torch.Tensor], labels: torch.Tensor,
                  epoch: int, idx: Any = None) -> float:
-        out = self.model(**batch, labels=labels)
+        hidden = bool(self.config.distill_hidden)
+        out = self.model(**batch, labels=labels, output_hidden_states=hidden)
         loss = out.loss
         self.task_loss = float(loss.detach())
         if self.teacher is not None:
@@ -312,6 +344,13 @@ class _Step:
             term = distill_loss(out.logits, rows, self.config.distill_temperature)
             self.distill_loss = float(term.detach())
             loss = (1.0 - alpha) * loss + alpha * term
+        if hidden:
+            with torch.no_grad():
+                target = self.config.teacher_model(**batch, output_hidden_states=True)
+            term = hidden_distill_loss(out.hidden_states, target.hidden_states,
+                                       batch["attention_mask"])
+            self.hidden_loss = float(term.detach())
+            loss = loss + float(self.config.distill_hidden) * term
         if self.regularizer is not None:
             reg = self.regularizer(self.model, epoch, self.count)
             self.reg_loss = float(reg.detach())

@@ -22,8 +22,10 @@ from codesign.hashing import short_hash
 
 SHA = "ab" * 32
 # the recipes the pins were computed with: the first version's defaults (2,000 dense examples,
-# retraining from magnitude masks without distillation); the current defaults differ on purpose
+# retraining 512 examples at lr 1e-4 from magnitude masks without distillation); the current
+# defaults differ on purpose
 V1_FIELDS = {"dense_examples": 2000, "dense_lr": 3e-4, "dense_fill": False,
+             "retrain_examples": 512, "retrain_lr": 1e-4,
              "retrain_start": "magnitude", "distill": False, "recovery_holdout": 0}
 V1_DEFAULT = Recipe(**V1_FIELDS)
 V1_QUICK = Recipe.from_dict({**Recipe.quick().to_dict(), "retrain_start": "magnitude",

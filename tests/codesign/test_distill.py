@@ -41,9 +41,23 @@ def test_kl_term_is_t_squared_times_the_kl_of_the_softened_distributions():
                               5.0)) == pytest.approx(2.5)
 
 
+def test_hidden_term_is_the_layer_sum_of_mean_squares_over_real_tokens():
+    from codesign.pruning.train import hidden_distill_loss
+
+    # [batch 1, tokens 3, width 2]; the third token is padding; index 0 (embeddings) is ignored
+    emb = torch.full((1, 3, 2), 9.0)
+    s1, t1 = torch.tensor([[[1.0, 2.0], [0.0, 0.0], [50.0, 50.0]]]), torch.zeros(1, 3, 2)
+    s2, t2 = torch.tensor([[[0.0, 0.0], [3.0, 0.0], [-7.0, 1.0]]]), torch.zeros(1, 3, 2)
+    mask = torch.tensor([[1, 1, 0]])
+    gold = (1 + 4) / 4 + 9 / 4  # layer 1: (1 + 4) over 2 tokens x 2 features; layer 2: 9 / 4
+    got = hidden_distill_loss((emb, s1, s2), (emb * 0, t1, t2), mask)
+    assert float(got) == pytest.approx(gold)
+    assert float(hidden_distill_loss((emb, s1, s2), (emb, s1, s2), mask)) == 0.0
+
+
 # ---- the training loop ------------------------------------------------------------------------
 
-def _train(teacher=None, alpha=0.0, max_examples=None):
+def _train(teacher=None, alpha=0.0, max_examples=None, hidden=0.0, teacher_model=None):
     from codesign.checkpoints import load_model
     from codesign.glue import load_split
     from codesign.pruning.train import TrainConfig, finetune
@@ -52,7 +66,8 @@ def _train(teacher=None, alpha=0.0, max_examples=None):
     split = load_split("sst2", "train", limit=48, seed=0)
     config = TrainConfig(epochs=1, lr=3e-4, batch_size=16, max_seq_len=32, seed=0, threads=1,
                          max_examples=max_examples, teacher_logits=teacher,
-                         distill_alpha=alpha, distill_temperature=2.0)
+                         distill_alpha=alpha, distill_temperature=2.0, distill_hidden=hidden,
+                         teacher_model=teacher_model)
     stats = finetune(loaded.model, loaded.tokenizer, split, config, progress=False)
     return {n: p.detach().clone() for n, p in loaded.model.named_parameters()}, stats
 
@@ -87,6 +102,42 @@ def test_teacher_rows_follow_the_example_subset(glue_dir):
     assert not torch.equal(a["classifier.weight"], c["classifier.weight"])
 
 
+def _hidden_gap(weights, teacher_model):
+    """The hidden term between a model with `weights` and `teacher_model` on 16 sentences."""
+    from codesign.checkpoints import load_model
+    from codesign.glue import load_split
+    from codesign.pruning.train import hidden_distill_loss
+
+    loaded = load_model("minilm-l6", task="sst2", head_seed=0)
+    loaded.model.load_state_dict(weights, strict=False)
+    batch = loaded.tokenizer(load_split("sst2", "train", limit=16, seed=5).text_a,
+                             padding=True, truncation=True, max_length=32, return_tensors="pt")
+    with torch.no_grad():
+        ours = loaded.model.eval()(**batch, output_hidden_states=True).hidden_states
+        theirs = teacher_model.eval()(**batch, output_hidden_states=True).hidden_states
+    return float(hidden_distill_loss(ours, theirs, batch["attention_mask"]))
+
+
+def test_hidden_matching_pulls_the_student_toward_the_teacher(glue_dir):
+    """Weight 0 is plain training bit for bit; weight 10 toward a teacher whose encoder
+    weights are halved ends closer to its hidden states than plain training does."""
+    from codesign.checkpoints import load_model
+
+    other = load_model("minilm-l6", task="sst2", head_seed=0).model
+    with torch.no_grad():
+        for p in other.bert.encoder.parameters():
+            p.mul_(0.5)
+    plain, _ = _train()
+    off, off_stats = _train(teacher_model=other)
+    assert all(torch.equal(plain[n], off[n]) for n in plain)
+    assert "distill_hidden" not in off_stats.extra
+    pulled, stats = _train(hidden=10.0, teacher_model=other)
+    assert stats.extra["distill_hidden"] == 10.0 and stats.extra["final_hidden_loss"] > 0
+    assert _hidden_gap(pulled, other) < 0.9 * _hidden_gap(plain, other)
+    with pytest.raises(ValueError, match="distill_hidden > 0 needs teacher_model"):
+        _train(hidden=1.0)
+
+
 def test_teacher_of_the_wrong_shape_is_a_one_line_error(glue_dir):
     with pytest.raises(ValueError, match=r"teacher_logits: shape \(47, 2\), the split needs "
                                          r"\(48, 2\)"):
@@ -99,7 +150,8 @@ def test_distill_off_keeps_every_key(monkeypatch):
     monkeypatch.setattr("codesign.accuracy.recipe.PROCEDURE_VERSION", 1)
     # the first version's default recipe (2,000 dense examples, magnitude start) without
     # distillation: its keys do not see the distillation fields
-    then = {"dense_examples": 2000, "dense_lr": 3e-4, "dense_fill": False}
+    then = {"dense_examples": 2000, "dense_lr": 3e-4, "dense_fill": False,
+            "retrain_examples": 512, "retrain_lr": 1e-4}
     off = Recipe(**then, retrain_start="magnitude", distill=False, distill_alpha=0.9,
                  distill_temperature=7.0, recovery_holdout=0)
     for fidelity, key in KEYS_V1.items():
@@ -125,12 +177,25 @@ def test_distill_on_enters_only_the_training_fidelities():
     ("distill_alpha", 1.5, r"recipe.distill_alpha=1.5: must lie in \[0, 1\]"),
     ("distill_temperature", 0.0, "recipe.distill_temperature=0.0: must be > 0"),
     ("distill", "yes", "recipe.distill='yes': use true or false"),
+    ("distill_hidden", -1.0, r"recipe.distill_hidden=-1.0: a weight >= 0 \(0 = off\)"),
 ])
 def test_bad_distill_fields_are_one_line_errors(field, value, message):
     from codesign.accuracy import AccuracyError
 
     with pytest.raises(AccuracyError, match=message):
         Recipe(**{field: value})
+    with pytest.raises(AccuracyError, match="distill_hidden=1.0 needs distill: true"):
+        Recipe(distill=False, distill_hidden=1.0)
+
+
+def test_hidden_matching_enters_the_training_keys_only_when_on():
+    on = Recipe(distill_hidden=1.0)
+    for fidelity in ("oneshot", "calibrated"):
+        assert on.hash(fidelity) == Recipe().hash(fidelity)
+    for fidelity in ("retrain", "rgl"):
+        assert "distill_hidden" not in Recipe().stage_fields(fidelity)
+        assert on.stage_fields(fidelity)["distill_hidden"] == 1.0
+        assert on.hash(fidelity) != Recipe().hash(fidelity)
 
 
 # ---- measurement: the cached teacher ----------------------------------------------------------

@@ -123,12 +123,42 @@ def test_recovery_holdout_enters_only_the_retrain_key():
     base, off = Recipe(), Recipe(recovery_holdout=0)
     for fidelity in ("oneshot", "calibrated", "rgl"):
         assert base.hash(fidelity) == off.hash(fidelity)
-    assert base.stage_fields("retrain")["recovery_holdout"] == 256
+    assert base.stage_fields("retrain")["recovery_holdout"] == 1024
     assert "recovery_holdout" not in off.stage_fields("retrain")
     assert base.hash("retrain") != off.hash("retrain")
     assert Recipe.paper().recovery_holdout == 0  # the seed's pipeline keeps what it trains
     with pytest.raises(AccuracyError, match=r"^recipe.recovery_holdout=-1: "):
         Recipe(recovery_holdout=-1)
+
+
+def test_a_sample_as_large_as_the_split_leaves_the_held_out_sentences_out(glue_dir,
+                                                                         monkeypatch):
+    """RTE has 2,490 training pairs: a retraining sample of "more" trains on 2,490 - 48, and
+    the 48 held-out pairs are none of them; a smaller sample is drawn as before."""
+    import codesign.pruning.train as train_mod
+    from codesign.checkpoints import load_model
+    from codesign.glue import load_split
+
+    seen = {}
+
+    def recorded(model, tokenizer, split, config, **kwargs):
+        seen["train"] = list(zip(split.text_a, split.text_b))
+
+    def scored(model, tokenizer, task, split, recipe):
+        seen["held"] = list(zip(split.text_a, split.text_b))
+        return {"accuracy": 0.5}
+
+    monkeypatch.setattr(train_mod, "finetune", recorded)
+    monkeypatch.setattr(measurement_mod, "evaluate_dev", scored)
+    loaded = load_model("minilm-l6", task="rte", head_seed=0)
+    for examples, trained in ((10**6, 2490 - 48), (100, 100)):
+        recipe = Recipe.from_dict({**Recipe.quick().to_dict(), "retrain_examples": examples,
+                                   "recovery_holdout": 48, "distill": False})
+        out = measurement_mod._retrain(loaded, {}, recipe, "rte", glue_dir, False,
+                                       measurement_mod._Teacher(recipe, "retrain", None, None))
+        assert len(seen["train"]) == trained and len(seen["held"]) == 48
+        assert not set(seen["train"]) & set(seen["held"]) and out["holdout_examples"] == 48
+    assert len(load_split("rte", "train", glue_dir=glue_dir).text_a) == 2490
 
 
 @pytest.mark.slow
