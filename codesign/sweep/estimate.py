@@ -22,11 +22,13 @@ from codesign.workload import model_config
 def accuracy_seconds(study: Study) -> dict[str, float]:
     """Rough wall time of one accuracy measurement per fidelity on 2 CPU cores, scaled from the
     figures codesign.accuracy documents for its default recipe (dense fine-tuning of 2,000
-    examples ~50 s, dev evaluation ~5 s, masked retraining of 512 examples ~15 s) plus ~10 s of
-    model loading per measurement; a calibrated point ~39 s per 256 sentences of Fisher scores
-    plus ~39 s per 1,024 sentences of re-fit (the headline study's 25 calibrated points at the
-    default 256 / 1,024, 2026-11-29: 78 s each on average, 58-129 s, one thread each, two at a
-    time, load ~2). An estimate for the dry run, not a measurement."""
+    examples ~50 s, dev evaluation ~5 s per 872 sentences) plus ~10 s of model loading per
+    measurement; a calibrated point ~39 s per 256 sentences of Fisher scores plus ~39 s per
+    1,024 sentences of re-fit (the headline study's 25 calibrated points at the default 256 /
+    1,024, 2026-11-29: 78 s each on average, 58-129 s, one thread each, two at a time, load ~2);
+    masked retraining ~16 s per 1,000 examples plus two evaluations of the held-out sentences
+    (its 10 retrainings of 4,000 examples, 2026-11-29: 143 s each on average with their
+    calibrated start, same conditions). An estimate for the dry run, not a measurement."""
     try:
         r = Recipe.from_spec(study.accuracy.recipe)
     except Exception:  # noqa: BLE001
@@ -35,14 +37,15 @@ def accuracy_seconds(study: Study) -> dict[str, float]:
     seq = r.max_seq_len / 64.0
     ev = 5.0 * (r.eval_examples or 872) / 872 * seq
     dense = 50.0 * (r.dense_examples or 67349) / 2000 * r.dense_epochs * seq + ev + 10.0
-    retrain = 15.0 * (r.retrain_examples or 67349) / 512 * r.retrain_epochs * seq
+    retrain = 16.0 * (r.retrain_examples or 67349) / 1000 * r.retrain_epochs * seq
+    check = 2 * 5.0 * r.recovery_holdout / 872 * seq if r.retrain_examples else 0.0
     rgl = 15.0 * (r.rgl_examples or 67349) / 512 * r.rgl_epochs * seq
     calib = r.calib_examples or 67349
     fisher = min(r.calib_fisher_examples or calib, calib) if r.calib_saliency == "fisher" else calib
     calibrated = (39.0 * fisher / 256 + 39.0 * calib / 1024) * seq
     start = calibrated if r.retrain_start == "calibrated" else 0.0
     return {"dense": dense, "oneshot": ev + 5.0, "calibrated": ev + 5.0 + calibrated,
-            "retrain": ev + 5.0 + start + retrain, "rgl": ev + 5.0 + retrain + rgl}
+            "retrain": ev + 5.0 + start + retrain + check, "rgl": ev + 5.0 + retrain + rgl}
 
 
 def describe(study: Study, out_dir: str | Path | None = None,
