@@ -9,7 +9,8 @@ What is drawn:
   that fit; a black ring marks the points of the study's Pareto set over all its objectives (the
   rows of the report's table), and a dotted line the accuracy floor of the study's constraint.
   A thin vertical bar through a point (drawn under the markers, in the point's colour) is its 95%
-  dev-set bootstrap interval (points.csv `accuracy_low`/`accuracy_high`; none where unknown).
+  dev-set bootstrap interval (points.csv `accuracy_low`/`accuracy_high`; none where unknown); in
+  a study with accuracy.seeds the envelope of the seeds' intervals, and the legend says so.
   A latency-aware point (points.csv `allocation`, pruning.allocation) is a filled plus in its
   block shape's colour with a black edge, labelled with its speedup target ("2x"), beside the
   uniform points; the legend names both allocations when the table has latency-aware points.
@@ -136,7 +137,9 @@ def _legend_handles(shapes: list[str], *, colors: dict[str, str], fidelities: li
     if extras.get("interval"):
         handles.append(Line2D([], [], linestyle="none", marker="|", markersize=14,
                               color="0.35", markeredgewidth=_INTERVAL_WIDTH))
-        labels.append("bar: 95% bootstrap interval (dev set)")
+        seeds = int(extras.get("seeds") or 0)  # a seeded study: means and envelopes
+        labels.append("bar: 95% bootstrap interval (dev set)" if not seeds else
+                      f"bar: envelope of the {seeds} seeds' 95% bootstrap intervals")
     if extras.get("balanced"):
         handles.append(Line2D([], [], linestyle="none", marker="s", markersize=10,
                               markerfacecolor="none", markeredgecolor="0.1"))
@@ -303,6 +306,9 @@ def pareto_figure(points: pd.DataFrame, *, objectives: Any = DEFAULT_OBJECTIVES,
             and (points["accuracy_fidelity"].astype(str) == f).any()]
     fids += sorted({str(f) for f in points.get("accuracy_fidelity", pd.Series(dtype=str))
                     .dropna() if str(f) not in _FIDELITY_MARKERS and str(f) != "dense"})
+    from codesign.report_noise import seed_count
+
+    extras["seeds"] = seed_count(points)  # 0 without accuracy.seeds: the legend of before
     handles, labels = _legend_handles(list(colors), colors=colors, fidelities=fids,
                                       extras=extras)
     leg = fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5),

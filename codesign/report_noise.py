@@ -5,9 +5,12 @@ What is modelled: the 95% dev-set bootstrap intervals of points.csv (`accuracy_l
 `accuracy_drop_low`/`_high`; see codesign.sweep.records). Two designs whose accuracy intervals
 overlap are called indistinguishable (codesign.pareto.intervals_overlap), never ranked; a point
 whose drop interval has values on both sides of the study's `max_accuracy_drop` leaves the
-constraint undecided (codesign.pareto.interval_straddles). What is ignored: the noise of
-training (seeds), which a dev-set bootstrap cannot see; feasibility itself stays decided on the
-point estimates (THE rule, codesign.pareto.constraint_values).
+constraint undecided (codesign.pareto.interval_straddles). A seeded study (`accuracy_seeds`
+column, codesign.sweep.seeds) has means over its seeds and intervals that envelope the seeds'
+bootstrap intervals, so there they cover the training noise too; the header says so. What is
+ignored: without seeds, the noise of training, which a dev-set bootstrap cannot see;
+feasibility itself stays decided on the point estimates (THE rule,
+codesign.pareto.constraint_values).
 """
 from __future__ import annotations
 
@@ -25,18 +28,35 @@ def has_intervals(points: pd.DataFrame) -> bool:
     return "accuracy_low" in points and "accuracy_high" in points
 
 
+def seed_count(points: pd.DataFrame) -> int:
+    """How many seeds the accuracies are means over (the `accuracy_seeds` column of a seeded
+    study, codesign.sweep.seeds); 0 for a table without it (one measurement per point)."""
+    if "accuracy_seeds" not in points:
+        return 0
+    counts = pd.to_numeric(points["accuracy_seeds"], errors="coerce").dropna()
+    return int(counts.max()) if len(counts) else 0
+
+
 def header_lines(points: pd.DataFrame) -> list[str]:
-    """The report header's line on accuracy intervals (none for a table without them)."""
+    """The report header's line on accuracy intervals (none for a table without them); for a
+    seeded study it says the accuracies are means over the seeds and the intervals span the
+    seeds' bootstrap intervals."""
     if not has_intervals(points):
         return []
     acc = pd.to_numeric(points["accuracy"], errors="coerce").notna()
     known = (acc & pd.to_numeric(points["accuracy_low"], errors="coerce").notna()).sum()
     unknown = int(acc.sum() - known)
-    return [f"- Accuracy intervals: 95% percentile bootstrap over the dev examples, for {known} "
+    seeds = seed_count(points)
+    lead = ("Accuracy intervals: 95% percentile bootstrap over the dev examples" if not seeds
+            else f"Accuracy: means over {seeds} training seeds; intervals: each spans the "
+            "seeds' 95% percentile bootstrap intervals over the dev examples (their lowest low "
+            "to their highest high: dev-set and training noise together)")
+    return [f"- {lead}, for {known} "
             f"of the {int(acc.sum())} points with an accuracy"
             + (f" ({unknown} measured before intervals were recorded: unknown)" if unknown
                else "")
-            + "; designs whose intervals overlap are indistinguishable at this dev-set size."]
+            + "; designs whose intervals overlap are indistinguishable at this dev-set size"
+            + ("" if not seeds else " and these seeds") + "."]
 
 
 def interval_of(row: Mapping) -> tuple[float, float]:

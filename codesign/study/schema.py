@@ -82,6 +82,32 @@ class AccuracySpec(_Strict):
     #: fake-quantized at its accelerator's precision, codesign.accuracy.quantize), or one
     #: precision for every point (e.g. w8a8)
     precision: str = "fp32"
+    #: measure every accuracy once per seed (the recipe's `seed` set to each in turn; None: once,
+    #: at the recipe's seed, as before): a point's accuracy is then the mean over the seeds and
+    #: its interval the envelope of theirs (codesign.sweep.seeds)
+    seeds: list[int] | None = None
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seeds(cls, v: Any, info: ValidationInfo) -> Any:
+        if v is None:
+            return v
+        if not isinstance(v, (list, tuple)) or not v:
+            raise ValueError(f"{v!r} is not a list of seeds; give distinct integers >= 0, "
+                             "e.g. [0, 1, 2] (or drop the key: one measurement per point)")
+        for i, x in _items(v):
+            if isinstance(x, bool) or not isinstance(x, int) or x < 0:
+                raise _item_error(i, f"{x!r} is not a seed; allowed: an integer >= 0")
+            if x in v[:i]:
+                raise _item_error(i, f"seed {x} is listed twice; list each seed once")
+        if info.data.get("measure") is False:
+            raise ValueError("seeds repeat accuracy measurements, but accuracy.measure is "
+                             "false: drop seeds or set measure: true")
+        recipe = info.data.get("recipe")
+        if isinstance(recipe, dict) and "seed" in recipe:
+            raise ValueError(f"the recipe sets seed: {recipe['seed']!r}, and seeds sets one per "
+                             "measurement: drop seed from the recipe (or drop seeds)")
+        return [int(x) for x in v]
 
     @field_validator("precision", mode="before")
     @classmethod
@@ -353,6 +379,8 @@ class Study(_Strict):
         data["objectives"] = [{"metric": o.metric, "direction": o.direction}
                               for o in self.objectives]
         data["constraints"] = self.constraints.model_dump(mode="json")
+        if data["accuracy"].get("seeds") is None:  # a study without seeds: as before
+            data["accuracy"].pop("seeds", None)
         return data
 
 

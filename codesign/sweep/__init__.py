@@ -11,6 +11,7 @@ hardware evaluations and, where they have the cores (dask: always), the accuracy
 Modules, along the data flow:
   space         the design space (typed, built once from the study) and point identity
   measurements  accuracy and mask files per (task, block, ratio, fidelity)
+  seeds         a point's accuracy over the training seeds of accuracy.seeds: means, envelopes
   hardware      the frozen HardwareJob and the pure worker function evaluate_hardware
   remote        an accuracy measurement on a worker: private cache, shipped files, bytes back
   executors     inline, local process pool, dask
@@ -30,13 +31,15 @@ from codesign.sweep.measurements import AccuracyProvider, AccuracyResult
 from codesign.sweep.progress import Progress
 from codesign.sweep.promotion import select_promoted
 from codesign.sweep.records import constraint_values, constraints, feasible, objective_values
+from codesign.sweep.seeds import aggregate_seeds
 from codesign.sweep.space import (DENSE, DesignPoint, DesignSpace, context_hash, context_of,
                                   distributions, hw_column)
 
 __all__ = [
     "AccuracyProvider", "AccuracyResult", "DENSE", "DesignPoint", "DesignSpace", "HardwareJob",
     "MaskSource", "Progress", "SweepInterrupted", "SweepResult", "accuracy_seconds",
-    "constraint_values", "constraints", "context_hash", "context_of", "describe", "distributions",
+    "aggregate_seeds", "constraint_values", "constraints", "context_hash", "context_of",
+    "describe", "distributions",
     "evaluate_hardware", "feasible", "hw_column", "objective_values",
     "points_table", "run_sweep", "select_promoted", "write_outputs",
 ]

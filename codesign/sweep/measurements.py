@@ -23,10 +23,18 @@ PE-balanced points (`pe_columns`, the PE-array width of the point's accelerator)
 balanced over that many PE columns (codesign.pruning.balance) at the same fidelities, one
 measurement per (task, block, ratio, fidelity, precision, pe_columns), on a worker or in the main
 process like any uniform point; without `pe_columns` every call is as before.
+
+Seeds (study ``accuracy.seeds``): every measurement above is made once per seed, with the
+recipe's `seed` set to it (`recipe_for`), memoised per seed; `_gather` is the one place the seeds
+are looped over and combined (codesign.sweep.seeds.aggregate_seeds: means, interval envelopes).
+On workers, `missing_seeds` names the seeds still to measure, one `shipment` each, and `ready`
+combines them once every seed's `accept` has arrived. Without seeds every call is as before.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +64,11 @@ class AccuracyResult:
     precision: str = ""  # numeric precision of the measurement ("fp32"); "" when not measured
     #: a latency-aware point: the record's `allocation` (spec and what was reached); else {}
     allocation: dict[str, Any] = field(default_factory=dict)
+    #: a seeded study (accuracy.seeds): how many seeds the means are over, and the sample
+    #: standard deviation of the pruned score over them (codesign.sweep.seeds); 0, NaN: one
+    #: measurement, as before
+    seeds: int = 0
+    std: float = math.nan
 
 
 class AccuracyProvider:
@@ -64,6 +77,9 @@ class AccuracyProvider:
     def __init__(self, study: Study, cache=None):
         self.study = study
         self.recipe = Recipe.from_spec(study.accuracy.recipe)
+        #: accuracy.seeds (None: one measurement per key at the recipe's seed, as before)
+        self.seeds: tuple[int, ...] | None = (tuple(study.accuracy.seeds)
+                                              if study.accuracy.seeds else None)
         self._cache = cache
         self._memo: dict[tuple, AccuracyResult] = {}
         self.measured = 0  # how many calls went to codesign.accuracy this run
@@ -94,8 +110,8 @@ class AccuracyProvider:
         if key not in self._memo:
             pruned = None if block is None or ratio == 0 else block
             if self.study.accuracy.measure:
-                self._memo[key] = self._measure(task, pruned, ratio, fidelity, precision,
-                                                pe_columns)
+                self._memo[key] = self._gather(key, lambda recipe: self._measure(
+                    task, pruned, ratio, fidelity, precision, pe_columns, recipe=recipe))
             else:
                 self._memo[key] = self._masks_only(task, pruned, ratio, pe_columns)
         return self._memo[key]
@@ -113,13 +129,55 @@ class AccuracyProvider:
         return AccuracyResult(math.nan, "", math.nan, "none", "none", path,
                               {"masks": path or DENSE})
 
+    # --- seeds (accuracy.seeds): one measurement per seed, combined in one place -------------
+    def recipe_for(self, seed: int | None) -> Recipe:
+        """The study's recipe, with `seed` set when given (one seed of a seeded study)."""
+        return self.recipe if seed is None else dataclasses.replace(self.recipe, seed=int(seed))
+
+    def _per_seed(self, key: tuple, seed: int,
+                  measure: Callable[[Recipe], AccuracyResult | None]) -> AccuracyResult | None:
+        """One seed's result of the point `key`: `measure(recipe_for(seed))` (None: not
+        available), memoised per seed."""
+        seed_key = _seed_key(key, seed)
+        if seed_key not in self._memo:
+            result = measure(self.recipe_for(seed))
+            if result is None:
+                return None
+            self._memo[seed_key] = result
+        return self._memo[seed_key]
+
+    def _gather(self, key: tuple,
+                measure: Callable[[Recipe], AccuracyResult | None]) -> AccuracyResult | None:
+        """The point `key`'s result: unseeded, `measure(recipe)` itself (as before); seeded,
+        every seed's (`_per_seed`) combined by codesign.sweep.seeds.aggregate_seeds, or None
+        when a seed's result is not available. The one place the seeds are looped over."""
+        if self.seeds is None:
+            return measure(self.recipe)
+        results = [self._per_seed(key, seed, measure) for seed in self.seeds]
+        if any(r is None for r in results):
+            return None
+        from codesign.sweep.seeds import aggregate_seeds
+
+        return aggregate_seeds(results, self.seeds)
+
+    def missing_seeds(self, task: str, block: BlockShape | None, ratio: float, fidelity: str,
+                      precision: str = FP32, *,
+                      pe_columns: int | None = None) -> list[int | None]:
+        """The seeds a worker must measure once `ready` returned None: every seed without a
+        result yet ([None] for an unseeded study: its one measurement)."""
+        if self.seeds is None:
+            return [None]
+        key = _memo_key(task, block, ratio, fidelity, precision, pe_columns)
+        return [s for s in self.seeds if _seed_key(key, s) not in self._memo]
+
     def _measure(self, task: str, block: BlockShape | None, ratio: float,
-                 fidelity: str, precision: str, pe_columns: int | None = None) -> AccuracyResult:
+                 fidelity: str, precision: str, pe_columns: int | None = None, *,
+                 recipe: Recipe) -> AccuracyResult:
         from codesign import accuracy
 
         rec = accuracy.measure(self.study.model.name, task, block,
                                0.0 if block is None else ratio,
-                               "oneshot" if block is None else fidelity, self.recipe,
+                               "oneshot" if block is None else fidelity, recipe,
                                glue_dir=self.study.glue_dir, cache=self._cache_obj(),
                                precision=precision, **_balance_kw(pe_columns))
         self.measured += 1
@@ -139,13 +197,17 @@ class AccuracyProvider:
                precision)
         if key not in self._memo:
             model = self.study.model
-            rec = measure_allocated(model.name, task, block, accelerator=accelerator,
-                                    speedup=target, seq_len=model.seq_len, batch=model.batch,
-                                    engine=self.study.hardware.engine, recipe=self.recipe,
-                                    glue_dir=self.study.glue_dir, cache=self._cache_obj(),
-                                    precision=precision)
-            self.measured += 1
-            self._memo[key] = _result(rec, block, "calibrated")
+
+            def one(recipe: Recipe) -> AccuracyResult:
+                rec = measure_allocated(model.name, task, block, accelerator=accelerator,
+                                        speedup=target, seq_len=model.seq_len,
+                                        batch=model.batch, engine=self.study.hardware.engine,
+                                        recipe=recipe, glue_dir=self.study.glue_dir,
+                                        cache=self._cache_obj(), precision=precision)
+                self.measured += 1
+                return _result(rec, block, "calibrated")
+
+            self._memo[key] = self._gather(key, one)
         return self._memo[key]
 
     # --- measurements on workers (codesign.sweep.remote) ----------------------------------------
@@ -161,23 +223,27 @@ class AccuracyProvider:
             return self.get(task, block, ratio, fidelity, precision, pe_columns=pe_columns)
         from codesign.accuracy.measurement import cached_record
 
-        rec = cached_record(self.study.model.name, task, block, ratio, fidelity, self.recipe,
-                            cache=self._cache_obj(), precision=precision,
-                            **_balance_kw(pe_columns))
-        if rec is None:
-            return None
-        self._memo[key] = _result(rec, block, fidelity)
-        return self._memo[key]
+        def cached(recipe: Recipe) -> AccuracyResult | None:
+            rec = cached_record(self.study.model.name, task, block, ratio, fidelity, recipe,
+                                cache=self._cache_obj(), precision=precision,
+                                **_balance_kw(pe_columns))
+            return None if rec is None else _result(rec, block, fidelity)
+
+        result = self._gather(key, cached)
+        if result is not None:
+            self._memo[key] = result
+        return result
 
     def shipment(self, task: str, block: BlockShape, ratio: float, fidelity: str, *,
-                 precision: str, pe_columns: int | None = None):
+                 precision: str, pe_columns: int | None = None, seed: int | None = None):
         """(MeasureJob, dense checkpoint, files) of one measurement for a worker at `precision`
         (the point's, `precision_for`; given explicitly so a job never falls back to fp32): the
         dense
         model is fine-tuned here first (once, through the cache); `files` names the cache's
         dense checkpoint and teacher files and the task's GLUE files (roots and relative
         paths), the keywords of the executors' `submit_measurement`. `pe_columns`: the job
-        measures PE-balanced masks (None: unbalanced)."""
+        measures PE-balanced masks (None: unbalanced). `seed`: one seed of a seeded study
+        (`missing_seeds`; None: the recipe's own)."""
         from codesign.accuracy.cache import block_text, model_sha256
         from codesign.accuracy.dense import dense_checkpoint
         from codesign.glue import resolve_glue_dir
@@ -185,12 +251,12 @@ class AccuracyProvider:
 
         cache = self._cache_obj()
         model = self.study.model.name
-        dense = dense_checkpoint(model, task, self.recipe, glue_dir=self.study.glue_dir,
-                                 cache=cache)
+        recipe = self.recipe_for(seed)
+        dense = dense_checkpoint(model, task, recipe, glue_dir=self.study.glue_dir, cache=cache)
         glue_root = resolve_glue_dir(self.study.glue_dir)
         job = MeasureJob(model=model, model_sha256=model_sha256(model), task=task,
                          block=block_text(block), ratio=float(ratio), fidelity=fidelity,
-                         recipe=self.recipe, precision=accuracy_precision(precision),
+                         recipe=recipe, precision=accuracy_precision(precision),
                          pe_columns=pe_columns)
         files = dict(cache_root=cache.root, cache_rels=cache_relpaths(cache.root, dense.path),
                      glue_root=glue_root, glue_rels=glue_relpaths(glue_root, task))
@@ -198,7 +264,8 @@ class AccuracyProvider:
 
     def accept(self, task: str, block: BlockShape, ratio: float, fidelity: str, remote,
                dense) -> AccuracyResult:
-        """Write a worker's measurement (a RemoteMeasurement) into the cache; its result."""
+        """Write a worker's measurement (a RemoteMeasurement) into the cache; its result (in a
+        seeded study, its seed's: `ready` then combines the seeds once all have arrived)."""
         from codesign.accuracy.measurement import import_measurement
 
         rec = import_measurement(remote.record, remote.masks_bytes, dense=dense,
@@ -206,6 +273,8 @@ class AccuracyProvider:
         self.measured += 1
         key = _memo_key(task, block, ratio, fidelity, rec.precision,
                         (rec.balance or {}).get("pe_columns"))
+        if self.seeds is not None:
+            key = _seed_key(key, rec.seed)
         self._memo[key] = _result(rec, block, fidelity)
         return self._memo[key]
 
@@ -216,6 +285,11 @@ def _memo_key(task: str, block: BlockShape | None, ratio: float, fidelity: str,
     PE columns appended for balanced masks."""
     key = (task, block, ratio, fidelity, precision)
     return key + (int(pe_columns),) if pe_columns else key
+
+
+def _seed_key(key: tuple, seed: int) -> tuple:
+    """The memo key of one seed's result of the point `key` (a seeded study)."""
+    return key + ("seed", int(seed))
 
 
 def _balance_kw(pe_columns: int | None) -> dict[str, Any]:

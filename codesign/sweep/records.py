@@ -18,6 +18,12 @@ and `speedup_target` (the latency-aware point's target, empty otherwise); a late
 `prune_ratio` is the fraction of blocks its allocation removed (over every prunable matrix). A
 study with PE-balanced points labels every row with `balanced` (true/false); a balanced row's
 provenance names the balance (`balance: {pe_columns: C}`).
+
+A seeded study (`accuracy.seeds`, codesign.sweep.seeds) writes the mean over its seeds in
+`accuracy` and `accuracy_dense`, the envelope of the seeds' intervals in `accuracy_low/high`
+(so the drop interval above spans them too), and two more columns: `accuracy_seeds` (how many
+seeds) and `accuracy_seed_std` (the pruned score's sample standard deviation over them; NaN for
+one seed). Its provenance lists the seeds, their scores and cache keys.
 """
 from __future__ import annotations
 
@@ -29,6 +35,11 @@ from codesign.pareto import constraint_values, drop_interval
 from codesign.study import ResolvedChoice, Study
 from codesign.sweep.measurements import AccuracyResult
 from codesign.sweep.space import DesignPoint
+
+#: the points.csv columns of a seeded study (accuracy.seeds): how many seeds a point's accuracy
+#: is the mean over, and the sample standard deviation of its pruned score over them
+SEEDS_COLUMN = "accuracy_seeds"
+SEED_STD_COLUMN = "accuracy_seed_std"
 
 
 def constraints(study: Study, rec: Mapping[str, Any]) -> dict[str, float]:
@@ -68,8 +79,10 @@ def build_record(study: Study, point: DesignPoint, *, resolved: ResolvedChoice,
     drop_low, drop_high = drop_interval(
         acc.dense, acc.low, acc.high,
         dense_model=(point.block is None or point.prune_ratio == 0) and fp32)
-    rec.update({"accuracy": acc.accuracy, "accuracy_low": acc.low, "accuracy_high": acc.high,
-                "accuracy_metric": acc.metric, "accuracy_dense": acc.dense,
+    rec.update({"accuracy": acc.accuracy, "accuracy_low": acc.low, "accuracy_high": acc.high})
+    if study.accuracy.seeds:  # a seeded study only: studies without seeds keep their columns
+        rec.update({SEEDS_COLUMN: acc.seeds, SEED_STD_COLUMN: acc.std})
+    rec.update({"accuracy_metric": acc.metric, "accuracy_dense": acc.dense,
                 "accuracy_drop": drop, "accuracy_drop_low": drop_low,
                 "accuracy_drop_high": drop_high, "accuracy_fidelity": acc.fidelity,
                 "accuracy_source": acc.source, "accuracy_precision": acc.precision,

@@ -1,7 +1,9 @@
 """One run of a study: evaluate design points and store each as it finishes.
 
 What is modelled: an `Evaluation` is one (design point, accuracy fidelity, stage[, optuna trial])
-to compute. The `Runner` measures accuracy once per (task, block, ratio, fidelity) (a
+to compute. The `Runner` measures accuracy once per (task, block, ratio, fidelity) (in a study
+with `accuracy.seeds`: once per seed, the point's hardware simulated once they have all arrived;
+codesign.sweep.seeds) (a
 latency-aware point: once per (task, block, target, accelerator), in the main process; a
 PE-balanced point: once per (task, block, ratio, fidelity, PE-array width)), in the
 main process or, when the executor measures (`measure_on`, MEASURE_ON), on a worker, whose record
@@ -52,13 +54,26 @@ class Evaluation:
 MEASURE_ON: tuple[str, ...] = ("auto", "main", "workers")
 
 
+class _Waiting:
+    """What a group of evaluations still waits for on the workers: the seeds of its point not
+    yet measured ({None}: an unseeded study's one measurement), its accuracy precision and PE
+    columns, and whether a measurement failed (the group's points are then failed once)."""
+
+    def __init__(self, seeds: list[int | None], precision: str, pe_columns: int | None):
+        self.seeds, self.precision, self.pe_columns = set(seeds), precision, pe_columns
+        self.failed = False
+
+
 @dataclass(frozen=True, eq=False)
 class _Measuring:
-    """The tag of a measurement on a worker: the evaluations waiting for it and its dense
-    checkpoint (whose path the imported record names)."""
+    """The tag of a measurement on a worker: the evaluations waiting for it, its dense
+    checkpoint (whose path the imported record names), the group's `_Waiting` (shared by the
+    tags of its seeds) and its seed (None: unseeded)."""
 
     group: tuple[Evaluation, ...]
     dense: Any
+    waiting: _Waiting
+    seed: int | None = None
 
 
 def measure_threads(measure_on: str, *, workers: int, dask: str | None) -> int:
@@ -166,10 +181,15 @@ class Runner:
                 self.progress.note(f"accuracy {task} {block} ratio {ratio:g}{bal} ({fidelity})"
                                    f"{at}{where}")
             if acc is None and remote:
-                job, dense, files = self.accuracy.shipment(task, block, ratio, fidelity,
-                                                           precision=precision,
-                                                           pe_columns=cols)
-                self.executor.submit_measurement(job, _Measuring(tuple(group), dense), **files)
+                seeds = self.accuracy.missing_seeds(task, block, ratio, fidelity, precision,
+                                                    pe_columns=cols)
+                waiting = _Waiting(seeds, precision, cols)
+                for seed in seeds:
+                    job, dense, files = self.accuracy.shipment(task, block, ratio, fidelity,
+                                                               precision=precision,
+                                                               pe_columns=cols, seed=seed)
+                    self.executor.submit_measurement(
+                        job, _Measuring(tuple(group), dense, waiting, seed), **files)
             else:
                 if acc is None:
                     acc = self.accuracy.get(task, block, ratio, fidelity, precision,
@@ -243,14 +263,24 @@ class Runner:
                 self._store(ev, acc, hwres)
 
     def _measured(self, tag: _Measuring, remote: Any, exc: BaseException | None) -> None:
-        """A worker's measurement arrived: import it (main process only), then simulate."""
-        p, fidelity = tag.group[0].point, tag.group[0].fidelity
+        """A worker's measurement arrived: import it (main process only), then simulate once
+        every seed of the group has arrived (a seeded study: their combined result)."""
+        p, fidelity, waiting = tag.group[0].point, tag.group[0].fidelity, tag.waiting
+        waiting.seeds.discard(tag.seed)
         if remote is not None:
             with shielded():  # the mask file and the cache entry together
                 acc = self.accuracy.accept(p.task, p.block, p.prune_ratio, fidelity, remote,
                                            tag.dense)
+            if waiting.seeds or waiting.failed:
+                return  # other seeds still measuring, or the group already failed
+            if tag.seed is not None:
+                acc = self.accuracy.ready(p.task, p.block, p.prune_ratio, fidelity,
+                                          waiting.precision, pe_columns=waiting.pe_columns)
             self._submit_hardware(tag.group, acc)
             return
+        if waiting.failed:
+            return
+        waiting.failed = True
         for ev in tag.group:
             self._failed(ev, exc)
 

@@ -56,7 +56,8 @@ def is_balanced(value: Any) -> bool:
 
 def context_of(study: Study) -> dict[str, Any]:
     """Everything besides a point's own parameters that changes its results (the accuracy
-    precision only when it is not fp32, so fp32 studies keep their stores)."""
+    precision only when it is not fp32, the accuracy seeds only when the study lists them, so
+    fp32 studies without seeds keep their stores)."""
     context = {"model": study.model.name, "seq_len": study.model.seq_len,
                "batch": study.model.batch, "board": study.hardware.board,
                "overrides": study.hardware.overrides, "engine": study.hardware.engine,
@@ -65,6 +66,8 @@ def context_of(study: Study) -> dict[str, Any]:
                "measure": study.accuracy.measure}
     if study.accuracy.precision != "fp32":
         context["accuracy_precision"] = study.accuracy.precision
+    if study.accuracy.seeds:  # a seeded study's accuracies are means: points of their own
+        context["accuracy_seeds"] = list(study.accuracy.seeds)
     return context
 
 
