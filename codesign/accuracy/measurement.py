@@ -50,7 +50,8 @@ before the dev evaluation; the precision enters the key and the record. The reco
 stays the fp32 dense model's score (its ``drop`` includes the quantization).
 
 The dev split's sampling noise is a bootstrap interval on the record (`evaluate_dev`); the noise
-of training (seed, sampled subsets) is ignored. The mask
+of training (seed, sampled subsets) is not (a study measures it with `accuracy.seeds`,
+codesign.sweep.seeds). The mask
 file is written before the record, and removed if the record is not committed, so an interrupted
 measurement leaves nothing behind. No torch import at module level.
 """

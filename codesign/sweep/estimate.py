@@ -64,6 +64,7 @@ def describe(study: Study, out_dir: str | Path | None = None,
     hw_seconds = _time_one(study, space) if time_one and space.choices else math.nan
     n_points = len(points) if points else (study.search.trials or 0)
     secs = accuracy_seconds(study)
+    seeds = len(study.accuracy.seeds or [None])  # accuracy.seeds: every measurement per seed
     est = len(study.tasks) * secs["dense"]
     if study.accuracy.measure:
         est += min(n_acc, n_points) * secs[study.accuracy.stages[0].fidelity]
@@ -73,11 +74,13 @@ def describe(study: Study, out_dir: str | Path | None = None,
     else:
         est += n_acc * 5.0
     est += n_aware * secs["calibrated"]
+    est *= seeds  # so far only accuracy work, dense models included
     if math.isfinite(hw_seconds):
         est += (n_points - stored) * hw_seconds * 2.0  # sparse points cost more than dense
     return {"points": points, "n_points": n_points, "stored": stored,
             "accelerators": len(space.choices), "swept": study.hardware.swept(),
-            "accuracy_configs": n_acc + n_aware, "hw_seconds_per_point": hw_seconds,
+            "accuracy_configs": n_acc + n_aware, "seeds": seeds,
+            "hw_seconds_per_point": hw_seconds,
             "accuracy_seconds": secs,
             "fidelities": [st.fidelity for st in study.accuracy.stages]
             if study.accuracy.measure else [],

@@ -166,6 +166,7 @@ def test_cli_json_from_cache_and_export(cache, glue_dir, tmp_path):
     overrides = [a for k, v in [("max_seq_len", 32), ("batch_size", 16), ("eval_examples", 48),
                                 ("dense_examples", 48), ("dense_lr", 3e-4),
                                 ("dense_fill", "false"), ("retrain_examples", 48),
+                                ("retrain_lr", 1e-4),
                                 ("rgl_examples", 48), ("rgl_reweight_every", 1),
                                 ("calib_examples", 48), ("recovery_holdout", 48)]
                  for a in ("--recipe", f"{k}={v}")]
