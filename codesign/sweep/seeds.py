@@ -20,8 +20,7 @@ import dataclasses
 import math
 import statistics
 from collections.abc import Sequence
-
-from codesign.sweep.measurements import AccuracyResult
+from typing import Any
 
 #: the provenance's description of a seeded point's interval
 ENVELOPE = "envelope of the seeds' 95% percentile bootstrap intervals over the dev examples"
@@ -38,9 +37,11 @@ def _envelope(lows: Sequence[float], highs: Sequence[float]) -> tuple[float, flo
     return min(lows), max(highs)
 
 
-def aggregate_seeds(results: Sequence[AccuracyResult], seeds: Sequence[int]) -> AccuracyResult:
-    """The point's result from `results`, one per seed of `seeds` (same order): means, interval
-    envelopes, the seed count and the sample standard deviation (see the module docstring).
+def aggregate_seeds(results: Sequence[Any], seeds: Sequence[int]) -> Any:
+    """The point's result from `results` (codesign.sweep.measurements.AccuracyResult values,
+    not imported here: that module imports this one), one per seed of `seeds` (same order):
+    means, interval envelopes, the seed count and the sample standard deviation (see the
+    module docstring).
     The metric, fidelity, source, precision, allocation and mask file are the first seed's."""
     if not results or len(results) != len(seeds):
         raise ValueError(f"aggregate_seeds: {len(results)} result(s) for {len(seeds)} seed(s); "
