@@ -41,6 +41,7 @@ from codesign.pareto import (DEFAULT_OBJECTIVES, accelerator_columns, is_dense,
                              with_speedup)
 from codesign.plot_style import (fits as fits_mask, figure_title, require_columns, shape_colors,
                                  shape_order, source_label, task_label, truthy)
+from codesign.report_noise import seed_count
 
 _FIDELITY_MARKERS = {"oneshot": "o", "calibrated": "v", "retrain": "s", "rgl": "D"}
 _OTHER_MARKER = "^"
@@ -306,8 +307,6 @@ def pareto_figure(points: pd.DataFrame, *, objectives: Any = DEFAULT_OBJECTIVES,
             and (points["accuracy_fidelity"].astype(str) == f).any()]
     fids += sorted({str(f) for f in points.get("accuracy_fidelity", pd.Series(dtype=str))
                     .dropna() if str(f) not in _FIDELITY_MARKERS and str(f) != "dense"})
-    from codesign.report_noise import seed_count
-
     extras["seeds"] = seed_count(points)  # 0 without accuracy.seeds: the legend of before
     handles, labels = _legend_handles(list(colors), colors=colors, fidelities=fids,
                                       extras=extras)
