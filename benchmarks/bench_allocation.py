@@ -177,7 +177,7 @@ def _measure(args, recipe, setup, allocation: str, speedup: float, variants: lis
     recovered by the retrain fidelity's distilled masked retraining and held-out check."""
     from codesign.accuracy import AccuracyCache
     from codesign.accuracy.dense import dev_split, evaluate_dev
-    from codesign.accuracy.measurement import retrain_masked
+    from codesign.accuracy.fidelities import retrain_masked
     from codesign.pruning.calibrate import calibrate_masks
 
     dense, loaded, batches, table, sal, _ = setup

@@ -21,9 +21,10 @@ from typing import Any
 
 from codesign.accuracy.cache import AccuracyCache, AccuracyRecord, model_sha256
 from codesign.accuracy.dense import dense_checkpoint, dev_split, device_of, evaluate_dev, utc_now
-from codesign.accuracy.measurement import (_calibration_batches, _masks_metadata, _precision,
-                                           _quantize, _record_recipe, _resolve_point,
-                                           _save_masks_atomic, uncommitted_removed)
+from codesign.accuracy.fidelities import calibration_batches, quantize_loaded
+from codesign.accuracy.measurement import (_masks_metadata, _precision, _record_recipe,
+                                           _resolve_point, _save_masks_atomic,
+                                           uncommitted_removed)
 from codesign.accuracy.quantize import FP32
 from codesign.accuracy.recipe import AccuracyError, Recipe
 from codesign.glue import get_task
@@ -79,7 +80,7 @@ def _allocated_prune(loaded: Any, block: BlockShape, recipe: Recipe, task: str, 
     from codesign.pruning.latency_aware import latency_aware_prune
     from codesign.workload import encoder_workload
 
-    batches = _calibration_batches(loaded, recipe, task, glue_dir)
+    batches = calibration_batches(loaded, recipe, task, glue_dir)
     names = [n for n, _, _ in loaded.structure.prunable(loaded.model)]
     workload = encoder_workload(loaded.model.config.to_dict(), seq_len, batch, mask_names=names)
     table = build_costs(workload, accelerator, block, engine=engine)
@@ -131,7 +132,7 @@ def measure_allocated(model: str, task: str, block_shape: Any, *, accelerator: A
         masks, summary = _allocated_prune(
             loaded, BlockShape.parse(block), recipe, task, glue_dir, accelerator=accelerator,
             speedup=spec["speedup"], seq_len=seq_len, batch=batch, engine=engine)
-        _quantize(loaded, precision, recipe, task, glue_dir)
+        quantize_loaded(loaded, precision, recipe, task, glue_dir)
         metrics = evaluate_dev(loaded.model, loaded.tokenizer, task,
                                dev_split(task, recipe, glue_dir), recipe)
         ratio = round(1.0 - summary["block_density"], 6)

@@ -76,7 +76,7 @@ def test_cache_serves_repeat_without_recomputing(cache, glue_dir, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("recomputed a cached point")
 
-    monkeypatch.setattr(measurement, "_prune", boom)
+    monkeypatch.setattr(measurement, "prune_at_fidelity", boom)
     monkeypatch.setattr(measurement, "dense_checkpoint", boom)
     t0 = time.perf_counter()
     # a fresh cache object on the same file: what another run or study sees

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from codesign.accuracy import AccuracyCache, AccuracyError, Recipe, measure
+from codesign.accuracy import fidelities as fidelities_mod
 from codesign.accuracy import measurement as measurement_mod
 from codesign.masks import load_masks
 
@@ -149,13 +150,13 @@ def test_a_sample_as_large_as_the_split_leaves_the_held_out_sentences_out(glue_d
         return {"accuracy": 0.5}
 
     monkeypatch.setattr(train_mod, "finetune", recorded)
-    monkeypatch.setattr(measurement_mod, "evaluate_dev", scored)
+    monkeypatch.setattr(fidelities_mod, "evaluate_dev", scored)
     loaded = load_model("minilm-l6", task="rte", head_seed=0)
     for examples, trained in ((10**6, 2490 - 48), (100, 100)):
         recipe = Recipe.from_dict({**Recipe.quick().to_dict(), "retrain_examples": examples,
                                    "recovery_holdout": 48, "distill": False})
-        out = measurement_mod._retrain(loaded, {}, recipe, "rte", glue_dir, False,
-                                       measurement_mod._Teacher(recipe, "retrain", None, None))
+        out = fidelities_mod._retrain(loaded, {}, recipe, "rte", glue_dir, False,
+                                      fidelities_mod.Teacher(recipe, "retrain", None, None))
         assert len(seen["train"]) == trained and len(seen["held"]) == 48
         assert not set(seen["train"]) & set(seen["held"]) and out["holdout_examples"] == 48
     assert len(load_split("rte", "train", glue_dir=glue_dir).text_a) == 2490
@@ -175,6 +176,8 @@ def test_recovery_keeps_the_start_only_when_retraining_scores_lower(tmp_path, gl
             return {"accuracy": script.pop(0)}
         return real(model, tokenizer, task, split, recipe)
 
+    # the held-out check (fidelities) and the dev evaluation (measurement)
+    monkeypatch.setattr(fidelities_mod, "evaluate_dev", scripted)
     monkeypatch.setattr(measurement_mod, "evaluate_dev", scripted)
     cache, quick = AccuracyCache(tmp_path / "cache"), Recipe.quick()
     calibrated = measure("minilm-l6", "sst2", "16x16", 0.5, "calibrated", quick,
