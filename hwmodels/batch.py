@@ -7,7 +7,8 @@ accelerators, returned as one `Report` per accelerator without its per-op rows
 buffer accesses, energy by component, resources, fit) equals simulate's bit for bit
 (tests/hwmodels/test_speed_cache.py). How: points whose accelerators differ only in clock, DRAM
 bandwidth, energy table, name or source (equal `sweepcache.timing_key`) share every op's
-schedule; each op is mapped once per group (through the caches of hwmodels.sweepcache) and
+schedule; each op is mapped once per group (through the caches of hwmodels.sweepcache, which
+also share the schedules of groups that differ in `vector_overlap` only) and
 timed for all the group's bandwidths at once (engines.analytical.time_schedule_batch, with the
 same floating-point operations in the same order as the per-point path), fused vector work
 likewise (engines.fusion.fused_timings_batch), and priced once per energy table with the
@@ -48,8 +49,9 @@ def simulate_points(workload: Workload, accelerators: Sequence[Accelerator],
     for i, acc in enumerate(accs):
         groups.setdefault(sweepcache.timing_key(acc), []).append(i)
     out: list[Report | None] = [None] * len(accs)
-    for tkey, idx in groups.items():
-        reports = _group_reports(workload, [accs[i] for i in idx], attached, tkey)
+    timed: dict = {}  # groups with the same schedules and bandwidths share their timings
+    for idx in groups.values():
+        reports = _group_reports(workload, [accs[i] for i in idx], attached, timed)
         for i, rep in zip(idx, reports):
             out[i] = rep
     return out  # type: ignore[return-value]
@@ -61,20 +63,24 @@ def _without_ops(report: Report) -> Report:
     return replace(report, ops=())
 
 
-def _group_timings(workload: Workload, acc: Accelerator, attached: dict, tkey,
-                   bpc: np.ndarray) -> tuple[list, list]:
-    """Every op's schedule and its Timing over the group's bandwidths (arrays of cycles)."""
+def _group_timings(workload: Workload, acc: Accelerator, attached: dict, bpc: np.ndarray,
+                   timed: dict) -> tuple[list, list]:
+    """Every op's schedule and its Timing over the group's bandwidths (arrays of cycles);
+    `timed` holds the timings already made in this call, (schedule, timing) under (id of the
+    schedule, bandwidths, double buffering): the schedule is held, so its id stays its own."""
     schedules, timings = [], []
-    timed: dict[int, object] = {}
-    use_key = tkey if sweepcache.is_enabled() else None
+    bw = (bpc.tobytes(), acc.double_buffering)
+    use_key = sweepcache.schedule_key(acc) if sweepcache.is_enabled() else None
     masked = masked_schedules(workload.ops, acc, attached, use_key)
     for op in workload.ops:
         mask = attached.get(op.weight_name) if isinstance(op, GemmOp) else None
         sched = (masked[id(op)] if mask is not None
                  else op_schedule(op, acc, mask, use_key, workload.name))
-        t = timed.get(id(sched))
-        if t is None:
-            t = timed[id(sched)] = time_schedule_batch(sched, bpc, acc.double_buffering)
+        hit = timed.get((id(sched), *bw))
+        if hit is None:
+            hit = timed[(id(sched), *bw)] = (sched, time_schedule_batch(sched, bpc,
+                                                                         acc.double_buffering))
+        t = hit[1]
         schedules.append(sched)
         timings.append(t)
     if acc.vector_overlap == "fused":
@@ -83,7 +89,7 @@ def _group_timings(workload: Workload, acc: Accelerator, attached: dict, tkey,
 
 
 def _group_reports(workload: Workload, accs: list[Accelerator], attached: dict,
-                   tkey) -> list[Report]:
+                   timed: dict) -> list[Report]:
     """Reports of points with equal timing keys (the sums of simulate's `combine`, per op in
     workload order, on arrays over the points)."""
     acc0 = accs[0]
@@ -95,7 +101,7 @@ def _group_reports(workload: Workload, accs: list[Accelerator], attached: dict,
     clocks = [gather_clock_mhz(a) for a in accs]  # as simulate: a derated crossbar's clock
     bpc = np.array([a.dram_bytes_per_cycle_at(c) for a, c in zip(accs, clocks)])
     clock = np.array(clocks, np.float64)
-    schedules, timings = _group_timings(workload, acc0, attached, tkey, bpc)
+    schedules, timings = _group_timings(workload, acc0, attached, bpc, timed)
     sums = {f: 0 for f in CYCLE_FIELDS}
     dram = index = 0
     executed = useful = 0

@@ -9,6 +9,7 @@ a nested dict merged into the YAML before validation (``{"pe_array": {"rows": 48
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -143,6 +144,18 @@ def _mac_pj(mac_pj: float | dict[str, float], precision: str, label: str) -> flo
     return float(value)
 
 
+@functools.lru_cache(maxsize=64)
+def _parsed(text: str, label: str) -> Any:
+    """A board file's YAML, parsed once per content: a sweep loads the same preset for every
+    accelerator choice (callers deep-copy the result; an edited file is parsed again)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise BoardError(f"{label}:{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+
+
 def load_board(
     name_or_path: str | Path,
     overrides: Mapping[str, Any] | None = None,
@@ -158,12 +171,7 @@ def load_board(
     """
     path = _resolve(name_or_path)
     label = path.name if path.parent == BOARDS_DIR else str(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise BoardError(f"{label}:{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    raw = copy.deepcopy(_parsed(path.read_text(), label))
     if not isinstance(raw, dict):
         raise BoardError(f"{label}: (top level): expected a mapping of keys, got {type(raw).__name__}")
     if overrides:

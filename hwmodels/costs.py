@@ -158,11 +158,11 @@ def _group_cycles(workload: Workload, acc: Accelerator, group: tuple[int, int],
                   mask: BlockMask | None, engine: str) -> tuple[float, ...]:
     """The per-op total cycles of ops[i:j] as `simulate` computes them."""
     time_fn = engine_time_fn(engine)
-    tkey = sweepcache.timing_key(acc) if sweepcache.is_enabled() else None
+    skey = sweepcache.schedule_key(acc) if sweepcache.is_enabled() else None
     bpc, db = acc.dram_bytes_per_cycle_at(gather_clock_mhz(acc)), acc.double_buffering
     i, j = group
     ops = workload.ops[i:j]
-    scheds = [op_schedule(op, acc, mask if k == 0 else None, tkey, workload.name)
+    scheds = [op_schedule(op, acc, mask if k == 0 else None, skey, workload.name)
               for k, op in enumerate(ops)]
     timings = [time_fn(s, bpc, db) for s in scheds]
     if acc.vector_overlap == "fused" and j > i + 1:

@@ -81,10 +81,10 @@ def simulate(workload: Workload, accelerator: Accelerator,
     acc = accelerator
     clock = gather_clock_mhz(acc)  # acc.clock_mhz unless a derated crossbar gather
     bpc = acc.dram_bytes_per_cycle_at(clock)
-    tkey = sweepcache.timing_key(acc) if sweepcache.is_enabled() else None
+    skey = sweepcache.schedule_key(acc) if sweepcache.is_enabled() else None
     cache: dict[tuple, tuple] = {}
     mapped: list[tuple] = []  # (sched, timing, mask) per op
-    masked = masked_schedules(workload.ops, acc, attached, tkey)
+    masked = masked_schedules(workload.ops, acc, attached, skey)
     for op in workload.ops:
         mask = attached.get(op.weight_name) if isinstance(op, GemmOp) else None
         key = None
@@ -94,7 +94,7 @@ def simulate(workload: Workload, accelerator: Accelerator,
         hit = cache.get(key) if key else None
         if hit is None:
             sched = (masked[id(op)] if mask is not None
-                     else op_schedule(op, acc, mask, tkey, workload.name))
+                     else op_schedule(op, acc, mask, skey, workload.name))
             timing = time_fn(sched, bpc, acc.double_buffering)
             hit = (sched, timing)
             if key:
@@ -184,18 +184,18 @@ def op_energy_pj(sched: mapping.Schedule, total_cycles, table, clock_mhz) -> dic
                  latency_us=total_cycles / clock_mhz)
 
 
-def _gemm_key(op: GemmOp, acc: Accelerator, mask: BlockMask | None, tkey) -> tuple:
+def _gemm_key(op: GemmOp, acc: Accelerator, mask: BlockMask | None, skey) -> tuple:
     return ("gemm", op.m, op.k, op.n, op.count, op.kind, acc.dataflow_of(op),
-            mask.content_key if mask is not None else None, tkey)
+            mask.content_key if mask is not None else None, skey)
 
 
-def masked_schedules(ops, acc: Accelerator, masks: Mapping[str, BlockMask], tkey) -> dict:
+def masked_schedules(ops, acc: Accelerator, masks: Mapping[str, BlockMask], skey) -> dict:
     """`op_schedule` of every GEMM of `ops` with a mask in `masks`, keyed by id(op): those not
     in the cache built together (`hwmodels.mapping.gemm_schedules`, one numpy call per step
     for all masks of one shape), each equal to the one built alone."""
     todo = [(op, masks[op.weight_name]) for op in ops
             if isinstance(op, GemmOp) and op.weight_name in masks]
-    keys = [_gemm_key(op, acc, mask, tkey) for op, mask in todo] if tkey is not None else None
+    keys = [_gemm_key(op, acc, mask, skey) for op, mask in todo] if skey is not None else None
     out = {}
     miss = []
     for i, (op, _) in enumerate(todo):
@@ -210,22 +210,22 @@ def masked_schedules(ops, acc: Accelerator, masks: Mapping[str, BlockMask], tkey
     return out
 
 
-def op_schedule(op, acc: Accelerator, mask: BlockMask | None, tkey, workload_name: str = ""):
+def op_schedule(op, acc: Accelerator, mask: BlockMask | None, skey, workload_name: str = ""):
     """The op's Schedule, from the bounded cache `hwmodels.sweepcache.SCHEDULES` under the op's
-    shape, the mask's content and `tkey` (= sweepcache.timing_key(acc); None: no cache)."""
+    shape, the mask's content and `skey` (= sweepcache.schedule_key(acc); None: no cache)."""
     if isinstance(op, GemmOp):
         def build():
             return mapping.gemm_schedule(op, acc, gemm_blocks(mask) if mask is not None else None)
 
-        key = _gemm_key(op, acc, mask, tkey)
+        key = _gemm_key(op, acc, mask, skey)
     elif isinstance(op, VectorOp):
         def build():
             return mapping.vector_schedule(op, acc)
 
-        key = ("vec", op.kind, op.elements, tkey)
+        key = ("vec", op.kind, op.elements, skey)
     else:
         raise ValueError(f"workload {workload_name}: unknown op type {type(op).__name__}")
-    return build() if tkey is None else sweepcache.SCHEDULES.get(key, build)
+    return build() if skey is None else sweepcache.SCHEDULES.get(key, build)
 
 
 def fit_of(acc: Accelerator):

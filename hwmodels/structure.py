@@ -38,6 +38,7 @@ from typing import Mapping
 import numpy as np
 
 from .sparsity import BlockMask
+from .sweepcache import CARRIED, is_enabled
 from .workload import GemmOp, VectorOp, Workload, _dims
 
 
@@ -97,14 +98,29 @@ def carry_structure(workload: Workload, masks: Mapping[str, BlockMask],
                     sparse_strategy: str = "compact") -> Carried:
     """`workload` without the work that whole dead heads and neurons make unnecessary (module
     docstring); `masks` keyed by weight name as `hwmodels.simulate.attach_masks` returns them.
-    Under ``sparse_strategy="dense"`` nothing changes: a dense accelerator ignores the masks."""
+    Under ``sparse_strategy="dense"`` nothing changes: a dense accelerator ignores the masks.
+    The result is the same for every strategy that reads masks: it comes from the bounded cache
+    `hwmodels.sweepcache.CARRIED` (keyed by the ops, the config and the masks' content), with a
+    dict of masks of its own."""
     unchanged = Carried(workload, dict(masks), ())
     if not masks or not workload.config or sparse_strategy == "dense":
         return unchanged
     try:
-        _, hidden, heads, inter = _dims(workload.config)
+        dims = _dims(workload.config)
     except ValueError:
         return unchanged
+    if not is_enabled():
+        return _carried(workload, masks, dims)
+    key = ("carry", workload.name, workload.seq_len, workload.batch, workload.ops, dims,
+           tuple(sorted((name, m.content_key) for name, m in masks.items())))
+    hit = CARRIED.get(key, lambda: _carried(workload, masks, dims))
+    return replace(hit, masks=dict(hit.masks))
+
+
+def _carried(workload: Workload, masks: Mapping[str, BlockMask], dims: tuple) -> Carried:
+    """`carry_structure` under a strategy that reads the masks (not cached); `dims` as
+    `_dims(workload.config)` gives them."""
+    _, hidden, heads, inter = dims
     by_layer: dict[int, dict[str, GemmOp]] = {}
     for op in workload.gemms:
         if op.layer is not None and op.role:
@@ -115,7 +131,7 @@ def carry_structure(workload: Workload, masks: Mapping[str, BlockMask],
         if plan is not None:
             plans[layer] = plan
     if not plans:
-        return unchanged
+        return Carried(workload, dict(masks), ())
     new_masks = dict(masks)
     ops_out: list[GemmOp | VectorOp] = []
     for op in workload.ops:

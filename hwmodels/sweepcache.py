@@ -10,9 +10,13 @@ plain path would have built, so cached results are bit-identical to uncached one
   the energy table.
 * ``SCHEDULES``: a whole op `Schedule` (adds M chunking and operand residency, which depend on
   the buffer sizes, and the pipeline's fill/drain), keyed by the op's shape, the mask's content
-  and `timing_key(acc)`: every field of the accelerator except clock (and the gather's clock
-  derating), DRAM, energy table, name and source, which only enter timing and pricing.
+  and `schedule_key(acc)`: every field of the accelerator except clock (and the gather's clock
+  derating), DRAM, energy table, name and source, which only enter timing and pricing, and
+  `vector_overlap`, which only enters timing (fused vector work is timed over the schedules).
 * ``FITS``: `hwmodels.resources.assess_fit` per accelerator.
+* ``CARRIED``: `hwmodels.structure.carry_structure`'s result (the workload without the dead
+  heads and neurons, and the cropped masks), keyed by the workload's ops and config and the
+  masks' content; it depends on the accelerator only through whether it reads masks at all.
 
 Keys are content keys (a 128-bit BLAKE2 digest of a mask's grid with its block and matrix
 shapes), never object ids. Each cache is an LRU bounded in entries and in the bytes of the numpy
@@ -130,11 +134,12 @@ class BoundedCache:
 FOLDS = BoundedCache("folds", max_entries=4096, max_bytes=128 << 20)
 SCHEDULES = BoundedCache("schedules", max_entries=4096, max_bytes=256 << 20)
 FITS = BoundedCache("fits", max_entries=1024, max_bytes=1 << 20)
+CARRIED = BoundedCache("carried", max_entries=256, max_bytes=64 << 20)
 
 
 def clear_all() -> None:
     """Empty every cache (benchmarks use it to time the cold path)."""
-    for c in (FOLDS, SCHEDULES, FITS):
+    for c in (FOLDS, SCHEDULES, FITS, CARRIED):
         c.clear()
 
 
@@ -156,6 +161,16 @@ def timing_key(acc: Any) -> Any:
     table) or labels (name, source) blanked: points with equal keys have the same schedules.
     Every other field, present or future, stays in the key (held in a `HashedKey`)."""
     return HashedKey(dataclasses.replace(acc, **_TIMING_EXCLUDED))
+
+
+#: vector_overlap changes how the schedules are timed (hwmodels.engines.fusion), never a schedule
+_SCHEDULE_EXCLUDED = {**_TIMING_EXCLUDED, "vector_overlap": "none"}
+
+
+def schedule_key(acc: Any) -> Any:
+    """`timing_key` with `vector_overlap` blanked too: accelerators with equal keys build the
+    same op schedules (the key of ``SCHEDULES``)."""
+    return HashedKey(dataclasses.replace(acc, **_SCHEDULE_EXCLUDED))
 
 
 class HashedKey:

@@ -57,6 +57,21 @@ def test_broken_yaml_and_unknown_board(tmp_path):
         load_board("zcu999")
 
 
+def test_a_board_file_is_parsed_once_per_content(tmp_path):
+    """A sweep loads one board per accelerator choice: the parse is cached per file content,
+    each caller gets its own copy, and an edited file is parsed again."""
+    src = (hwmodels.board_loader.BOARDS_DIR / "zcu102.yaml").read_text()
+    path = tmp_path / "mine.yaml"
+    path.write_text(src)
+    first = load_board(str(path), {"clock_mhz": 150})  # overrides merge into a copy
+    assert first.clock_mhz == 150 and load_board(str(path)).clock_mhz == 200
+    path.write_text(src.replace("clock_mhz: 200", "clock_mhz: 250"))
+    assert load_board(str(path)).clock_mhz == 250
+    path.write_text("name: [unclosed\n")
+    with pytest.raises(BoardError, match=r"mine\.yaml.*line"):
+        load_board(str(path))
+
+
 def test_dsp_packing_and_bram_estimate():
     acc = load_board("zcu102")
     est = estimate(acc)

@@ -181,3 +181,33 @@ def test_hashed_key_equals_by_value():
     assert a.value == dataclasses.replace(base, **sweepcache._TIMING_EXCLUDED)
     assert a != sweepcache.timing_key(dataclasses.replace(base, double_buffering=False))
     assert a != a.value  # only equal to another HashedKey
+
+
+def test_schedule_key_also_ignores_vector_overlap_timing_key_does_not():
+    base = _acc(rows=8, cols=8, df="ws", strategy="compact", preload="serial", overlap="none",
+                clock=200.0, bw=4.0, wbuf=1 << 20, xbuf=1 << 20)
+    fused = dataclasses.replace(base, vector_overlap="fused", clock_mhz=300.0)
+    assert sweepcache.schedule_key(base) == sweepcache.schedule_key(fused)
+    assert sweepcache.timing_key(base) != sweepcache.timing_key(fused)  # timed apart
+    assert sweepcache.schedule_key(base) != sweepcache.schedule_key(
+        dataclasses.replace(base, weight_preload="overlapped"))
+
+
+def test_one_batch_over_both_vector_modes_shares_schedules_and_equals_simulate():
+    """Points that differ in vector_overlap (and clock) are timed in their own groups over the
+    same schedules: one batch over both modes, both strategies and both preloads equals the
+    plain per-point path exactly, and builds each schedule once."""
+    wl, masks = _workload_and_masks("block")
+    accs = [_acc(rows=8, cols=16, df=df, strategy=strategy, preload=preload, overlap=overlap,
+                 clock=clk, bw=4.0, wbuf=16 << 10, xbuf=8 << 10)
+            for df, strategy, preload, overlap, clk in itertools.product(
+                ("ws", "os"), ("tile-skip", "compact"), ("serial", "overlapped"),
+                ("none", "fused"), (150.0, 250.0))]
+    sweepcache.clear_all()
+    batch = simulate_points(wl, accs, masks)
+    built = sweepcache.SCHEDULES.misses
+    sweepcache.clear_all()
+    simulate_points(wl, [a for a in accs if a.vector_overlap == "none"], masks)
+    assert sweepcache.SCHEDULES.misses == built  # the fused points built no schedule of their own
+    for acc, b in zip(accs, batch):
+        assert b == dataclasses.replace(_plain(wl, acc, masks), ops=())

@@ -177,3 +177,33 @@ def test_simulate_points_carries_the_structure_as_simulate_does():
         assert rep.structure == one.structure and rep.structure[0]["heads_output"] == 3
         assert rep.total_cycles == one.total_cycles and rep.executed_macs == one.executed_macs
         assert rep.energy_pj == one.energy_pj
+
+
+def test_carried_structure_is_cached_by_content_with_masks_of_its_own():
+    """carry_structure's result comes from sweepcache.CARRIED for equal content (another mask
+    object, another workload object), equals the uncached result, and hands each caller its
+    own dict of masks; under the dense strategy nothing is looked up."""
+    from hwmodels import sweepcache
+
+    def masks_of():
+        return {_name("v"): _mask((64, 64), dead_rows=[1]),
+                _name("ffn_in"): _mask((128, 64), dead_rows=[2, 5], density=0.6, seed=1)}
+
+    sweepcache.clear_all()
+    first = carry_structure(_wl(), masks_of(), "compact")
+    assert sweepcache.CARRIED.misses == 1
+    again = carry_structure(_wl(), masks_of(), "tile-skip")  # new objects, same content
+    assert sweepcache.CARRIED.hits == 1 and again.masks is not first.masks
+    with sweepcache.enabled(False):
+        plain = carry_structure(_wl(), masks_of(), "compact")
+    assert again.layers == plain.layers and again.workload.ops == plain.workload.ops
+    assert {k: m.grid.tolist() for k, m in again.masks.items()} == \
+        {k: m.grid.tolist() for k, m in plain.masks.items()}
+    again.masks.clear()  # a caller's dict: the cached result keeps its masks
+    assert len(carry_structure(_wl(), masks_of(), "compact").masks) == 2
+    other = masks_of()
+    other[_name("v")] = _mask((64, 64), dead_rows=[1, 2])  # two heads dead: another entry
+    assert carry_structure(_wl(), other, "compact").layers[0].heads_output == 2
+    assert first.layers[0].heads_output == 3 and sweepcache.CARRIED.misses == 2
+    assert carry_structure(_wl(), masks_of(), "dense").layers == ()
+    assert sweepcache.CARRIED.misses == 2 and sweepcache.CARRIED.hits == 2
