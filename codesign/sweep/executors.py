@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from codesign.sweep import remote
-from codesign.sweep.hardware import (HardwareJob, evaluate_hardware, evaluate_hardware_batch,
-                                     load_mask_file)
+from codesign.sweep.hardware import (HardwareJob, batch_key, evaluate_hardware,
+                                     evaluate_hardware_chunk, load_mask_file)
 from codesign.sweep.remote import MeasureJob
 
 log = logging.getLogger("codesign")
@@ -32,9 +32,8 @@ MEASURE_ATTEMPTS = 3  # a dask measurement is tried at most this often before it
 
 class InlineExecutor:
     """workers=1: evaluate in the main process, in submission order. Jobs queue until the next
-    `drain`, which simulates them as one batch (`evaluate_hardware_batch`: the jobs of one mask
-    set share their schedules); if the batch fails, each job is evaluated alone so that the
-    failure is recorded against its own point."""
+    `drain`, which simulates them as one batch (`evaluate_hardware_chunk`: the jobs of one mask
+    set share their schedules; a failure is recorded against its own point)."""
 
     measures = False
 
@@ -48,24 +47,14 @@ class InlineExecutor:
         queue, self._queue = self._queue, []
         if not queue:
             return []
-        try:
-            results = evaluate_hardware_batch([job for job, _ in queue])
-        except Exception:  # noqa: BLE001 - find the failing point below
-            return [_evaluate_one(job, tag) for job, tag in queue]
-        return [(tag, result, None) for (_, tag), result in zip(queue, results)]
+        results = evaluate_hardware_chunk([job for job, _ in queue])
+        return [(tag, res, exc) for (_, tag), (res, exc) in zip(queue, results)]
 
     def pending(self) -> int:
         return len(self._queue)
 
     def close(self, cancel: bool = False) -> None:
         self._queue = []
-
-
-def _evaluate_one(job: HardwareJob, tag: Any) -> tuple:
-    try:
-        return tag, evaluate_hardware(job), None
-    except Exception as exc:  # noqa: BLE001 - a failed point is recorded, not fatal
-        return tag, None, exc
 
 
 def _ignore_sigint() -> None:
@@ -75,7 +64,11 @@ def _ignore_sigint() -> None:
 
 class PoolExecutor:
     """--workers N: a spawn-context process pool (fork after torch threads can deadlock).
-    `measure_threads` > 0: measurements run in the pool at that many threads each."""
+    `measure_threads` > 0: measurements run in the pool at that many threads each. Hardware
+    jobs queue until the next `drain`; then the jobs of each mask set go to the workers in N
+    chunks of at most `CHUNK` jobs, each simulated as one batch (`evaluate_hardware_chunk`)."""
+
+    CHUNK = 64
 
     def __init__(self, workers: int, measure_threads: int = 0):
         import concurrent.futures as cf
@@ -85,13 +78,28 @@ class PoolExecutor:
         self._pool = cf.ProcessPoolExecutor(max_workers=workers,
                                             mp_context=mp.get_context("spawn"),
                                             initializer=_ignore_sigint)
-        self._futures: dict = {}
+        self._futures: dict = {}  # future -> tag, or a list of tags (a chunk of hardware jobs)
+        self._queue: list[tuple[HardwareJob, Any]] = []
+        self.workers = workers
         self.measure_threads = measure_threads
         self.measures = measure_threads > 0
         self._scratch: str | None = None  # the measurements' temporary folders, removed at close
 
     def submit(self, job: HardwareJob, tag: Any) -> None:
-        self._futures[self._pool.submit(evaluate_hardware, job)] = tag
+        self._queue.append((job, tag))
+
+    def _flush(self) -> None:
+        """The queued hardware jobs to the pool, in chunks of one mask set each."""
+        queue, self._queue = self._queue, []
+        groups: dict[tuple, list[tuple[HardwareJob, Any]]] = {}
+        for item in queue:
+            groups.setdefault(batch_key(item[0]), []).append(item)
+        for items in groups.values():
+            size = min(self.CHUNK, -(-len(items) // self.workers))
+            for a in range(0, len(items), size):
+                chunk = items[a:a + size]
+                fut = self._pool.submit(evaluate_hardware_chunk, [job for job, _ in chunk])
+                self._futures[fut] = [tag for _, tag in chunk]
 
     def submit_measurement(self, job: MeasureJob, tag: Any, *, cache_root: Path,
                            cache_rels: tuple[str, ...], glue_root: Path,
@@ -106,6 +114,8 @@ class PoolExecutor:
         self._futures[fut] = tag
 
     def drain(self, block: bool = False) -> list:
+        if self._queue:
+            self._flush()
         if not self._futures:
             return []
         done, _ = self._cf.wait(list(self._futures), timeout=None if block else 0,
@@ -114,16 +124,22 @@ class PoolExecutor:
         for fut in done:
             tag = self._futures.pop(fut)
             exc = fut.exception()
-            out.append((tag, None if exc else fut.result(), exc))
+            if not isinstance(tag, list):  # a measurement
+                out.append((tag, None if exc else fut.result(), exc))
+            elif exc is not None:  # the chunk's worker died: every point of it failed
+                out.extend((t, None, exc) for t in tag)
+            else:
+                out.extend((t, res, err) for t, (res, err) in zip(tag, fut.result()))
         return out
 
     def pending(self) -> int:
-        return len(self._futures)
+        return len(self._futures) + len(self._queue)
 
     def close(self, cancel: bool = False) -> None:
         """Wait for running jobs; on cancel (Ctrl-C) a pool that measures stops its workers
         instead (a measurement may run for minutes; it writes only its own temporary folder,
         under the pool's scratch folder, removed here)."""
+        self._queue = []
         try:
             if not (cancel and self.measures):
                 self._pool.shutdown(wait=True, cancel_futures=cancel)

@@ -11,7 +11,8 @@ hardware columns of points.csv.
 What is ignored: accuracy (measured in the main process); a mask file is read once per worker
 process (memoised by path). hwmodels' caches (hwmodels.sweepcache: fold structures and schedules
 keyed by mask content, array and buffers) live per worker process, so a worker's later jobs on
-the same masks and array skip the mapping; `evaluate_hardware_batch` evaluates many jobs at once.
+the same masks and array skip the mapping; `evaluate_hardware_batch` evaluates many jobs at once
+(`evaluate_hardware_chunk`: what the inline executor and each pool worker run).
 """
 from __future__ import annotations
 
@@ -90,9 +91,7 @@ def evaluate_hardware_batch(jobs: list[HardwareJob]) -> list[dict[str, Any]]:
 
     groups: dict[tuple, list[int]] = {}
     for i, job in enumerate(jobs):
-        key = (repr(sorted(dict(job.config).items())), job.seq_len, job.batch, job.engine,
-               job.masks)
-        groups.setdefault(key, []).append(i)
+        groups.setdefault(batch_key(job), []).append(i)
     out: list[dict[str, Any] | None] = [None] * len(jobs)
     for idx in groups.values():
         workload, masks = _workload_and_masks(jobs[idx[0]], None)
@@ -101,6 +100,30 @@ def evaluate_hardware_batch(jobs: list[HardwareJob]) -> list[dict[str, Any]]:
         for i, report in zip(idx, reports):
             out[i] = _columns(jobs[i], report, masks)
     return out  # type: ignore[return-value]
+
+
+def evaluate_hardware_chunk(
+        jobs: list[HardwareJob]) -> list[tuple[dict[str, Any] | None, Exception | None]]:
+    """(columns, None) or (None, the exception) per job, in order: the jobs simulated as one
+    batch (`evaluate_hardware_batch`); if the batch fails, each job alone, so that a failure is
+    recorded against its own point."""
+    try:
+        return [(res, None) for res in evaluate_hardware_batch(jobs)]
+    except Exception:  # noqa: BLE001 - find the failing point below
+        out: list[tuple[dict[str, Any] | None, Exception | None]] = []
+        for job in jobs:
+            try:
+                out.append((evaluate_hardware(job), None))
+            except Exception as exc:  # noqa: BLE001 - a failed point is recorded, not fatal
+                out.append((None, exc))
+        return out
+
+
+def batch_key(job: HardwareJob) -> tuple:
+    """Jobs with equal keys share a workload and masks (`evaluate_hardware_batch` simulates
+    them together)."""
+    return (repr(sorted(dict(job.config).items())), job.seq_len, job.batch, job.engine,
+            job.masks)
 
 
 def _workload_and_masks(job: HardwareJob, masks: dict[str, Any] | None):

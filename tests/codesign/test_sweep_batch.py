@@ -53,3 +53,41 @@ def test_inline_executor_batches_and_records_a_failure_against_its_own_point(tmp
     assert ex.pending() == 0 and ex.drain() == []
     assert out["good"][0] == evaluate_hardware(good) and out["good"][1] is None
     assert out["bad"][0] is None and out["bad"][1] is not None
+
+
+def test_pool_executor_sends_chunks_of_one_mask_set_and_records_failures_per_point(tmp_path):
+    """--workers 2: queued jobs go to the workers as chunks of one mask set (at most half of
+    a set each, so both workers get work), each simulated as a batch; the columns equal one
+    job at a time, and a failing job fails its own point only."""
+    from codesign.sweep.executors import PoolExecutor
+
+    def job(clock, masks):
+        acc = hwmodels.load_board("zcu102", {"pe_array": {"rows": 16, "cols": 16},
+                                             "clock_mhz": clock}, check_fit=False)
+        return HardwareJob(config=TINY, seq_len=32, batch=1, accelerator=acc,
+                           fit=Fit(fits=True, message=""), engine="analytical", masks=masks)
+    dense = MaskSource("dense", block=BlockShape(16, 8))
+    missing = MaskSource("file", path=str(tmp_path / "missing.safetensors"))
+    jobs = {f"d{c}": job(c, dense) for c in (100, 150, 200, 250, 300)}
+    jobs["none"] = job(200, MaskSource("none"))
+    jobs["bad"] = job(200, missing)
+    ex = PoolExecutor(2)
+    try:
+        for tag, j in jobs.items():
+            ex.submit(j, tag)
+        assert ex.pending() == 7
+        ex._flush()  # what drain does first: 5 dense jobs in chunks of 3 and 2, the others alone
+        assert sorted(len(tags) for tags in ex._futures.values()) == [1, 1, 2, 3]
+        out = {}
+        while ex.pending():
+            for tag, res, exc in ex.drain(block=True):
+                out[tag] = (res, exc)
+        assert len(out) == 7 and ex.pending() == 0
+    finally:
+        ex.close()
+    for tag, j in jobs.items():
+        res, exc = out[tag]
+        if tag == "bad":
+            assert res is None and "missing.safetensors" in str(exc)
+        else:
+            assert exc is None and res == evaluate_hardware(j)
