@@ -65,10 +65,10 @@ def default_threads() -> int:
 
 @contextmanager
 def torch_threads(count: int | None) -> Iterator[None]:
-    """torch on `count` intra-op threads for the duration, restored after (None: unchanged)."""
+    """torch on `count` intra-op threads for the duration, restored after (None:
+    `default_threads()`, so ``$CODESIGN_THREADS`` holds for every stage, as for training)."""
     previous = torch.get_num_threads()
-    if count:
-        torch.set_num_threads(int(count))
+    torch.set_num_threads(int(count) if count else default_threads())
     try:
         yield
     finally:

@@ -111,9 +111,10 @@ def calibrated_prune(model: Any, structure: Any, *, block_shape: tuple[int, int]
     """Prune `model` in place, calibrated (see the module docstring); returns the masks.
 
     `calibration`: tokenised batches (`tokenise_calibration`); `ratio` a number or a per-matrix
-    mapping as in `oneshot_prune`; `threads`: torch intra-op threads for the run (None: as the
-    caller set them; the re-fit's small solves always run on one); `balance`: PE-balanced
-    blocks (codesign.pruning.balance; None: off), chosen by the same saliency.
+    mapping as in `oneshot_prune`; `threads`: torch intra-op threads for the run (None:
+    `$CODESIGN_THREADS`, else every CPU; the re-fit's small solves always run on one);
+    `balance`: PE-balanced blocks (codesign.pruning.balance; None: off), chosen by the same
+    saliency.
     """
     return calibrate_prune(model, structure, block_shape=block_shape, ratio=ratio,
                            calibration=calibration, saliency=saliency, damping=damping,

@@ -156,3 +156,34 @@ def test_default_threads_follow_the_environment(monkeypatch):
     monkeypatch.setenv("CODESIGN_THREADS", "two")
     with pytest.raises(ValueError, match=r"\$CODESIGN_THREADS='two': set a positive"):
         default_threads()
+
+
+def test_calibration_stages_follow_the_environment_too(monkeypatch):
+    """The Fisher pass and the re-fit run inside `torch_threads(None)`: $CODESIGN_THREADS
+    holds there as in training (before, None left torch at its own default, every core)."""
+    from codesign.pruning import fisher
+    from codesign.pruning.batching import torch_threads
+
+    seen = []
+    monkeypatch.setenv("CODESIGN_THREADS", "1")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch_threads(None):
+            seen.append(torch.get_num_threads())
+        assert seen == [1] and torch.get_num_threads() == 2  # restored afterwards
+        monkeypatch.setattr(fisher, "_weighted_gradients",
+                            lambda *a: seen.append(torch.get_num_threads()) or [])
+        batch = {"input_ids": torch.ones(1, 4, dtype=torch.long),
+                 "attention_mask": torch.ones(1, 4, dtype=torch.long)}
+
+        class Structure:
+            def prunable(self, model):
+                return [("w", 0, "q")]
+
+        model = torch.nn.Module()
+        model.w = torch.nn.Parameter(torch.ones(4, 4))
+        fisher.fisher_scores(model, Structure(), block_shape=(2, 2), calibration=[batch])
+        assert seen == [1, 1]
+    finally:
+        torch.set_num_threads(before)
