@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)  # 2-core machine: set explicitly, do not oversubscribe
+    os.environ["CODESIGN_THREADS"] = str(args.threads)  # every stage reads it (default_threads)
     from codesign.accuracy import AccuracyCache, Recipe, measure
     from codesign.glue import get_task
 

@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     base = _parse_recipe_overrides(tuple(args.recipe))
     cache = AccuracyCache(args.cache)
     rows = []
+    if args.threads:  # every stage reads it (codesign.pruning.batching.default_threads)
+        os.environ["CODESIGN_THREADS"] = str(args.threads)
     with torch_threads(args.threads):
         for n in budgets:
             t0 = time.perf_counter()

@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     blocks = [b for b in args.blocks.split(",") if b]
     comps = [float(c) for c in args.compressions.split(",") if c]
     rows, t_start = [], time.perf_counter()
+    if args.threads:  # every stage reads it (codesign.pruning.batching.default_threads)
+        os.environ["CODESIGN_THREADS"] = str(args.threads)
     with torch_threads(args.threads):
         for task in tasks:
             for block in blocks:

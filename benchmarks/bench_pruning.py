@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    os.environ["CODESIGN_THREADS"] = str(args.threads)  # every stage reads it (default_threads)
     from codesign.checkpoints import load_model
     from codesign.glue import load_split
     from codesign.masks import extract_masks
