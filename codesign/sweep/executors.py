@@ -1,7 +1,9 @@
 """Where evaluations run: inline, a local process pool, or a dask.distributed cluster.
 
 Every executor takes (job, tag) pairs and hands back (tag, result, exception) triples as they
-finish; the tag stays in the main process. Hardware jobs go to `submit`; the pool and dask also
+finish; the tag stays in the main process. Hardware jobs go to `submit` and wait there for the
+next `drain`, which sends the jobs of each mask set as batches (`evaluate_hardware_chunk`: one
+in the main process, chunks in the pool and on dask); the pool and dask also
 take accuracy measurements (`submit_measurement`, codesign.sweep.remote), the inline executor
 does not (`measures` is False: the main process measures). A dask measurement whose worker dies
 is re-run by the scheduler; one that fails otherwise (or whose shipped files were lost with
@@ -22,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from codesign.sweep import remote
-from codesign.sweep.hardware import (HardwareJob, batch_key, evaluate_hardware,
-                                     evaluate_hardware_chunk, load_mask_file)
+from codesign.sweep.hardware import (HardwareJob, batch_key, evaluate_hardware_chunk,
+                                     load_mask_file)
 from codesign.sweep.remote import MeasureJob
 
 log = logging.getLogger("codesign")
@@ -166,7 +168,8 @@ class DaskExecutor:
         from distributed import Client
 
         self._client = Client(address, set_as_default=False, timeout="30s")
-        self._futures: dict = {}
+        self._futures: dict = {}  # future -> tag, or a list of tags (a chunk of hardware jobs)
+        self._queue: list[tuple[HardwareJob, Any]] = []
         self._scattered: dict[Any, Any] = {}
         self._retry: dict = {}  # measurement future -> (job, files, attempts so far)
 
@@ -180,12 +183,25 @@ class DaskExecutor:
         return fut
 
     def submit(self, job: HardwareJob, tag: Any) -> None:
-        masks = None
-        if job.masks.kind == "file":
-            path = job.masks.path
-            masks = self._scatter(("masks", path), lambda: load_mask_file(path))
-        fut = self._client.submit(evaluate_hardware, job, masks, pure=False)
-        self._futures[fut] = tag
+        self._queue.append((job, tag))
+
+    def _flush(self) -> None:
+        """The queued hardware jobs to the cluster: each mask set's jobs in chunks of at most
+        `PoolExecutor.CHUNK`, each one batch with the set's scattered masks."""
+        queue, self._queue = self._queue, []
+        groups: dict[tuple, list[tuple[HardwareJob, Any]]] = {}
+        for item in queue:
+            groups.setdefault(batch_key(item[0]), []).append(item)
+        for items in groups.values():
+            source, masks = items[0][0].masks, None
+            if source.kind == "file":
+                path = source.path
+                masks = self._scatter(("masks", path), lambda: load_mask_file(path))
+            for a in range(0, len(items), PoolExecutor.CHUNK):
+                chunk = items[a:a + PoolExecutor.CHUNK]
+                fut = self._client.submit(evaluate_hardware_chunk, [job for job, _ in chunk],
+                                          masks, pure=False)
+                self._futures[fut] = [tag for _, tag in chunk]
 
     def submit_measurement(self, job: MeasureJob, tag: Any, *, cache_root: Path,
                            cache_rels: tuple[str, ...], glue_root: Path,
@@ -202,6 +218,8 @@ class DaskExecutor:
         self._retry[fut] = (job, files, attempts + 1)
 
     def drain(self, block: bool = False) -> list:
+        if self._queue:
+            self._flush()
         if not self._futures:
             return []
         # poll (distributed.wait needs a default client; ours is private to this sweep)
@@ -211,7 +229,13 @@ class DaskExecutor:
         for fut in [f for f in self._futures if f.done()]:
             tag = self._futures.pop(fut)
             retry = self._retry.pop(fut, None)
-            if fut.status == "finished":
+            if isinstance(tag, list):  # a chunk of hardware jobs
+                if fut.status == "finished":
+                    out.extend((t, res, err) for t, (res, err) in zip(tag, fut.result()))
+                else:  # its worker died or it was cancelled: every point of it failed
+                    exc = _exception_of(fut)
+                    out.extend((t, None, exc) for t in tag)
+            elif fut.status == "finished":
                 out.append((tag, fut.result(), None))
             else:
                 exc = _exception_of(fut)
@@ -225,9 +249,10 @@ class DaskExecutor:
         return out
 
     def pending(self) -> int:
-        return len(self._futures)
+        return len(self._futures) + len(self._queue)
 
     def close(self, cancel: bool = False) -> None:
+        self._queue = []
         try:
             if cancel and self._futures:
                 self._client.cancel(list(self._futures))

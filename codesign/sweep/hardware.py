@@ -82,11 +82,13 @@ def evaluate_hardware(job: HardwareJob, masks: dict[str, Any] | None = None) -> 
     return _columns(job, report, masks)
 
 
-def evaluate_hardware_batch(jobs: list[HardwareJob]) -> list[dict[str, Any]]:
+def evaluate_hardware_batch(jobs: list[HardwareJob],
+                            masks: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """`evaluate_hardware` for many jobs at once, in order, with the same columns bit for bit:
     jobs with the same model, sequence, batch, engine and mask source are simulated together
     by hwmodels.batch.simulate_points (schedules shared, timing vectorised over clocks and
-    bandwidths)."""
+    bandwidths). `masks` given (dask: the scattered masks of the jobs' one mask file) replaces
+    the mask file."""
     from hwmodels import simulate_points
 
     groups: dict[tuple, list[int]] = {}
@@ -94,26 +96,27 @@ def evaluate_hardware_batch(jobs: list[HardwareJob]) -> list[dict[str, Any]]:
         groups.setdefault(batch_key(job), []).append(i)
     out: list[dict[str, Any] | None] = [None] * len(jobs)
     for idx in groups.values():
-        workload, masks = _workload_and_masks(jobs[idx[0]], None)
+        workload, used = _workload_and_masks(jobs[idx[0]], masks)
         reports = simulate_points(workload, [jobs[i].accelerator for i in idx],
-                                  masks=masks or None, engine=jobs[idx[0]].engine)
+                                  masks=used or None, engine=jobs[idx[0]].engine)
         for i, report in zip(idx, reports):
-            out[i] = _columns(jobs[i], report, masks)
+            out[i] = _columns(jobs[i], report, used)
     return out  # type: ignore[return-value]
 
 
 def evaluate_hardware_chunk(
-        jobs: list[HardwareJob]) -> list[tuple[dict[str, Any] | None, Exception | None]]:
+        jobs: list[HardwareJob], masks: dict[str, Any] | None = None,
+) -> list[tuple[dict[str, Any] | None, Exception | None]]:
     """(columns, None) or (None, the exception) per job, in order: the jobs simulated as one
-    batch (`evaluate_hardware_batch`); if the batch fails, each job alone, so that a failure is
-    recorded against its own point."""
+    batch (`evaluate_hardware_batch`; `masks` as there); if the batch fails, each job alone, so
+    that a failure is recorded against its own point."""
     try:
-        return [(res, None) for res in evaluate_hardware_batch(jobs)]
+        return [(res, None) for res in evaluate_hardware_batch(jobs, masks)]
     except Exception:  # noqa: BLE001 - find the failing point below
         out: list[tuple[dict[str, Any] | None, Exception | None]] = []
         for job in jobs:
             try:
-                out.append((evaluate_hardware(job), None))
+                out.append((evaluate_hardware(job, masks), None))
             except Exception as exc:  # noqa: BLE001 - a failed point is recorded, not fatal
                 out.append((None, exc))
         return out

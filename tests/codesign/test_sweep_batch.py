@@ -91,3 +91,45 @@ def test_pool_executor_sends_chunks_of_one_mask_set_and_records_failures_per_poi
             assert res is None and "missing.safetensors" in str(exc)
         else:
             assert exc is None and res == evaluate_hardware(j)
+
+
+def test_dask_executor_sends_each_mask_set_as_one_chunk_with_its_scattered_masks(tmp_path):
+    """--dask: queued jobs go to the cluster as chunks of one mask set, the set's masks
+    scattered once and passed to the batch; the columns equal one job at a time."""
+    import distributed
+
+    from codesign.masks import save_masks
+    from codesign.sweep.executors import DaskExecutor
+    from codesign.workload import encoder_workload
+
+    names = [op.weight_name for op in encoder_workload(TINY, 32, 1).gemms if op.weight_name]
+    wl = encoder_workload(TINY, 32, 1, mask_names=names)
+    path = tmp_path / "m.safetensors"
+    save_masks(path, {op.weight_name: hwmodels.BlockMask.random((16, 8), (op.n, op.k), 0.5,
+                                                                seed=i)
+                      for i, op in enumerate(wl.gemms) if op.weight_name}, {})
+
+    def job(clock, masks):
+        acc = hwmodels.load_board("zcu102", {"pe_array": {"rows": 16, "cols": 16},
+                                             "clock_mhz": clock}, check_fit=False)
+        return HardwareJob(config=TINY, seq_len=32, batch=1, accelerator=acc,
+                           fit=Fit(fits=True, message=""), engine="analytical", masks=masks)
+    jobs = {f"f{c}": job(c, MaskSource("file", path=str(path))) for c in (100, 200, 300)}
+    jobs["none"] = job(200, MaskSource("none"))
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        ex = DaskExecutor(cluster.scheduler_address)
+        try:
+            for tag, j in jobs.items():
+                ex.submit(j, tag)
+            assert ex.pending() == 4
+            ex._flush()
+            assert sorted(len(tags) for tags in ex._futures.values()) == [1, 3]
+            out = {}
+            while ex.pending():
+                for tag, res, exc in ex.drain(block=True):
+                    out[tag] = (res, exc)
+        finally:
+            ex.close()
+    for tag, j in jobs.items():
+        assert out[tag] == (evaluate_hardware(j), None)
