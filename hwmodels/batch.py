@@ -76,10 +76,10 @@ def _group_timings(workload: Workload, acc: Accelerator, attached: dict, bpc: np
         mask = attached.get(op.weight_name) if isinstance(op, GemmOp) else None
         sched = (masked[id(op)] if mask is not None
                  else op_schedule(op, acc, mask, use_key, workload.name))
-        hit = timed.get((id(sched), *bw))
+        key = (id(sched), *bw)
+        hit = timed.get(key)
         if hit is None:
-            hit = timed[(id(sched), *bw)] = (sched, time_schedule_batch(sched, bpc,
-                                                                         acc.double_buffering))
+            hit = timed[key] = (sched, time_schedule_batch(sched, bpc, acc.double_buffering))
         t = hit[1]
         schedules.append(sched)
         timings.append(t)

@@ -102,13 +102,12 @@ def carry_structure(workload: Workload, masks: Mapping[str, BlockMask],
     The result is the same for every strategy that reads masks: it comes from the bounded cache
     `hwmodels.sweepcache.CARRIED` (keyed by the ops, the config and the masks' content), with a
     dict of masks of its own."""
-    unchanged = Carried(workload, dict(masks), ())
     if not masks or not workload.config or sparse_strategy == "dense":
-        return unchanged
+        return Carried(workload, dict(masks), ())
     try:
         dims = _dims(workload.config)
     except ValueError:
-        return unchanged
+        return Carried(workload, dict(masks), ())
     if not is_enabled():
         return _carried(workload, masks, dims)
     key = ("carry", workload.name, workload.seq_len, workload.batch, workload.ops, dims,

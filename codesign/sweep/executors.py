@@ -19,6 +19,7 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,28 @@ from codesign.sweep.remote import MeasureJob
 
 log = logging.getLogger("codesign")
 MEASURE_ATTEMPTS = 3  # a dask measurement is tried at most this often before its points fail
+HARDWARE_CHUNK = 64  # hardware jobs per pool or dask task (one mask set, one batch)
+
+
+def _mask_set_chunks(queue: list[tuple[HardwareJob, Any]],
+                     parts: int) -> Iterator[list[tuple[HardwareJob, Any]]]:
+    """The queued (job, tag) pairs of each mask set (equal `batch_key`), in `parts` chunks of at
+    most `HARDWARE_CHUNK` jobs each."""
+    groups: dict[tuple, list[tuple[HardwareJob, Any]]] = {}
+    for item in queue:
+        groups.setdefault(batch_key(item[0]), []).append(item)
+    for items in groups.values():
+        size = min(HARDWARE_CHUNK, -(-len(items) // parts))
+        for a in range(0, len(items), size):
+            yield items[a:a + size]
+
+
+def _chunk_results(tags: list[Any], results: list | None, exc: BaseException | None) -> list:
+    """(tag, columns, exception) per job of a chunk; a chunk that failed as a whole (its worker
+    died, or it was cancelled) fails every point of it."""
+    if exc is not None:
+        return [(t, None, exc) for t in tags]
+    return [(t, res, err) for t, (res, err) in zip(tags, results)]
 
 
 class InlineExecutor:
@@ -68,9 +91,8 @@ class PoolExecutor:
     """--workers N: a spawn-context process pool (fork after torch threads can deadlock).
     `measure_threads` > 0: measurements run in the pool at that many threads each. Hardware
     jobs queue until the next `drain`; then the jobs of each mask set go to the workers in N
-    chunks of at most `CHUNK` jobs, each simulated as one batch (`evaluate_hardware_chunk`)."""
-
-    CHUNK = 64
+    chunks of at most `HARDWARE_CHUNK` jobs, each simulated as one batch
+    (`evaluate_hardware_chunk`)."""
 
     def __init__(self, workers: int, measure_threads: int = 0):
         import concurrent.futures as cf
@@ -93,15 +115,9 @@ class PoolExecutor:
     def _flush(self) -> None:
         """The queued hardware jobs to the pool, in chunks of one mask set each."""
         queue, self._queue = self._queue, []
-        groups: dict[tuple, list[tuple[HardwareJob, Any]]] = {}
-        for item in queue:
-            groups.setdefault(batch_key(item[0]), []).append(item)
-        for items in groups.values():
-            size = min(self.CHUNK, -(-len(items) // self.workers))
-            for a in range(0, len(items), size):
-                chunk = items[a:a + size]
-                fut = self._pool.submit(evaluate_hardware_chunk, [job for job, _ in chunk])
-                self._futures[fut] = [tag for _, tag in chunk]
+        for chunk in _mask_set_chunks(queue, self.workers):
+            fut = self._pool.submit(evaluate_hardware_chunk, [job for job, _ in chunk])
+            self._futures[fut] = [tag for _, tag in chunk]
 
     def submit_measurement(self, job: MeasureJob, tag: Any, *, cache_root: Path,
                            cache_rels: tuple[str, ...], glue_root: Path,
@@ -126,12 +142,10 @@ class PoolExecutor:
         for fut in done:
             tag = self._futures.pop(fut)
             exc = fut.exception()
-            if not isinstance(tag, list):  # a measurement
+            if isinstance(tag, list):  # a chunk of hardware jobs
+                out.extend(_chunk_results(tag, None if exc else fut.result(), exc))
+            else:  # a measurement
                 out.append((tag, None if exc else fut.result(), exc))
-            elif exc is not None:  # the chunk's worker died: every point of it failed
-                out.extend((t, None, exc) for t in tag)
-            else:
-                out.extend((t, res, err) for t, (res, err) in zip(tag, fut.result()))
         return out
 
     def pending(self) -> int:
@@ -187,21 +201,16 @@ class DaskExecutor:
 
     def _flush(self) -> None:
         """The queued hardware jobs to the cluster: each mask set's jobs in chunks of at most
-        `PoolExecutor.CHUNK`, each one batch with the set's scattered masks."""
+        `HARDWARE_CHUNK`, each one batch with the set's masks, scattered once."""
         queue, self._queue = self._queue, []
-        groups: dict[tuple, list[tuple[HardwareJob, Any]]] = {}
-        for item in queue:
-            groups.setdefault(batch_key(item[0]), []).append(item)
-        for items in groups.values():
-            source, masks = items[0][0].masks, None
+        for chunk in _mask_set_chunks(queue, 1):
+            source, masks = chunk[0][0].masks, None
             if source.kind == "file":
                 path = source.path
                 masks = self._scatter(("masks", path), lambda: load_mask_file(path))
-            for a in range(0, len(items), PoolExecutor.CHUNK):
-                chunk = items[a:a + PoolExecutor.CHUNK]
-                fut = self._client.submit(evaluate_hardware_chunk, [job for job, _ in chunk],
-                                          masks, pure=False)
-                self._futures[fut] = [tag for _, tag in chunk]
+            fut = self._client.submit(evaluate_hardware_chunk, [job for job, _ in chunk], masks,
+                                      pure=False)
+            self._futures[fut] = [tag for _, tag in chunk]
 
     def submit_measurement(self, job: MeasureJob, tag: Any, *, cache_root: Path,
                            cache_rels: tuple[str, ...], glue_root: Path,
@@ -230,11 +239,9 @@ class DaskExecutor:
             tag = self._futures.pop(fut)
             retry = self._retry.pop(fut, None)
             if isinstance(tag, list):  # a chunk of hardware jobs
-                if fut.status == "finished":
-                    out.extend((t, res, err) for t, (res, err) in zip(tag, fut.result()))
-                else:  # its worker died or it was cancelled: every point of it failed
-                    exc = _exception_of(fut)
-                    out.extend((t, None, exc) for t in tag)
+                ok = fut.status == "finished"
+                out.extend(_chunk_results(tag, fut.result() if ok else None,
+                                          None if ok else _exception_of(fut)))
             elif fut.status == "finished":
                 out.append((tag, fut.result(), None))
             else:

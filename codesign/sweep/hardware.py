@@ -12,7 +12,8 @@ What is ignored: accuracy (measured in the main process); a mask file is read on
 process (memoised by path). hwmodels' caches (hwmodels.sweepcache: fold structures and schedules
 keyed by mask content, array and buffers) live per worker process, so a worker's later jobs on
 the same masks and array skip the mapping; `evaluate_hardware_batch` evaluates many jobs at once
-(`evaluate_hardware_chunk`: what the inline executor and each pool worker run).
+(`evaluate_hardware_chunk`: what the inline executor, each pool worker and each dask task
+run).
 """
 from __future__ import annotations
 
