@@ -28,8 +28,8 @@ from pathlib import Path
 
 from codesign.accuracy.recipe import FIDELITIES
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "out"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from anywhere
+from bench_options import OUT, add_measurement_options, use_threads  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,25 +38,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--blocks", default="1x1,16x16,256x1")
     ap.add_argument("--compressions", default="1.5,2,3,5")
     ap.add_argument("--fidelity", default="retrain", choices=FIDELITIES)
-    ap.add_argument("--model", default="minilm-l6")
-    ap.add_argument("--glue-dir", default=os.environ.get("CODESIGN_GLUE_DIR")
-                    or str(ROOT.parent / "shared" / "data" / "glue"),
-                    help="GLUE folder (default $CODESIGN_GLUE_DIR, else ../shared/data/glue)")
-    ap.add_argument("--cache", default=None, help="accuracy cache folder (default: the user's)")
+    add_measurement_options(ap, recipe=False, threads=2)
     ap.add_argument("--dense-examples", type=int, default=None)
     ap.add_argument("--retrain-examples", type=int, default=None)
     ap.add_argument("--eval-examples", type=int, default=None)
     ap.add_argument("--seq", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--name", default="accuracy_bench")
     args = ap.parse_args(argv)
 
-    import torch
-
-    torch.set_num_threads(args.threads)  # 2-core machine: set explicitly, do not oversubscribe
-    os.environ["CODESIGN_THREADS"] = str(args.threads)  # every stage reads it (default_threads)
+    use_threads(args.threads)  # 2-core machine: set explicitly, do not oversubscribe
     from codesign.accuracy import AccuracyCache, Recipe, measure
     from codesign.glue import get_task
 

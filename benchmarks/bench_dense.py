@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from anywhere
+from bench_options import add_measurement_options, use_threads  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,40 +28,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--task", default="sst2")
     ap.add_argument("--budgets", default="2000,8000,16000,all",
                     help="training examples per run, comma-separated; `all` = the whole split")
-    ap.add_argument("--model", default="minilm-l6")
-    ap.add_argument("--glue-dir", default=os.environ.get("CODESIGN_GLUE_DIR")
-                    or str(ROOT.parent / "shared" / "data" / "glue"))
-    ap.add_argument("--cache", default=None, help="accuracy cache folder (default: the user's)")
-    ap.add_argument("--recipe", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a field of the default recipe (repeatable)")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch threads (default $CODESIGN_THREADS, else every CPU)")
+    add_measurement_options(ap)
     args = ap.parse_args(argv)
     budgets = [None if b.strip() == "all" else int(b) for b in args.budgets.split(",") if b]
 
     from codesign.accuracy import AccuracyCache, Recipe
     from codesign.accuracy.dense import dense_checkpoint
     from codesign.cli.accuracy import _parse_recipe_overrides
-    from codesign.pruning.batching import torch_threads
 
     base = _parse_recipe_overrides(tuple(args.recipe))
     cache = AccuracyCache(args.cache)
     rows = []
-    if args.threads:  # every stage reads it (codesign.pruning.batching.default_threads)
-        os.environ["CODESIGN_THREADS"] = str(args.threads)
-    with torch_threads(args.threads):
-        for n in budgets:
-            t0 = time.perf_counter()
-            recipe = Recipe(**{**base, "dense_examples": n})
-            dense = dense_checkpoint(args.model, args.task, recipe, glue_dir=args.glue_dir,
-                                     cache=cache)
-            low = dense.metrics.get(f"{dense.metric}_low", float("nan"))
-            high = dense.metrics.get(f"{dense.metric}_high", float("nan"))
-            took = time.perf_counter() - t0
-            rows.append((n, dense.score, low, high, dense.seconds,
-                         "cached" if took < 0.5 * dense.seconds else "trained now"))
-            print(f"{'all' if n is None else n:>6} examples: {dense.metric} {dense.score:.3f} "
-                  f"[{low:.3f}, {high:.3f}], {dense.seconds:.0f} s", flush=True)
+    use_threads(args.threads)
+    for n in budgets:
+        t0 = time.perf_counter()
+        recipe = Recipe(**{**base, "dense_examples": n})
+        dense = dense_checkpoint(args.model, args.task, recipe, glue_dir=args.glue_dir,
+                                 cache=cache)
+        low = dense.metrics.get(f"{dense.metric}_low", float("nan"))
+        high = dense.metrics.get(f"{dense.metric}_high", float("nan"))
+        took = time.perf_counter() - t0
+        rows.append((n, dense.score, low, high, dense.seconds,
+                     "cached" if took < 0.5 * dense.seconds else "trained now"))
+        print(f"{'all' if n is None else n:>6} examples: {dense.metric} {dense.score:.3f} "
+              f"[{low:.3f}, {high:.3f}], {dense.seconds:.0f} s", flush=True)
     changed = ", ".join(["dense_examples", *args.recipe])
     print(f"\n{args.task}, {args.model}, default recipe but {changed}; load average "
           f"{os.getloadavg()[0]:.1f} at the end, {os.cpu_count()} CPUs\n")

@@ -27,11 +27,12 @@ import csv
 import math
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "out"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from anywhere
+from bench_options import OUT, add_measurement_options, use_threads  # noqa: E402
 # name -> (fidelity, recipe overrides on top of the base recipe)
 VARIANTS = {
     "oneshot": ("oneshot", {}),
@@ -49,14 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compressions", default="1.5,2,3")
     ap.add_argument("--variants", default="oneshot,calibrated,retrain",
                     help=f"cheapest first; the last is the reference ({', '.join(VARIANTS)})")
-    ap.add_argument("--model", default="minilm-l6")
-    ap.add_argument("--glue-dir", default=os.environ.get("CODESIGN_GLUE_DIR")
-                    or str(ROOT.parent / "shared" / "data" / "glue"))
-    ap.add_argument("--cache", default=None, help="accuracy cache folder (default: the user's)")
-    ap.add_argument("--recipe", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a field of the default recipe (repeatable)")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch threads (default $CODESIGN_THREADS, else every CPU)")
+    add_measurement_options(ap)
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--name", default="fidelity_bench")
     args = ap.parse_args(argv)
@@ -68,7 +62,6 @@ def main(argv: list[str] | None = None) -> int:
     from codesign.accuracy import AccuracyCache, Recipe, measure
     from codesign.cli.accuracy import _parse_recipe_overrides
     from codesign.glue import get_task
-    from codesign.pruning.batching import torch_threads
 
     base = _parse_recipe_overrides(tuple(args.recipe))
     cache = AccuracyCache(args.cache)
@@ -76,19 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     blocks = [b for b in args.blocks.split(",") if b]
     comps = [float(c) for c in args.compressions.split(",") if c]
     rows, t_start = [], time.perf_counter()
-    if args.threads:  # every stage reads it (codesign.pruning.batching.default_threads)
-        os.environ["CODESIGN_THREADS"] = str(args.threads)
-    with torch_threads(args.threads):
-        for task in tasks:
-            for block in blocks:
-                for comp in comps:
-                    for name in variants:
-                        fidelity, extra = VARIANTS[name]
-                        recipe = Recipe.from_dict({**base, **extra})
-                        rec = measure(args.model, task, block, prune_ratio(comp), fidelity, recipe,
-                                      glue_dir=args.glue_dir, cache=cache)
-                        rows.append(_row(task, block, comp, name, rec))
-                        print(_line(rows[-1]), flush=True)
+    use_threads(args.threads)
+    for task in tasks:
+        for block in blocks:
+            for comp in comps:
+                for name in variants:
+                    fidelity, extra = VARIANTS[name]
+                    recipe = Recipe.from_dict({**base, **extra})
+                    rec = measure(args.model, task, block, prune_ratio(comp), fidelity, recipe,
+                                  glue_dir=args.glue_dir, cache=cache)
+                    rows.append(_row(task, block, comp, name, rec))
+                    print(_line(rows[-1]), flush=True)
     wall_s = time.perf_counter() - t_start
     text = _report(rows, tasks, variants, wall_s, base)
     print(text)

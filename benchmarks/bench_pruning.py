@@ -25,12 +25,12 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from anywhere
+from bench_options import add_measurement_options, use_threads  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="minilm-l6")
     ap.add_argument("--task", default="sst2")
     ap.add_argument("--seqs", default="64,128")
     ap.add_argument("--examples", type=int, default=96, help="timed training examples per stage")
@@ -38,17 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--block", default="16x16")
     ap.add_argument("--ratio", type=float, default=0.5)
-    ap.add_argument("--threads", type=int, default=2, help="torch threads (set explicitly)")
-    ap.add_argument("--glue-dir", default=os.environ.get("CODESIGN_GLUE_DIR")
-                    or str(ROOT.parent / "shared" / "data" / "glue"))
+    add_measurement_options(ap, cache=False, recipe=False, threads=2)
     args = ap.parse_args(argv)
 
     import tempfile
 
-    import torch
-
-    torch.set_num_threads(args.threads)
-    os.environ["CODESIGN_THREADS"] = str(args.threads)  # every stage reads it (default_threads)
+    use_threads(args.threads)
     from codesign.checkpoints import load_model
     from codesign.glue import load_split
     from codesign.masks import extract_masks
