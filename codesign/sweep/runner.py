@@ -192,8 +192,11 @@ class Runner:
                         job, _Measuring(tuple(group), dense, waiting, seed), **files)
             else:
                 if acc is None:
+                    measured = self.accuracy.measured
                     acc = self.accuracy.get(task, block, ratio, fidelity, precision,
                                             pe_columns=cols)
+                    if self.accuracy.measured > measured:
+                        self._note_measured(first, fidelity, acc)
                 self._submit_hardware(group, acc)
             self._collect(block=False)
         while self.executor.pending():
@@ -271,6 +274,7 @@ class Runner:
             with shielded():  # the mask file and the cache entry together
                 acc = self.accuracy.accept(p.task, p.block, p.prune_ratio, fidelity, remote,
                                            tag.dense)
+            self._note_measured(p, fidelity, acc, tag.seed)
             if waiting.seeds or waiting.failed:
                 return  # other seeds still measuring, or the group already failed
             if tag.seed is not None:
@@ -283,6 +287,21 @@ class Runner:
         waiting.failed = True
         for ev in tag.group:
             self._failed(ev, exc)
+
+    def _note_measured(self, point: DesignPoint, fidelity: str, acc: AccuracyResult,
+                       seed: int | None = None) -> None:
+        """One line per measurement as it arrives: its score with the dev-set interval, the
+        dense model's and the seconds it took (points are stored only once their hardware is
+        simulated too, so without it a long measurement stage would show no progress)."""
+        if not self.progress or point.block is None or not point.prune_ratio:
+            return  # the dense model and a ratio-0 point are not pruned measurements
+        at = (f" seed {seed}" if seed is not None else
+              f" mean of {acc.seeds} seeds" if acc.seeds > 1 else "")
+        took = acc.provenance.get("seconds")
+        self.progress.note(
+            f"measured {point.task} {point.block} ratio {point.prune_ratio:g} ({fidelity}{at}): "
+            f"{acc.metric} {acc.accuracy:.3f} [{acc.low:.3f}, {acc.high:.3f}], dense "
+            f"{acc.dense:.3f}" + (f", {took:.0f} s" if took is not None else ""))
 
     def _failed(self, ev: Evaluation, exc: BaseException | None) -> None:
         self.n_failed += 1

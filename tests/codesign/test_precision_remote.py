@@ -10,6 +10,8 @@ calibration sentences.
 """
 from __future__ import annotations
 
+import io
+
 import pandas as pd
 import pytest
 
@@ -57,14 +59,23 @@ def test_pool_workers_measure_at_w8a8_and_equal_the_main_process(study, main_run
                                                                monkeypatch):
     import codesign.accuracy
     from codesign.sweep import run_sweep
+    from codesign.sweep.progress import Progress
 
     ref, ref_cache = main_run
     cache = cache_with_dense(ref_cache, tmp_path / "cache")
     counting = _Counting(codesign.accuracy.measure)
     monkeypatch.setattr(codesign.accuracy, "measure", counting)
     monkeypatch.setenv("CODESIGN_THREADS", "2")  # 2 cores // 2 workers: 1 thread each
-    result = run_sweep(study, tmp_path / "out", workers=2, cache=cache, write=False)
+    progress = Progress(stream=io.StringIO(), force_plain=True)
+    result = run_sweep(study, tmp_path / "out", workers=2, cache=cache, write=False,
+                       progress=progress)
     assert counting.pruned == []  # every pruned point was measured on a worker
+    # each worker's measurement is reported as it arrives, with its score
+    lines = progress.stream.getvalue().splitlines()
+    for block in ("16x16", "32x32"):
+        row = result.points[result.points["block_shape"] == block].iloc[0]
+        assert any(line.startswith(f"measured sst2 {block} ratio 0.5 (oneshot): accuracy "
+                                   f"{row['accuracy']:.3f} [") for line in lines), lines
     table = lambda df: df[COMPARED].sort_values("point_id").reset_index(drop=True)  # noqa: E731
     pd.testing.assert_frame_equal(table(result.points), table(ref.points))
     assert set(result.points["accuracy_precision"]) == {"w8a8"}

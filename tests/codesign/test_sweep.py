@@ -127,6 +127,30 @@ def test_sigint_leaves_a_consistent_store(reference, study, cache_dir, tmp_path)
     pd.testing.assert_frame_equal(_table(df), _table(reference.points), check_dtype=False)
 
 
+def test_progress_reports_each_measurement_with_its_score(reference, study, cache, tmp_path):
+    """A line per (block, ratio) measurement as it arrives (points are only stored once
+    simulated too), with the score that reaches the points."""
+    import io
+
+    from codesign.sweep import run_sweep
+    from codesign.sweep.progress import Progress
+
+    progress = Progress(stream=io.StringIO(), force_plain=True)
+    result = run_sweep(study, tmp_path, workers=1, cache=cache, write=False, progress=progress)
+    lines = [line for line in progress.stream.getvalue().splitlines()
+             if line.startswith("measured ")]
+    sparse = result.points[result.points["block_shape"] != "dense"]
+    expected = {f"measured sst2 {r.block_shape} ratio {r.prune_ratio:g} ({r.accuracy_fidelity})"
+                f": accuracy {r.accuracy:.3f}" for r in sparse.itertuples()}
+    got = {line.split(" [")[0] for line in lines}
+    # the points hold each (block, ratio) at its last fidelity; the lines every measurement:
+    # 4 oneshot and the one promoted to retrain
+    assert expected <= got and len(got) == len(lines) == 5
+    assert sum("(retrain)" in line for line in lines) == 1
+    assert all(f"dense {result.points['accuracy_dense'].iloc[0]:.3f}, " in line
+               for line in lines)
+
+
 def test_two_workers_equal_one(reference, study, cache, tmp_path):
     from codesign.sweep import run_sweep
 
