@@ -3,7 +3,8 @@
 Every executor takes (job, tag) pairs and hands back (tag, result, exception) triples as they
 finish; the tag stays in the main process. Hardware jobs go to `submit` and wait there for the
 next `drain`, which sends the jobs of each mask set as batches (`evaluate_hardware_chunk`: one
-in the main process, chunks in the pool and on dask); the pool and dask also
+in the main process, chunks in the pool and on dask, and in the main process while the pool
+measures); the pool and dask also
 take accuracy measurements (`submit_measurement`, codesign.sweep.remote), the inline executor
 does not (`measures` is False: the main process measures). A dask measurement whose worker dies
 is re-run by the scheduler; one that fails otherwise (or whose shipped files were lost with
@@ -92,7 +93,11 @@ class PoolExecutor:
     `measure_threads` > 0: measurements run in the pool at that many threads each. Hardware
     jobs queue until the next `drain`; then the jobs of each mask set go to the workers in N
     chunks of at most `HARDWARE_CHUNK` jobs, each simulated as one batch
-    (`evaluate_hardware_chunk`)."""
+    (`evaluate_hardware_chunk`). While a measurement is running or waiting in the pool, the
+    main process simulates them itself, as the inline executor does: the pool runs its jobs in
+    order, so they would wait behind measurements of minutes each, and the points whose
+    accuracy is known would be stored only at the end of the accuracy stage (a mask set's
+    hardware is a fraction of a second; the results are the same either way)."""
 
     def __init__(self, workers: int, measure_threads: int = 0):
         import concurrent.futures as cf
@@ -104,6 +109,7 @@ class PoolExecutor:
                                             initializer=_ignore_sigint)
         self._futures: dict = {}  # future -> tag, or a list of tags (a chunk of hardware jobs)
         self._queue: list[tuple[HardwareJob, Any]] = []
+        self._ready: list = []  # (tag, result, exception) simulated in the main process
         self.workers = workers
         self.measure_threads = measure_threads
         self.measures = measure_threads > 0
@@ -112,9 +118,19 @@ class PoolExecutor:
     def submit(self, job: HardwareJob, tag: Any) -> None:
         self._queue.append((job, tag))
 
+    def _measuring(self) -> bool:
+        """Whether a measurement is running or waiting in the pool."""
+        return any(not isinstance(tag, list) and not fut.done()
+                   for fut, tag in self._futures.items())
+
     def _flush(self) -> None:
-        """The queued hardware jobs to the pool, in chunks of one mask set each."""
+        """The queued hardware jobs to the pool, in chunks of one mask set each; or, while the
+        pool measures, simulated here and now."""
         queue, self._queue = self._queue, []
+        if self._measuring():
+            results = evaluate_hardware_chunk([job for job, _ in queue])
+            self._ready.extend((tag, res, exc) for (_, tag), (res, exc) in zip(queue, results))
+            return
         for chunk in _mask_set_chunks(queue, self.workers):
             fut = self._pool.submit(evaluate_hardware_chunk, [job for job, _ in chunk])
             self._futures[fut] = [tag for _, tag in chunk]
@@ -134,11 +150,12 @@ class PoolExecutor:
     def drain(self, block: bool = False) -> list:
         if self._queue:
             self._flush()
+        out, self._ready = self._ready, []
         if not self._futures:
-            return []
-        done, _ = self._cf.wait(list(self._futures), timeout=None if block else 0,
+            return out
+        done, _ = self._cf.wait(list(self._futures),
+                                timeout=None if block and not out else 0,
                                 return_when=self._cf.FIRST_COMPLETED)
-        out = []
         for fut in done:
             tag = self._futures.pop(fut)
             exc = fut.exception()
@@ -149,13 +166,13 @@ class PoolExecutor:
         return out
 
     def pending(self) -> int:
-        return len(self._futures) + len(self._queue)
+        return len(self._futures) + len(self._queue) + len(self._ready)
 
     def close(self, cancel: bool = False) -> None:
         """Wait for running jobs; on cancel (Ctrl-C) a pool that measures stops its workers
         instead (a measurement may run for minutes; it writes only its own temporary folder,
         under the pool's scratch folder, removed here)."""
-        self._queue = []
+        self._queue, self._ready = [], []
         try:
             if not (cancel and self.measures):
                 self._pool.shutdown(wait=True, cancel_futures=cancel)

@@ -60,7 +60,8 @@ class Progress:
             rate = (self.done - self._initial) / max(now - self._t0, 1e-9)
             left = (self.total - self.done) / rate if rate > 0 else math.nan
             # points arrive in bursts after each accuracy measurement: no ETA from the first few
-            enough = self.done - self._initial >= max(3, 0.05 * (self.total - self._initial))
+            enough = (self.done - self._initial >= max(3, 0.05 * (self.total - self._initial))
+                      or self.done >= self.total)
             eta = f"{left:.0f}s" if math.isfinite(left) and enough else "?"
             self.stream.write(f"{self.done}/{self.total} points, ETA {eta}"
                               f"{', best ' + self.best if self.best else ''}\n")

@@ -93,6 +93,33 @@ def test_pool_executor_sends_chunks_of_one_mask_set_and_records_failures_per_poi
             assert exc is None and res == evaluate_hardware(j)
 
 
+def test_pool_executor_simulates_in_the_main_process_while_the_pool_measures():
+    """While a measurement runs in the pool, queued hardware jobs do not wait behind it: the
+    main process simulates them at the next drain, with the pool's columns."""
+    import time
+
+    from codesign.sweep.executors import PoolExecutor
+
+    def job(clock):
+        acc = hwmodels.load_board("zcu102", {"pe_array": {"rows": 16, "cols": 16},
+                                             "clock_mhz": clock}, check_fit=False)
+        return HardwareJob(config=TINY, seq_len=32, batch=1, accelerator=acc,
+                           fit=Fit(fits=True, message=""), engine="analytical",
+                           masks=MaskSource("dense", block=BlockShape(16, 8)))
+    jobs = {c: job(c) for c in (100, 200, 300)}
+    ex = PoolExecutor(1, measure_threads=1)
+    try:
+        measuring = ex._pool.submit(time.sleep, 120)  # stands for a measurement of minutes
+        ex._futures[measuring] = "a measurement"
+        for tag, j in jobs.items():
+            ex.submit(j, tag)
+        out = {tag: (res, exc) for tag, res, exc in ex.drain(block=True)}
+        assert not measuring.done() and ex.pending() == 1  # only the measurement is left
+        assert out == {tag: (evaluate_hardware(j), None) for tag, j in jobs.items()}
+    finally:
+        ex.close(cancel=True)  # stops the sleeping worker
+
+
 def test_dask_executor_sends_each_mask_set_as_one_chunk_with_its_scattered_masks(tmp_path):
     """--dask: queued jobs go to the cluster as chunks of one mask set, the set's masks
     scattered once and passed to the batch; the columns equal one job at a time."""
