@@ -109,6 +109,14 @@ def device_of(model: Any) -> str:
         return "cpu"
 
 
+def dense_dir(model: str, task: str, recipe: Recipe, cache: AccuracyCache) -> Path:
+    """The cache folder of `model` fine-tuned on `task` by `recipe`'s dense fields; it holds
+    ``dense.json`` once the model is trained (nothing is trained or written here)."""
+    name = (f"{model_sha256(model)[:16]}-{get_task(task).name}-"
+            f"{short_hash(recipe.dense_fields(), 12)}")
+    return cache.dense_dir / name
+
+
 def dense_checkpoint(model: str, task: str, recipe: Recipe | None = None, *, glue_dir: Any = None,
                      cache: AccuracyCache | None = None, progress: bool = False) -> DenseCheckpoint:
     """The dense model fine-tuned on `task` by `recipe`, trained once and then served from the cache."""
@@ -116,11 +124,10 @@ def dense_checkpoint(model: str, task: str, recipe: Recipe | None = None, *, glu
     cache = AccuracyCache() if cache is None else cache
     spec = get_task(task)
     sha = model_sha256(model)
-    name = f"{sha[:16]}-{spec.name}-{short_hash(recipe.dense_fields(), 12)}"
-    final = cache.dense_dir / name
+    final = dense_dir(model, spec.name, recipe, cache)
     info = final / "dense.json"
     if not info.is_file():
-        with cache.lock(f"dense-{name}"):
+        with cache.lock(f"dense-{final.name}"):
             if not info.is_file():  # another process may have made it while we waited
                 _fine_tune_dense(model, spec.name, recipe, glue_dir, final, sha, progress)
     data = json.loads(info.read_text())

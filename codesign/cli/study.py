@@ -47,7 +47,8 @@ def sweep_command(study_file: str, out_dir: str | None, workers: int, dask_addre
     from codesign import sweep as sw
 
     if dry_run:
-        info = sw.describe(study, out_dir)
+        info = sw.describe(study, out_dir, workers=workers, dask=dask_address,
+                           measure_on=measure_on)
         _print_design_space(study, info)
         return
     from codesign.accuracy import AccuracyError
@@ -111,9 +112,14 @@ def _print_design_space(study, info: dict) -> None:
         "hardware time unknown"
     acc = info["accuracy_seconds"]
     stages = ", ".join(f"~{acc[f]:.0f} s per {f} point" for f in info["fidelities"])
-    click.echo(f"  estimate from a cold cache: ~{info['estimate_s'] / 60:.1f} min on 2 CPU cores "
-               f"({hw_text}; accuracy, one measurement at a time: ~{acc['dense']:.0f} s dense "
-               f"fine-tuning per task, {stages}); a warm cache makes it much less")
+    dense = f"{info['dense_todo']} of {info['dense_total']} dense model(s)"
+    todo = (f"to make: {info['accuracy_todo']} of {info['accuracy_total']} measurement(s) and "
+            f"{dense}, the others are in the accuracy cache" if info["cache_checked"] else
+            f"to make: {dense}; the points' measurements, {info['accuracy_total']}, not looked "
+            "up in the cache (precision follows the hardware, or PE-balanced masks)")
+    click.echo(f"  estimate: ~{info['estimate_s'] / 60:.1f} min ({todo}; accuracy spread over "
+               f"{info['cores']} core(s), per measurement on one of two busy cores: "
+               f"~{acc['dense']:.0f} s dense fine-tuning per task, {stages}; {hw_text})")
 
 
 def _allocation_text(pruning) -> str:

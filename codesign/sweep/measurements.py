@@ -130,6 +130,14 @@ class AccuracyProvider:
                               {"masks": path or DENSE})
 
     # --- seeds (accuracy.seeds): one measurement per seed, combined in one place -------------
+    def dense_cached(self, task: str, seed: int | None = None) -> bool:
+        """Whether the cache holds `task`'s dense model for this study's recipe (at `seed`);
+        nothing is trained."""
+        from codesign.accuracy.dense import dense_dir
+
+        return (dense_dir(self.study.model.name, task, self.recipe_for(seed), self._cache_obj())
+                / "dense.json").is_file()
+
     def recipe_for(self, seed: int | None) -> Recipe:
         """The study's recipe, with `seed` set when given (one seed of a seeded study)."""
         return self.recipe if seed is None else dataclasses.replace(self.recipe, seed=int(seed))

@@ -151,6 +151,27 @@ def test_progress_reports_each_measurement_with_its_score(reference, study, cach
                for line in lines)
 
 
+def test_dry_run_estimate_counts_the_cached_work_and_the_cores(reference, study, cache,
+                                                              tmp_path, monkeypatch):
+    """The dry run's estimate leaves out what the accuracy cache holds and spreads the
+    measurements over the cores that make them."""
+    from codesign.accuracy import AccuracyCache
+    from codesign.sweep import accuracy_seconds, describe
+
+    warm = describe(study, time_one=False, cache=cache)  # the reference run filled it
+    assert warm["cache_checked"] and (warm["accuracy_todo"], warm["dense_todo"]) == (0, 0)
+    assert warm["accuracy_total"] == 5 and warm["estimate_s"] == 0.0  # 4 oneshot + 1 retrain
+    monkeypatch.setenv("CODESIGN_THREADS", "1")
+    cold = describe(study, time_one=False, cache=AccuracyCache(tmp_path / "empty"))
+    assert (cold["accuracy_todo"], cold["dense_todo"], cold["cores"]) == (5, 1, 1)
+    secs = accuracy_seconds(study)
+    assert cold["estimate_s"] == pytest.approx(secs["dense"] + 4 * secs["oneshot"]
+                                               + secs["retrain"])
+    monkeypatch.setenv("CODESIGN_THREADS", "2")
+    two = describe(study, time_one=False, cache=AccuracyCache(tmp_path / "empty"), workers=2)
+    assert two["cores"] == 2 and two["estimate_s"] == pytest.approx(cold["estimate_s"] / 2)
+
+
 def test_two_workers_equal_one(reference, study, cache, tmp_path):
     from codesign.sweep import run_sweep
 
