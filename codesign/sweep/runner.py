@@ -132,6 +132,7 @@ class Runner:
         self.executor = None  # lazily: a fully stored study starts no process, no dask client
         self.n_new = self.n_failed = 0
         self.best = BestTracker(study)
+        self._dense_noted: set[tuple[str, int | None]] = set()
         self.dist = distributions(study)
 
     # --- what is stored -----------------------------------------------------------------------
@@ -158,6 +159,8 @@ class Runner:
         if self.executor is None:
             self.executor = make_executor(workers=self.workers, dask=self.dask,
                                           measure_threads=self.measure_threads)
+        self._note_dense_training({ev.point.task for ev in evaluations  # masks need it too
+                                   if self.study.accuracy.measure or ev.point.block is not None})
         groups: dict[tuple, list[Evaluation]] = {}
         for ev in evaluations:
             key = (ev.point.accuracy_key, ev.fidelity, self.accuracy_precision(ev.point),
@@ -202,6 +205,23 @@ class Runner:
         while self.executor.pending():
             self._collect(block=True)
         self._collect(block=False)
+
+    def _note_dense_training(self, tasks: set[str]) -> None:
+        """A line before a task's dense model is fine-tuned (the first measurement of a task on
+        a new accuracy cache waits for it, in the main process, for minutes)."""
+        if not self.progress:
+            return
+        for task in sorted(tasks):
+            for seed in self.study.accuracy.seeds or [None]:
+                if (task, seed) in self._dense_noted or self.accuracy.dense_cached(task, seed):
+                    continue
+                self._dense_noted.add((task, seed))
+                n = self.accuracy.recipe.dense_examples
+                self.progress.note(
+                    f"fine-tuning the dense model of {task}"
+                    + (f" at seed {seed}" if seed is not None else "")
+                    + f" on {'the whole train split' if n is None else f'{n:,} examples'} "
+                    "(once per accuracy cache; minutes on a CPU)")
 
     def _evaluate_allocated(self, group: list[Evaluation], precision: str) -> None:
         """A latency-aware group (one task, block, target and accelerator): its masks allocated

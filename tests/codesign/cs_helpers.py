@@ -55,9 +55,10 @@ def tiny_cut(recipe: dict, *, accuracy: dict | None = None, hardware: dict | Non
                                                      **(hardware or {})})})
 
 
-def main_process_run(study, base: Path, *, measure=None):
+def main_process_run(study, base: Path, *, measure=None, progress=None):
     """`study` measured in the main process at 1 thread into base/cache (codesign.accuracy's
-    `measure` replaced by `measure` when given); (the sweep result, the cache folder)."""
+    `measure` replaced by `measure` when given; `progress`, a sweep Progress); (the sweep
+    result, the cache folder)."""
     import torch
 
     import codesign.accuracy
@@ -72,7 +73,7 @@ def main_process_run(study, base: Path, *, measure=None):
         torch.set_num_threads(1)
         try:
             result = run_sweep(study, base / "out", cache=AccuracyCache(base / "cache"),
-                               write=False, measure_on="main")
+                               write=False, measure_on="main", progress=progress)
         finally:
             torch.set_num_threads(previous)
     return result, base / "cache"

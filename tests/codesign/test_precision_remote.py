@@ -49,9 +49,18 @@ class _Counting:
 def main_run(study, tmp_path_factory):
     import codesign.accuracy
 
+    from codesign.sweep.progress import Progress
+
     counting = _Counting(codesign.accuracy.measure)
-    result = main_process_run(study, tmp_path_factory.mktemp("main"), measure=counting)
+    progress = Progress(stream=io.StringIO(), force_plain=True)
+    result = main_process_run(study, tmp_path_factory.mktemp("main"), measure=counting,
+                              progress=progress)
     assert sorted(counting.pruned) == [("16x16", 0.5, "w8a8"), ("32x32", 0.5, "w8a8")]
+    # a new cache: the dense model is fine-tuned first, and the run says so once
+    lines = progress.stream.getvalue().splitlines()
+    assert [ln for ln in lines if ln.startswith("fine-tuning")] == [
+        "fine-tuning the dense model of sst2 on 96 examples (once per accuracy cache; minutes "
+        "on a CPU)"]
     return result
 
 
@@ -72,6 +81,7 @@ def test_pool_workers_measure_at_w8a8_and_equal_the_main_process(study, main_run
     assert counting.pruned == []  # every pruned point was measured on a worker
     # each worker's measurement is reported as it arrives, with its score
     lines = progress.stream.getvalue().splitlines()
+    assert not any(line.startswith("fine-tuning") for line in lines)  # the dense model cached
     for block in ("16x16", "32x32"):
         row = result.points[result.points["block_shape"] == block].iloc[0]
         assert any(line.startswith(f"measured sst2 {block} ratio 0.5 (oneshot): accuracy "
