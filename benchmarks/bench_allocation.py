@@ -41,6 +41,7 @@ import copy
 import dataclasses
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -48,6 +49,9 @@ import hwmodels
 from hwmodels.costs import build_costs
 
 from codesign.pruning.allocation import default_min_density
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from anywhere
+from bench_options import use_threads  # noqa: E402
 
 #: uniform-balanced: the smallest uniform ratio whose PE-balanced masks meet the target
 #: (codesign.pruning.balance; it changes anything only under sparse_strategy=compact)
@@ -226,6 +230,7 @@ def _print(row: dict) -> None:
 def main() -> None:
     args = _args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    use_threads(args.threads)  # the retraining too: it reads $CODESIGN_THREADS
     recipe = _recipe(args)
     if args.min_density is None:
         args.min_density = default_min_density(recipe.calib_saliency)

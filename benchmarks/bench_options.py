@@ -1,7 +1,7 @@
 """The command-line options the accuracy benchmarks share, and how `--threads` takes effect.
 
 bench_accuracy, bench_dense, bench_fidelity and bench_pruning each measure with codesign's
-training, evaluation and calibration stages. Those stages read `$CODESIGN_THREADS`
+training, evaluation and calibration stages (bench_allocation too; it uses `use_threads`). Those stages read `$CODESIGN_THREADS`
 (`codesign.pruning.batching.default_threads`), so `--threads` must set it, not only torch's
 global thread count: `use_threads` does both.
 """
