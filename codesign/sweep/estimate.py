@@ -78,7 +78,8 @@ def describe(study: Study, out_dir: str | Path | None = None, time_one: bool = T
     secs = accuracy_seconds(study)
     seeds = len(study.accuracy.seeds or [None])  # accuracy.seeds: every measurement per seed
     cached = cached_accuracy(study, cache)
-    dense_todo = len(study.tasks) * seeds - cached["dense"]
+    dense_total = len(study.tasks) * seeds
+    dense_todo = dense_total - cached["dense"]
     work = dense_todo * secs["dense"]  # seconds of measurements on one of two busy cores
     todo, total = {}, n_aware  # measurements per fidelity to make; all of them
     if study.accuracy.measure:
@@ -102,7 +103,7 @@ def describe(study: Study, out_dir: str | Path | None = None, time_one: bool = T
             "hw_seconds_per_point": hw_seconds,
             "accuracy_seconds": secs, "cores": cores, "dense_todo": dense_todo,
             "accuracy_todo": sum(todo.values()) + n_aware, "accuracy_total": total,
-            "dense_total": len(study.tasks) * seeds, "cache_checked": cached["checked"],
+            "dense_total": dense_total, "cache_checked": cached["checked"],
             "fidelities": [st.fidelity for st in study.accuracy.stages]
             if study.accuracy.measure else [],
             "estimate_s": est, "out_dir": out}

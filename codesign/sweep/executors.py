@@ -56,6 +56,13 @@ def _chunk_results(tags: list[Any], results: list | None, exc: BaseException | N
     return [(t, res, err) for t, (res, err) in zip(tags, results)]
 
 
+def _evaluate_here(queue: list[tuple[HardwareJob, Any]]) -> list:
+    """(tag, columns, exception) per queued job, simulated in this process as one batch
+    (`evaluate_hardware_chunk` groups the jobs by mask set itself)."""
+    return _chunk_results([tag for _, tag in queue],
+                          evaluate_hardware_chunk([job for job, _ in queue]), None)
+
+
 class InlineExecutor:
     """workers=1: evaluate in the main process, in submission order. Jobs queue until the next
     `drain`, which simulates them as one batch (`evaluate_hardware_chunk`: the jobs of one mask
@@ -71,10 +78,7 @@ class InlineExecutor:
 
     def drain(self, block: bool = False) -> list:
         queue, self._queue = self._queue, []
-        if not queue:
-            return []
-        results = evaluate_hardware_chunk([job for job, _ in queue])
-        return [(tag, res, exc) for (_, tag), (res, exc) in zip(queue, results)]
+        return _evaluate_here(queue) if queue else []
 
     def pending(self) -> int:
         return len(self._queue)
@@ -128,8 +132,7 @@ class PoolExecutor:
         pool measures, simulated here and now."""
         queue, self._queue = self._queue, []
         if self._measuring():
-            results = evaluate_hardware_chunk([job for job, _ in queue])
-            self._ready.extend((tag, res, exc) for (_, tag), (res, exc) in zip(queue, results))
+            self._ready.extend(_evaluate_here(queue))
             return
         for chunk in _mask_set_chunks(queue, self.workers):
             fut = self._pool.submit(evaluate_hardware_chunk, [job for job, _ in chunk])

@@ -132,7 +132,7 @@ class Runner:
         self.executor = None  # lazily: a fully stored study starts no process, no dask client
         self.n_new = self.n_failed = 0
         self.best = BestTracker(study)
-        self._dense_noted: set[tuple[str, int | None]] = set()
+        self._dense_checked: set[tuple[str, int | None]] = set()
         self.dist = distributions(study)
 
     # --- what is stored -----------------------------------------------------------------------
@@ -213,9 +213,11 @@ class Runner:
             return
         for task in sorted(tasks):
             for seed in self.study.accuracy.seeds or [None]:
-                if (task, seed) in self._dense_noted or self.accuracy.dense_cached(task, seed):
+                if (task, seed) in self._dense_checked:
                     continue
-                self._dense_noted.add((task, seed))
+                self._dense_checked.add((task, seed))  # looked at once per run
+                if self.accuracy.dense_cached(task, seed):
+                    continue
                 n = self.accuracy.recipe.dense_examples
                 self.progress.note(
                     f"fine-tuning the dense model of {task}"
